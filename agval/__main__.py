@@ -1,0 +1,3 @@
+from agval.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Stand-in service fixtures (owned by the stand-in components)."""

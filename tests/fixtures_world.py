@@ -1,0 +1,1 @@
+"""World fixtures (owned by the synthetic-world component)."""
