@@ -26,7 +26,7 @@ from agval import prefect_env  # noqa: E402
 
 prefect_env.configure()
 
-pytest_plugins = ["tests.fixtures_world", "tests.fixtures_standins"]
+pytest_plugins = ["tests.fixtures_world", "tests.fixtures_alphagenome", "tests.fixtures_myvariant"]
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -1,0 +1,1 @@
+"""Stand-in myvariant fixtures (owned by the allele-lookup component)."""
