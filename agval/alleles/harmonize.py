@@ -1,0 +1,465 @@
+"""Classify lookups and harmonize a study's variants against dbSNP records and the hg38 FASTA.
+
+**Classification** (:func:`classify_lookup`), one class per queried rsID, first match wins:
+``notfound`` (no record) > ``no_hg38`` (records, none with hg38 coordinates) > ``merged``
+(the source says the rsID was merged into another) > ``multiallelic`` (more than one
+candidate variant) > ``indel`` > ``ok_biallelic``.
+
+**Effect-allele convention**, declared a priori per dataset (never inferred from results):
+
+* ``"column:<name>"`` - positive beta refers to the allele in study column ``<name>``; an
+  optional ``other_allele_col`` gives the other allele. The tested allele picks the ALT of
+  multi-allelic rsIDs, may match on the opposite strand (complement) at non-palindromic
+  sites, and the effect is negated where it is the reference allele;
+* ``"alt"`` / ``"ref"`` - positive beta refers to the dbSNP ALT / REF allele (the study's
+  allele columns, when given, only select and verify the site);
+* ``"unknown"`` - the allele of beta is unknown (the caQTL table, pitfall P3): beta is
+  kept as is and every row gets ``orientation_verified = False`` so later steps keep
+  direction claims apart from magnitude.
+
+**Harmonization** (:func:`harmonize`) per study row (duplicated rsIDs stay separate rows):
+
+1. rsID malformed (``missing_rsid``/``malformed_rsid``), not found (``notfound``), without
+   hg38 coordinates (``no_hg38``: other-build positions are refused, never used) - dropped
+   at stage ``lookup``;
+2. pick the hit whose alleles match the study's (direct strand first, then the complement
+   for non-palindromic SNVs; indels compared as VCF or anchor-less alleles, ``-`` = empty);
+   none: ``allele_mismatch`` / ``multiallelic_no_matching_alt``; several:
+   ``multiallelic_ambiguous``;
+3. palindromic A/T, C/G sites with allele-derived orientation: ``palindromic="drop"``
+   drops them (``palindromic``); ``"af"`` resolves them by comparing the study's effect
+   allele frequency (``eaf_col``) with dbSNP's ALT frequency (same side of 0.5 -> the
+   effect allele is ALT), dropping ``palindromic_af_ambiguous`` within ``af_margin`` of 0.5
+   and ``palindromic_no_af`` without frequencies;
+4. REF checked against the FASTA (indels too): a substitution whose ALT matches the genome
+   instead is swapped (``ref_fix``, effect negated); otherwise (and for any indel whose
+   REF does not match) ``ref_mismatch``; a chromosome
+   missing from the FASTA is ``chrom_not_in_reference``;
+5. ``beta_alt`` = the effect oriented to the final ALT.
+
+Every drop goes to the :class:`~agval.drops.DropLog` with stage, reason, row_id and
+detail; every row's decision is in :attr:`HarmonizeResult.decisions`.
+
+**Input** (``study``): ``row_id`` (unique str), ``rsid``, the effect column (``beta_col``),
+allele columns as named by the convention / ``other_allele_col`` (optional), optionally
+``eaf_col``. A missing column raises :class:`~agval.errors.MissingColumnError` naming
+the file and the column.
+
+**Output** (:attr:`HarmonizeResult.table`, one row per kept study row, input order):
+
+=================== ====== ========================================================
+row_id              str    the study's row id
+rsid                str    normalised rsID as in the study
+chrom, pos          str/i64 hg38, ``chr``-prefixed, 1-based
+ref, alt            str    VCF-style, REF verified against the FASTA
+variant_key         str    :attr:`agval.coords.Variant.key` (``chr1:123:A>G``)
+beta_alt            f64    effect oriented to ALT (as is when the convention is unknown)
+harmonization       str    decision, e.g. ``alt``, ``swap``, ``flip``, ``flip_swap``,
+                           ``palindromic_af_alt``, ``declared_ref``, ``unknown``; ``|ref_fix``
+                           appended when REF/ALT were swapped to match the FASTA
+orientation_verified bool  False when the convention is ``unknown``
+lookup_class        str    see above
+source_rsid         str    the record's rsID (the current id for a merged rsID)
+af                  f64    dbSNP ALT frequency of the chosen record (oriented to ``alt``)
+... pass-through    any    every other study column (renamed ``study_<name>`` on a clash)
+=================== ====== ========================================================
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import polars as pl
+
+from agval.alleles import rsid_check_expr
+from agval.alleles.guards import (check_not_empty, check_not_pvalues, check_placeholder_alleles,
+                                  check_single_build)
+from agval.coords import Variant, complement, is_palindromic
+from agval.drops import DropLog, funnel_table
+from agval.errors import AgvalError, ConfigError, MissingColumnError
+from agval.frames import assert_unique
+from agval.genome import ReferenceGenome
+
+LOOKUP_CLASSES = ("ok_biallelic", "multiallelic", "notfound", "no_hg38", "indel", "merged")
+_ACGT = frozenset("ACGT")
+
+OUTPUT_COLUMNS: dict[str, pl.DataType] = {
+    "row_id": pl.Utf8, "rsid": pl.Utf8, "chrom": pl.Utf8, "pos": pl.Int64, "ref": pl.Utf8, "alt": pl.Utf8,
+    "variant_key": pl.Utf8, "beta_alt": pl.Float64, "harmonization": pl.Utf8,
+    "orientation_verified": pl.Boolean, "lookup_class": pl.Utf8, "source_rsid": pl.Utf8, "af": pl.Float64,
+}
+DECISION_COLUMNS: dict[str, pl.DataType] = {
+    "row_id": pl.Utf8, "rsid": pl.Utf8, "lookup_class": pl.Utf8, "kept": pl.Boolean,
+    "harmonization": pl.Utf8, "stage": pl.Utf8, "reason": pl.Utf8, "detail": pl.Utf8,
+}
+
+
+# -- classification ------------------------------------------------------------------------
+def classify_lookup(lookup: pl.DataFrame) -> pl.DataFrame:
+    """Per queried rsID: ``query``, ``lookup_class``, ``n_hits`` (hg38 candidate variants)."""
+    hg38 = pl.col("status").is_in(["ok", "merged"]) & pl.col("pos").is_not_null()
+    is_indel = (pl.col("ref").str.len_chars() != 1) | (pl.col("alt").str.len_chars() != 1)
+    g = (lookup.with_columns(_hg38=hg38, _indel=is_indel.fill_null(False),
+                             _var=pl.when(hg38).then(pl.concat_str(["chrom", "pos", "ref", "alt"], separator=":")))
+         .group_by("query", maintain_order=True)
+         .agg(_found=(pl.col("status") != "notfound").any(),
+              _any38=pl.col("_hg38").any(),
+              _merged=(pl.col("status") == "merged").any(),
+              n_hits=pl.col("_var").drop_nulls().n_unique(),
+              _indel=(pl.col("_indel") & pl.col("_hg38")).any()))
+    cls = (pl.when(~pl.col("_found")).then(pl.lit("notfound"))
+           .when(~pl.col("_any38")).then(pl.lit("no_hg38"))
+           .when(pl.col("_merged")).then(pl.lit("merged"))
+           .when(pl.col("n_hits") > 1).then(pl.lit("multiallelic"))
+           .when(pl.col("_indel")).then(pl.lit("indel"))
+           .otherwise(pl.lit("ok_biallelic")))
+    return g.select("query", cls.alias("lookup_class"), pl.col("n_hits").cast(pl.Int64))
+
+
+# -- convention -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EffectConvention:
+    kind: Literal["alt", "ref", "unknown", "column"]
+    column: str | None = None
+
+    @classmethod
+    def parse(cls, value: "str | EffectConvention") -> "EffectConvention":
+        if isinstance(value, EffectConvention):
+            return value
+        v = str(value).strip()
+        if v in ("alt", "ref", "unknown"):
+            return cls(v)  # type: ignore[arg-type]
+        if v.startswith("column:") and v[len("column:"):].strip():
+            return cls("column", v[len("column:"):].strip())
+        raise ConfigError(f"effect-allele convention {value!r} is not one of 'alt', 'ref', 'unknown', "
+                          "'column:<name>' (declare it a priori per dataset)")
+
+    @property
+    def verified(self) -> bool:
+        return self.kind != "unknown"
+
+    def __str__(self) -> str:
+        return f"column:{self.column}" if self.kind == "column" else self.kind
+
+
+# -- allele matching ---------------------------------------------------------------------------
+def _norm_allele(a: Any) -> str | None:
+    if a is None:
+        return None
+    s = str(a).strip().upper()
+    return "" if s in ("-", "") else s
+
+
+def _same(study: str, vcf: str, anchored_indel: bool) -> bool:
+    """A study allele equals a VCF allele, also when written without the indel anchor base."""
+    return study == vcf or (anchored_indel and study == vcf[1:])
+
+
+def _pair_fits(alleles: list[str], ref: str, alt: str, strand: bool) -> bool:
+    """The study's unordered alleles (0, 1 or 2 of them) fit ref>alt (on the given strand)."""
+    if not alleles:
+        return not strand
+    indel = len(ref) != 1 or len(alt) != 1
+    if strand and (indel or is_palindromic(ref, alt)):
+        return False
+    anchored = indel and ref[:1] == alt[:1]
+    sides = []
+    for a in alleles:
+        a = complement(a) if strand else a
+        side = "alt" if _same(a, alt, anchored) else "ref" if _same(a, ref, anchored) else None
+        if side is None:
+            return False
+        sides.append(side)
+    return len(sides) < 2 or sides[0] != sides[1]
+
+
+def _orient(ref: str, alt: str, e: str, o: str | None, strand: bool) -> str | None:
+    """'alt' / 'ref' when effect allele ``e`` (other ``o``) is the ALT / REF of ref>alt."""
+    indel = len(ref) != 1 or len(alt) != 1
+    anchored = indel and ref[:1] == alt[:1]
+    if strand:
+        if indel:
+            return None  # strand flips of indels are not attempted
+        e = complement(e)
+        o = complement(o) if o is not None else None
+    if _same(e, alt, anchored) and (o is None or _same(o, ref, anchored)):
+        return "alt"
+    if _same(e, ref, anchored) and (o is None or _same(o, alt, anchored)):
+        return "ref"
+    return None
+
+
+@dataclass
+class HarmonizeResult:
+    table: pl.DataFrame
+    decisions: pl.DataFrame
+    drops: DropLog
+    funnel: pl.DataFrame
+    convention: str
+    notes: list[str] = field(default_factory=list)
+
+    def reasons(self) -> pl.DataFrame:
+        """Counts of dropped rows per (stage, reason)."""
+        return (self.decisions.filter(~pl.col("kept")).group_by(["stage", "reason"]).len(name="n")
+                .sort(["n", "reason"], descending=[True, False]))
+
+
+class _RefCheck:
+    def __init__(self, genome: ReferenceGenome):
+        self.genome = genome
+        self.memo: dict[tuple[str, int, int], str | None] = {}
+
+    def seq(self, chrom: str, pos: int, n: int) -> str | None:
+        k = (chrom, pos, n)
+        if k not in self.memo:
+            try:
+                self.memo[k] = self.genome.fetch(chrom, pos - 1, pos - 1 + n)
+            except AgvalError:
+                self.memo[k] = None
+        return self.memo[k]
+
+
+def harmonize(study: pl.DataFrame, lookup: pl.DataFrame, genome: ReferenceGenome | str | Path, *,
+              convention: str | EffectConvention, beta_col: str = "beta", other_allele_col: str | None = None,
+              allele_cols: tuple[str, ...] = (), palindromic: Literal["drop", "af"] = "drop",
+              eaf_col: str | None = None, af_margin: float = 0.1, keep_merged: bool = True,
+              drops: DropLog | None = None, source_file: str | Path | None = None,
+              guards: bool = True, placeholder_min_rows: int = 10) -> HarmonizeResult:
+    """Harmonize ``study`` rows to hg38 ALT-oriented variants (see the module docstring).
+
+    ``allele_cols`` names the study's allele columns for conventions ``alt``/``ref``/
+    ``unknown`` (an unordered pair used to select and verify the site). ``drops`` receives
+    every dropped row (a new :class:`DropLog` when None).
+    """
+    conv = EffectConvention.parse(convention)
+    if not isinstance(lookup, pl.DataFrame) and hasattr(lookup, "table"):
+        lookup = lookup.table  # a LookupResult
+    if palindromic not in ("drop", "af"):
+        raise ConfigError(f"palindromic must be 'drop' or 'af', not {palindromic!r}")
+    drops = drops if drops is not None else DropLog()
+    src = str(source_file) if source_file is not None else None
+    effect_col = conv.column if conv.kind == "column" else None
+    unordered = tuple(allele_cols) if conv.kind != "column" else ()
+    required = ["row_id", "rsid", beta_col] + [c for c in (effect_col, other_allele_col, *unordered) if c]
+    if palindromic == "af" and eaf_col:
+        required.append(eaf_col)
+    for c in required:
+        if c not in study.columns:
+            raise MissingColumnError(c, file=src, available=study.columns)
+    if conv.kind == "column" and palindromic == "af" and not eaf_col:
+        raise ConfigError("palindromic='af' needs eaf_col (the study's effect-allele frequency column)")
+    study = study.with_columns(pl.col("row_id").cast(pl.Utf8))
+    assert_unique(study, "row_id", what=f"study rows{f' of {src}' if src else ''}")
+    if guards:
+        check_not_pvalues(study[beta_col], column=beta_col, file=src)
+        if effect_col:
+            check_placeholder_alleles(study, effect_col, other_allele_col, what=f"study alleles of {src or 'study'}",
+                                      min_rows=placeholder_min_rows)
+        elif len(unordered) == 2:
+            check_placeholder_alleles(study, unordered[0], unordered[1],
+                                      what=f"study alleles of {src or 'study'}", min_rows=placeholder_min_rows)
+        if lookup.height:
+            check_single_build(lookup["assembly"], what="allele lookup coordinates")
+    norm, why = rsid_check_expr("rsid")
+    work = study.with_columns(norm.alias("_rsid"), why.alias("_why"), pl.int_range(pl.len()).alias("_i"))
+    classes = classify_lookup(lookup) if lookup.height else pl.DataFrame(
+        schema={"query": pl.Utf8, "lookup_class": pl.Utf8, "n_hits": pl.Int64})
+    class_of = dict(zip(classes["query"].to_list(), classes["lookup_class"].to_list()))
+    hits: dict[str, list[tuple]] = {}
+    usable = lookup.filter(pl.col("status").is_in(["ok", "merged"]) & pl.col("pos").is_not_null())
+    for q, rs, ch, p, r, a, af in usable.select("query", "rsid", "chrom", "pos", "ref", "alt", "af").unique(
+            subset=["query", "chrom", "pos", "ref", "alt"], maintain_order=True).iter_rows():
+        hits.setdefault(q, []).append((rs, ch, int(p), r or "", a or "", af))
+    refcheck = _RefCheck(genome if isinstance(genome, ReferenceGenome) else ReferenceGenome(genome))
+
+    cols = ["row_id", "_rsid", "_why", "rsid", beta_col]
+    e_idx = o_idx = f_idx = None
+    if effect_col:
+        e_idx = len(cols)
+        cols.append(effect_col)
+    if other_allele_col:
+        o_idx = len(cols)
+        cols.append(other_allele_col)
+    u_idx = []
+    for c in unordered:
+        u_idx.append(len(cols))
+        cols.append(c)
+    if eaf_col:
+        f_idx = len(cols)
+        cols.append(eaf_col)
+    kept: list[dict[str, Any]] = []
+    decisions: list[tuple] = []
+    drop_rows: list[tuple] = []
+
+    i = 0
+
+    def drop(rid, rsid, lclass, stage, reason, detail):
+        decisions.append((rid, rsid, lclass, False, None, stage, reason, detail))
+        drop_rows.append((stage, reason, rid, src, i + 1, detail))
+
+    for i, row in enumerate(work.select(cols).iter_rows()):
+        rid, rsid, why, raw_rsid, beta = row[0], row[1], row[2], row[3], row[4]
+        if why is not None:
+            detail = ("no rsID given" if why == "missing_rsid" else f"{raw_rsid!r} is not an rsID"
+                      + (" (looks like a position)" if raw_rsid and ":" in str(raw_rsid) else ""))
+            drop(rid, None, "invalid", "lookup", why, detail)
+            continue
+        lclass = class_of.get(rsid)
+        if lclass is None:
+            drop(rid, rsid, "not_looked_up", "lookup", "not_looked_up",
+                 f"{rsid} is not in the lookup table (lookup not run for it)")
+            continue
+        if lclass == "notfound":
+            drop(rid, rsid, lclass, "lookup", "notfound", f"{rsid} not found in the allele source")
+            continue
+        if lclass == "no_hg38":
+            drop(rid, rsid, lclass, "lookup", "no_hg38",
+                 f"{rsid} has no hg38 placement; other-build (hg19) coordinates are refused, not lifted over")
+            continue
+        if lclass == "merged" and not keep_merged:
+            drop(rid, rsid, lclass, "lookup", "merged", f"{rsid} was merged into another rsID")
+            continue
+        try:
+            b = None if beta is None else float(beta)
+        except (TypeError, ValueError):
+            b = None
+        if b is None or not math.isfinite(b):
+            drop(rid, rsid, lclass, "harmonize", "missing_effect", f"{beta_col}={beta!r}")
+            continue
+        cands = hits.get(rsid, [])
+        # -- choose the hit and the orientation ---------------------------------------------------
+        strand = False
+        if conv.kind == "column":
+            e = _norm_allele(row[e_idx])
+            o = _norm_allele(row[o_idx]) if o_idx is not None else None
+            if e is None or (e == "" and o is None):
+                drop(rid, rsid, lclass, "harmonize", "missing_effect_allele", f"{effect_col}={row[e_idx]!r}")
+                continue
+            matches = []
+            for h in cands:
+                for s in (False, True):
+                    if s and is_palindromic(h[3], h[4]):
+                        continue
+                    ori = _orient(h[3], h[4], e, o, s)
+                    if ori:
+                        matches.append((h, ori, s))
+            if any(not m[2] for m in matches):
+                matches = [m for m in matches if not m[2]]
+            chosen = {m[0] for m in matches}
+            pair = f"{e or '-'}/{o or '?'}"
+        else:
+            alle = [a for a in (_norm_allele(row[k]) for k in u_idx) if a is not None]
+            matches = []
+            for h in cands:
+                for s in (False, True):
+                    if _pair_fits(alle, h[3], h[4], s):
+                        matches.append((h, None, s))
+                        break
+            if any(not m[2] for m in matches):
+                matches = [m for m in matches if not m[2]]
+            chosen = {m[0] for m in matches}
+            pair = "/".join(a or "-" for a in alle) or "(no study alleles)"
+        if not chosen:
+            avail = ", ".join(f"{h[3]}>{h[4]}" for h in cands)
+            reason = "multiallelic_no_matching_alt" if len(cands) > 1 else "allele_mismatch"
+            drop(rid, rsid, lclass, "harmonize", reason, f"study alleles {pair} match none of {avail}")
+            continue
+        if len(chosen) > 1:
+            avail = ", ".join(f"{h[3]}>{h[4]}" for h in chosen)
+            drop(rid, rsid, lclass, "harmonize", "multiallelic_ambiguous",
+                 f"study alleles {pair} fit several records ({avail}); the tested ALT cannot be told")
+            continue
+        h, ori, strand = matches[0]
+        src_rsid, chrom, pos, ref, alt, af = h
+        decision: str
+        if conv.kind == "column":
+            if is_palindromic(ref, alt):
+                if palindromic == "drop":
+                    drop(rid, rsid, lclass, "harmonize", "palindromic",
+                         f"{ref}/{alt} is palindromic; the strand cannot be told from the alleles")
+                    continue
+                eaf = row[f_idx] if f_idx is not None else None
+                try:
+                    eaf = None if eaf is None else float(eaf)
+                except (TypeError, ValueError):
+                    eaf = None
+                if eaf is None or af is None:
+                    drop(rid, rsid, lclass, "harmonize", "palindromic_no_af",
+                         f"{ref}/{alt} palindromic; study EAF={eaf}, dbSNP ALT AF={af}")
+                    continue
+                if abs(eaf - 0.5) < af_margin or abs(af - 0.5) < af_margin:
+                    drop(rid, rsid, lclass, "harmonize", "palindromic_af_ambiguous",
+                         f"{ref}/{alt} palindromic; study EAF={eaf:.3f}, ALT AF={af:.3f} too close to 0.5")
+                    continue
+                ori = "alt" if (eaf > 0.5) == (af > 0.5) else "ref"
+                decision = f"palindromic_af_{'alt' if ori == 'alt' else 'swap'}"
+            else:
+                decision = {("alt", False): "alt", ("ref", False): "swap",
+                            ("alt", True): "flip", ("ref", True): "flip_swap"}[(ori, strand)]
+        elif conv.kind == "alt":
+            ori, decision = "alt", "declared_alt"
+        elif conv.kind == "ref":
+            ori, decision = "ref", "declared_ref"
+        else:
+            ori, decision = "alt", "unknown"
+        if decision in ("declared_alt", "declared_ref", "unknown") and strand:
+            decision += "|flip"
+        # -- alleles valid and REF on the FASTA ----------------------------------------------------
+        if not (ref and alt and set(ref) <= _ACGT and set(alt) <= _ACGT and ref != alt):
+            drop(rid, rsid, lclass, "harmonize", "invalid_alleles",
+                 f"record alleles {ref!r}>{alt!r} are not VCF-style ACGT (unanchored indel?)")
+            continue
+        g_ref = refcheck.seq(chrom, pos, len(ref))
+        if g_ref is None:
+            drop(rid, rsid, lclass, "harmonize", "chrom_not_in_reference",
+                 f"{chrom} is not in the reference FASTA")
+            continue
+        if g_ref != ref:
+            # swap only substitutions: an indel's ALT shares the anchor base, so it "matches" trivially
+            g_alt = refcheck.seq(chrom, pos, len(alt)) if len(ref) == len(alt) else None
+            if g_alt == alt:
+                ref, alt = alt, ref
+                af = None if af is None else 1.0 - af
+                ori = "ref" if ori == "alt" else "alt"
+                decision += "|ref_fix"
+            else:
+                drop(rid, rsid, lclass, "harmonize", "ref_mismatch",
+                     f"{chrom}:{pos} REF {ref} but the FASTA has {g_ref} (ALT {alt} does not match either)")
+                continue
+        beta_alt = b if (conv.kind == "unknown" or ori == "alt") else -b
+        v = Variant(chrom, pos, ref, alt)
+        kept.append({"_i": i, "row_id": rid, "rsid": rsid, "chrom": chrom, "pos": pos, "ref": ref, "alt": alt,
+                     "variant_key": v.key, "beta_alt": beta_alt, "harmonization": decision,
+                     "orientation_verified": conv.verified, "lookup_class": lclass, "source_rsid": src_rsid,
+                     "af": af})
+        decisions.append((rid, rsid, lclass, True, decision, None, None, None))
+
+    out = pl.DataFrame(kept, schema={"_i": pl.Int64, **OUTPUT_COLUMNS})
+    passthrough = [c for c in study.columns if c not in ("row_id", "rsid")]
+    rename = {c: (f"study_{c}" if c in OUTPUT_COLUMNS else c) for c in passthrough}
+    extra = work.select(["_i"] + passthrough).rename(rename)
+    table = out.join(extra, on="_i", how="left").sort("_i").drop("_i")
+    dec = pl.DataFrame(decisions, schema=DECISION_COLUMNS, orient="row")
+    if drop_rows:
+        from agval.drops import DROPPED
+
+        drops.add_frame(pl.DataFrame(drop_rows, schema=DROPPED.columns, orient="row"))
+    n_valid = work.filter(pl.col("_why").is_null()).height
+    n_found = dec.filter(pl.col("kept") | (pl.col("stage") == "harmonize")).height
+    funnel = funnel_table([("input", study.height), ("valid_rsid", n_valid), ("found_hg38", n_found),
+                           ("harmonized", table.height)])
+    notes = []
+    if guards:
+        check_not_empty(dec.filter(pl.col("kept") | (pl.col("stage") == "harmonize")),
+                        what=f"allele lookup of {src or 'the study'}",
+                        hint="no rsID was found with hg38 coordinates; check the ids and the source")
+        if table.height:
+            check_placeholder_alleles(table, "ref", "alt", what="harmonized variants", min_rows=placeholder_min_rows)
+    if conv.kind == "unknown":
+        notes.append("effect allele unknown: beta_alt is the study's beta unchanged; direction claims are "
+                     "unverified (orientation_verified=False)")
+    return HarmonizeResult(table=table, decisions=dec, drops=drops, funnel=funnel, convention=str(conv),
+                           notes=notes)
