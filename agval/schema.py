@@ -83,7 +83,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def atomic_write_json(path: Path, obj) -> None:
-    atomic_write_bytes(Path(path), (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
+    atomic_write_bytes(Path(path), (json.dumps(obj, indent=2, sort_keys=True, default=str, allow_nan=False) + "\n").encode())
 
 
 def write_table(df: pl.DataFrame, path: str | Path, fmt: str | TableFormat | None = None) -> Path:

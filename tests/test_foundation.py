@@ -100,7 +100,7 @@ def test_run_record_writes_everything_and_keeps_secrets(tmp_path, monkeypatch):
                          simulated=True, seed=3) as rec:
         rec.add_input(inp, "qtl_table")
         rec.set_backend({"name": "alphagenome", "address_kind": "standin", "simulated": True})
-        rec.add_metrics({"spearman_rho": 0.4})
+        rec.add_metrics({"spearman_rho": 0.4, "undefined": float("nan")})
         rec.write_table("scores", pl.DataFrame({"x": [1.0]}))
         rec.drops.add("load", "malformed_rsid", source_row=3)
     m = load_manifest(rec.folder)
@@ -109,7 +109,7 @@ def test_run_record_writes_everything_and_keeps_secrets(tmp_path, monkeypatch):
     assert m["inputs"][0]["sha256"] == hashlib.sha256(b"a\n1\n").hexdigest()
     text = (rec.folder / "manifest.json").read_text()
     assert "sekret-key-123456" not in text and "api_key" not in text
-    assert json.loads((rec.folder / "metrics.json").read_text()) == {"spearman_rho": 0.4}
+    assert json.loads((rec.folder / "metrics.json").read_text()) == {"spearman_rho": 0.4, "undefined": None}
     assert pl.read_parquet(rec.folder / "dropped.parquet").height == 1
     assert "results-simulated" in str(rec.folder)
 

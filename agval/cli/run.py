@@ -1,0 +1,47 @@
+"""``agval run <kind> STUDY_FILE``: run one study through its Prefect flow."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(help="Run a study (QTL, TWAS, MPRA) from a TOML study file through its Prefect flow.",
+                  no_args_is_help=True)
+
+
+def _run(kind: str, study_file: Path, backend_kind, address, model_version, standin_world, lookup_source,
+         myvariant_url, vcf) -> None:
+    from flows import registry
+
+    result = registry.run(kind, study_file,
+                          backend={"kind": backend_kind, "address": address, "model_version": model_version,
+                                   "standin_world": standin_world},
+                          lookup={"source": lookup_source, "base_url": myvariant_url, "vcf": vcf})
+    typer.echo(json.dumps({k: result.get(k) for k in ("run_folder", "simulated", "headline")
+                           if k in result}, indent=2, default=str))
+
+
+def _make(kind: str, help_text: str):
+    def command(
+        study_file: Path = typer.Argument(..., exists=True, dir_okay=False, help="TOML study file."),
+        backend: Optional[str] = typer.Option(None, help="Override [backend] kind: alphagenome|standin|atlas|precomputed."),
+        address: Optional[str] = typer.Option(None, help="Override [backend] address (host:port)."),
+        model_version: Optional[str] = typer.Option(None, help="Override [backend] model_version."),
+        standin_world: Optional[Path] = typer.Option(None, help="Override [backend] standin_world."),
+        lookup_source: Optional[str] = typer.Option(None, help="Override [lookup] source: myvariant|vcf."),
+        myvariant_url: Optional[str] = typer.Option(None, help="Override [lookup] base_url."),
+        vcf: Optional[Path] = typer.Option(None, help="Override [lookup] vcf."),
+    ) -> None:
+        _run(kind, study_file, backend, address, model_version, str(standin_world) if standin_world else None,
+             lookup_source, myvariant_url, str(vcf) if vcf else None)
+
+    command.__doc__ = help_text
+    return command
+
+
+app.command("qtl")(_make("qtl", "QTL validation (caQTL, hQTL, eQTL): scores vs QTL effect sizes, original and corrected modes."))
+app.command("twas")(_make("twas", "TWAS / fine-mapping concordance (Q1-Q4) across GTEx tissues."))
+app.command("mpra")(_make("mpra", "MPRA benchmark: reporter activity vs sequence predictions."))

@@ -1,0 +1,81 @@
+"""Plumbing every study flow shares: backends and allele sources from configuration, and
+the run record. Flows read like methods sections; this is what they do not spell out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any, Iterator
+
+from pydantic import BaseModel
+
+from agval.config import BackendConfig, LookupConfig
+from agval.errors import ConfigError
+from agval.runs import RunRecord
+
+
+def backend_spec(cfg: BackendConfig, address: str | None = None) -> dict[str, Any]:
+    """A plain, picklable spec for :func:`agval.scoring.make_backend` (Dask workers rebuild
+    the backend from it; the API key is never part of it)."""
+    addr = address or cfg.address
+    if cfg.kind in ("alphagenome", "standin"):
+        if cfg.kind == "standin" and not addr:
+            raise ConfigError("backend kind 'standin' needs an address or standin_world")
+        spec = {"kind": "alphagenome", "address": addr, "model_version": cfg.model_version,
+                "deadline_s": cfg.deadline_s}
+        if cfg.standin_world:
+            spec["world_dir"] = cfg.standin_world  # the stand-in world's canary panel
+        return spec
+    if cfg.kind == "atlas":
+        fallback = {"kind": "alphagenome", "address": cfg.address, "model_version": cfg.model_version,
+                    "deadline_s": cfg.deadline_s}
+        return {"kind": "atlas", "address": addr, "fallback": fallback}
+    if cfg.kind == "precomputed":
+        if not cfg.precomputed:
+            raise ConfigError("backend kind 'precomputed' needs 'precomputed' (a parquet/CSV of scores)")
+        return {"kind": "precomputed", "table": cfg.precomputed}
+    raise ConfigError(f"unknown backend kind {cfg.kind!r}")
+
+
+@contextlib.contextmanager
+def backend_session(cfg: BackendConfig) -> Iterator[tuple[Any, dict[str, Any]]]:
+    """Yield ``(backend, spec)``. ``kind='standin'`` without an address starts an in-process
+    stand-in over ``standin_world`` for the duration of the block (simulated)."""
+    from agval.scoring import make_backend
+
+    handle = None
+    address = cfg.address
+    try:
+        if cfg.kind == "standin" and not address:
+            if not cfg.standin_world:
+                raise ConfigError("backend kind 'standin' needs an address or standin_world")
+            from standins.alphagenome import serve
+
+            handle = serve(cfg.standin_world, port=0)
+            address = handle.address
+        spec = backend_spec(cfg, address)
+        yield make_backend(spec), spec
+    finally:
+        if handle is not None:
+            handle.stop()
+
+
+def lookup_spec(cfg: LookupConfig) -> dict[str, Any]:
+    """A plain spec for :func:`tasks.alleles.source_from_spec`."""
+    if cfg.source == "vcf":
+        if not cfg.vcf:
+            raise ConfigError("lookup source 'vcf' needs 'vcf' (a dbSNP-style VCF)")
+        return {"kind": "vcf", "path": cfg.vcf}
+    return {"kind": "myvariant", "base_url": cfg.base_url, "pace": 1.0 / cfg.requests_per_second}
+
+
+def start_run(study: str, flow: str, params: BaseModel | dict[str, Any], *, simulated: bool,
+              seed: int | None = None, inputs: dict[str, str | Path | None] | None = None) -> RunRecord:
+    """Open the run record (simulated runs go under the simulated root) and hash the inputs."""
+    p = params.model_dump(mode="json") if isinstance(params, BaseModel) else dict(params)
+    rec = RunRecord.start(study, flow, parameters=p, simulated=simulated, seed=seed)
+    for role, path in (inputs or {}).items():
+        if path:
+            rec.add_input(path, role)
+    return rec
