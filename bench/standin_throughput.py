@@ -1,0 +1,113 @@
+"""Baseline throughput of the bare SDK ``score_variants`` against the stand-in AlphaGenome
+service (SIMULATED) running in its own process with added latency.
+
+    python bench/standin_throughput.py                 # 1,000 variants, 50 ms, workers 1 4 16 64
+    python bench/standin_throughput.py --quick         # 100 variants (smoke run)
+    python bench/standin_throughput.py --world DIR     # reuse a world (else a small one is built)
+
+One scorer (the recommended DNASE centre mask), 1 Mb intervals centred on each variant,
+the unmodified ``DnaClient`` on a channel with ``dna_client.create()``'s options. The
+scorer's quantile background is computed by one warm-up call before timing. Prints
+seconds and variants/s per concurrency next to the latency-only ideal
+(``latency x n / workers``). This is the baseline the scoring engine is compared with
+(issue 4's ``bench/scoring.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+CREATE_CHANNEL_OPTIONS = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
+
+
+def world_variants(world_dir: Path, n: int):
+    """``n`` distinct SNVs of the world catalogue (status ok) as SDK variants, fixed order."""
+    import polars as pl
+    from alphagenome.data import genome
+
+    df = pl.read_parquet(Path(world_dir) / "variants.parquet").filter(
+        (pl.col("status") == "ok") & (pl.col("kind") == "snv"))
+    df = df.unique(["chrom", "pos", "ref", "alt"]).sort("chrom", "pos", "alt")
+    if df.height < n:
+        raise SystemExit(f"the world has only {df.height} SNVs; asked for {n}")
+    step = df.height // n
+    df = df.gather_every(step).head(n)
+    return [genome.Variant(r["chrom"], r["pos"], r["ref"], r["alt"]) for r in df.iter_rows(named=True)]
+
+
+def sdk_client(address: str):
+    import grpc
+    from alphagenome.models import dna_client
+
+    channel = grpc.insecure_channel(address, options=CREATE_CHANNEL_OPTIONS)
+    grpc.channel_ready_future(channel).result(timeout=30)
+    return dna_client.DnaClient(channel=channel)
+
+
+def time_score_variants(client, variants, scorer, workers: int, width: int = 2 ** 20) -> float:
+    """Seconds for one bare ``score_variants`` call over ``variants``."""
+    intervals = [v.reference_interval.resize(width) for v in variants]
+    t0 = time.perf_counter()
+    out = client.score_variants(intervals, variants, [scorer], max_workers=workers, progress_bar=False)
+    dt = time.perf_counter() - t0
+    assert len(out) == len(variants)
+    return dt
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--world", type=Path, help="existing world folder (default: build a small one, seed 7)")
+    ap.add_argument("--n", type=int, default=None, help="variants (default 1000; 100 with --quick)")
+    ap.add_argument("--workers", type=int, nargs="+", default=[1, 4, 16, 64])
+    ap.add_argument("--latency-ms", type=float, default=50.0)
+    ap.add_argument("--quick", action="store_true", help="smoke run: 100 variants")
+    args = ap.parse_args(argv)
+    n = args.n or (100 if args.quick else 1000)
+
+    from alphagenome.models import variant_scorers
+
+    from standins.launch import start_service
+
+    tmp = Path(tempfile.mkdtemp(prefix="agval-bench-standin-"))
+    try:
+        world = args.world
+        if world is None:
+            from standins.world import build_world
+
+            t = time.perf_counter()
+            world = Path(build_world(tmp / "world", seed=7, size="small"))
+            print(f"built a small world in {time.perf_counter() - t:.1f} s: {world}")
+        variants = world_variants(world, n)
+        scorer = variant_scorers.RECOMMENDED_VARIANT_SCORERS["DNASE"]
+        t = time.perf_counter()
+        with start_service("alphagenome", world, "--latency-ms", f"{args.latency_ms:g}", log_dir=tmp) as svc:
+            print(f"stand-in (SIMULATED) started in {time.perf_counter() - t:.1f} s on {svc.address}, "
+                  f"{args.latency_ms:g} ms latency per request")
+            client = sdk_client(svc.address)
+            t = time.perf_counter()
+            time_score_variants(client, variants[:1], scorer, 1)  # warm-up: the DNASE quantile background
+            print(f"warm-up (quantile background) {time.perf_counter() - t:.1f} s")
+            print(f"\nbare SDK score_variants: {n} variants, 1 scorer (DNASE centre mask), 1 Mb intervals")
+            print(f"{'max_workers':>11} {'seconds':>9} {'variants/s':>11} {'ideal s':>9}")
+            rows = []
+            for w in args.workers:
+                dt = time_score_variants(client, variants, scorer, w)
+                ideal = args.latency_ms / 1000 * n / w
+                rows.append((w, dt, n / dt))
+                print(f"{w:>11} {dt:>9.2f} {n / dt:>11.1f} {ideal:>9.2f}", flush=True)
+        return 0
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
