@@ -1,0 +1,702 @@
+"""The scoring engine: dedup, cache, chunks, isolation, retries, pacing, progress.
+
+Study flows call :func:`score` (or, under Prefect, ``tasks.scoring.score_variants``,
+which runs the same three steps with one task per chunk)::
+
+    run = score(variants_df, ["DNASE", "RNA_SEQ"], backend=backend)
+    run.scores    # long table, one row per row_id x scorer x track x gene (SCORES_FORMAT)
+    run.failures  # variant_key, scorer, error_code, message, attempts
+    run.summary   # calls, retries, throttled, failures, cache hits, variants/s ...
+
+Steps:
+
+1. :func:`plan_scoring`: validates ``row_id, chrom, pos, ref, alt``; deduplicates
+   variants (the same variant in several rows or studies is scored once); looks each
+   (variant, scorer) up in the content-addressed cache; splits what is missing into
+   chunks of ``chunk_size`` variants;
+2. :func:`score_chunk`: one call per variant (all missing scorers in one request) in a
+   thread pool of ``concurrency``; transient errors retried with exponential backoff and
+   jitter; a poison variant is recorded as failed, the rest kept; every result is
+   journaled to the cache as it arrives (a killed run loses nothing);
+3. :func:`assemble`: reads the scores back (cache or memory) and joins them to every
+   input row through ``variant_key``.
+
+Sequence prediction (MPRA-style inputs): :func:`predict_sequences`, one
+``predict_sequence`` call per distinct sequence with all requested outputs, cached by
+sequence hash; only supported lengths; N-padding refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import polars as pl
+
+from agval import schema
+from agval.coords import Variant, normalize_chrom
+from agval.errors import InputError, MissingColumnError, UnsupportedSequenceError
+from agval.frames import checked_join
+from agval.scoring.backend import (SCORE_COLUMNS, TRACK_COLUMNS, RetryPolicy, ScoringBackend,
+                                   TransientScoringError, VariantOutcome, conform_scores,
+                                   normalize_organism, resolve_scorers, scorer_id)
+from agval.scoring.cache import CacheContext, ScoreCache
+
+REQUIRED_COLUMNS = ["row_id", "chrom", "pos", "ref", "alt"]
+DEFAULT_INTERVAL_WIDTH = 2 ** 20  # the model's full 1 Mb context (recommended for variant scoring)
+
+#: The long score table every study flow consumes.
+SCORES_FORMAT = schema.register(schema.TableFormat(
+    name="agval-variant-scores", version=1,
+    columns={"row_id": pl.String, **{k: (pl.Float64 if k in ("raw_score", "quantile_score") else v)
+                                     for k, v in SCORE_COLUMNS.items()}},
+    description="one row per input row x scorer x track x gene: raw (primary) and quantile scores"))
+
+FAILURE_COLUMNS: dict[str, pl.DataType] = {
+    "variant_key": pl.String, "scorer": pl.String, "error_code": pl.String,
+    "message": pl.String, "attempts": pl.Int64,
+}
+FAILURES_FORMAT = schema.register(schema.TableFormat(
+    name="agval-score-failures", version=1, columns=FAILURE_COLUMNS,
+    description="variants a backend could not score, with the reason"))
+
+
+# ----------------------------------------------------------------------------------
+# Results.
+# ----------------------------------------------------------------------------------
+
+@dataclass
+class ScoreRun:
+    """What :func:`score` returns."""
+
+    scores: pl.DataFrame
+    failures: pl.DataFrame
+    summary: dict[str, Any]
+    backend: dict[str, Any]
+    model: dict[str, Any]
+    scorers: list[str]
+    interval_width: int
+    organism: str
+
+    def failed_rows(self, variants: pl.DataFrame) -> pl.DataFrame:
+        """Input rows whose variant failed for at least one scorer (row_id, variant_key, ...)."""
+        keys = self.failures.select("variant_key").unique()
+        vt = variant_keys(variants)
+        return vt.join(keys, on="variant_key", how="semi")
+
+    def record(self, run, *, name: str = "scores") -> None:
+        """Attach to a :class:`agval.runs.RunRecord`: backend, model, summary, tables."""
+        run.set_backend(self.backend)
+        run.set_model(self.model)
+        run.note("scoring", {"scorers": self.scorers, "interval_width": self.interval_width,
+                             "organism": self.organism, "summary": self.summary})
+        run.write_table(name, self.scores, SCORES_FORMAT.name)
+        run.write_table(f"{name}_failures", self.failures, FAILURES_FORMAT.name)
+
+
+@dataclass
+class Chunk:
+    index: int
+    variants: list[Variant]
+    scorers: list[Any]
+
+
+@dataclass
+class ScoringPlan:
+    variant_table: pl.DataFrame  # row_id, variant_key, _ord
+    variants: dict[str, Variant]
+    scorers: list[Any]
+    scorer_ids: list[str]
+    ctx: CacheContext
+    chunks: list[Chunk]
+    cache_hits: int
+    cache_hit_variants: int
+    input_rows: int
+    fingerprint: dict[str, Any]
+
+    @property
+    def n_to_score(self) -> int:
+        return sum(len(c.variants) for c in self.chunks)
+
+
+@dataclass
+class ChunkResult:
+    index: int
+    failures: list[dict]
+    calls: int = 0
+    retries: int = 0
+    throttled: int = 0
+    scored: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    scores: pl.DataFrame | None = None  # only when running without a cache
+
+    def stats(self) -> dict:
+        return {"calls": self.calls, "retries": self.retries, "throttled": self.throttled,
+                "scored": self.scored, "failed": self.failed, "seconds": round(self.seconds, 3)}
+
+
+# ----------------------------------------------------------------------------------
+# Step 1: plan.
+# ----------------------------------------------------------------------------------
+
+def variant_keys(variants: pl.DataFrame, *, file: str | None = None) -> pl.DataFrame:
+    """``row_id, variant_key`` for an input table with ``row_id, chrom, pos, ref, alt``.
+
+    Raises :class:`~agval.errors.InputError` naming the row for an invalid variant.
+    """
+    for c in REQUIRED_COLUMNS:
+        if c not in variants.columns:
+            raise MissingColumnError(c, file=file, available=variants.columns)
+    df = variants.select(pl.col("row_id").cast(pl.String), pl.col("chrom").cast(pl.String),
+                         pl.col("pos"), pl.col("ref").cast(pl.String), pl.col("alt").cast(pl.String))
+    if df["row_id"].is_duplicated().any():
+        dup = df.filter(df["row_id"].is_duplicated())["row_id"].head(3).to_list()
+        raise InputError(f"row_id is not unique (e.g. {dup})", file=file, column="row_id")
+    keys: list[str] = []
+    memo: dict[tuple, str] = {}
+    for i, (chrom, pos, ref, alt) in enumerate(df.select("chrom", "pos", "ref", "alt").iter_rows(), start=1):
+        t = (chrom, pos, ref, alt)
+        k = memo.get(t)
+        if k is None:
+            try:
+                if pos is None or chrom is None:
+                    raise InputError("missing chrom or pos")
+                k = Variant(normalize_chrom(chrom), int(pos), str(ref or "").upper(), str(alt or "").upper()).key
+            except InputError as e:
+                raise InputError(e.reason, file=file, row=i) from None
+            except (TypeError, ValueError) as e:
+                raise InputError(f"invalid variant: {e}", file=file, row=i) from None
+            memo[t] = k
+        keys.append(k)
+    return pl.DataFrame({"row_id": df["row_id"], "variant_key": pl.Series(keys, dtype=pl.String)})
+
+
+def _fingerprint_of(backend: ScoringBackend, fingerprint) -> dict[str, Any]:
+    if fingerprint is None:
+        return backend.fingerprint()
+    if isinstance(fingerprint, str):
+        return {"digest": fingerprint, "model_version": backend.model_version_name}
+    return dict(fingerprint)
+
+
+def open_cache(cache, backend: ScoringBackend) -> ScoreCache | None:
+    """``"default"`` -> the shared cache of the backend's world (simulated or real)."""
+    if cache is None or cache is False:
+        return None
+    if isinstance(cache, ScoreCache):
+        if cache.simulated is not None and cache.simulated != backend.simulated:
+            from agval.errors import SimulatedResultsError
+
+            raise SimulatedResultsError(
+                f"a {'simulated' if backend.simulated else 'real'} backend may not use the "
+                f"{'simulated' if cache.simulated else 'real'} score cache")
+        return cache
+    if cache == "default" or cache is True:
+        return ScoreCache(simulated=backend.simulated)
+    return ScoreCache(Path(cache), simulated=backend.simulated)
+
+
+def plan_scoring(variants: pl.DataFrame, scorers, *, backend: ScoringBackend, cache: ScoreCache | None,
+                 interval_width: int = DEFAULT_INTERVAL_WIDTH, organism: str = "human",
+                 chunk_size: int = 256, fingerprint=None) -> ScoringPlan:
+    organism = normalize_organism(organism)
+    scorers = resolve_scorers(scorers)
+    backend.validate(scorers, interval_width=interval_width, organism=organism)
+    ids = [scorer_id(s) for s in scorers]
+    vt = variant_keys(variants).with_row_index("_ord")
+    uniq = vt["variant_key"].unique(maintain_order=True).to_list()
+    vmap = {k: Variant.parse(k) for k in uniq}
+    fp = _fingerprint_of(backend, fingerprint)
+    ctx = CacheContext(interval_width=interval_width, organism=organism,
+                       model_version=backend.model_version_name, fingerprint=fp["digest"])
+    # which (variant, scorer) entries are missing
+    missing: dict[str, list[int]] = {k: [] for k in uniq}
+    hits = 0
+    if cache is not None:
+        for j, sid in enumerate(ids):
+            keys = ctx.keys(uniq, sid)
+            have = cache.contains(ctx, keys)
+            hits += len(have)
+            for k, ck in zip(uniq, keys):
+                if ck not in have:
+                    missing[k].append(j)
+    else:
+        for k in uniq:
+            missing[k] = list(range(len(ids)))
+    groups: dict[tuple[int, ...], list[Variant]] = {}
+    for k in uniq:
+        if missing[k]:
+            groups.setdefault(tuple(missing[k]), []).append(vmap[k])
+    chunks: list[Chunk] = []
+    for sc_idx, vs in groups.items():
+        for i in range(0, len(vs), max(1, chunk_size)):
+            chunks.append(Chunk(len(chunks), vs[i:i + chunk_size], [scorers[j] for j in sc_idx]))
+    hit_variants = sum(1 for k in uniq if not missing[k])
+    return ScoringPlan(vt, vmap, scorers, ids, ctx, chunks, hits, hit_variants, variants.height, fp)
+
+
+# ----------------------------------------------------------------------------------
+# Step 2: score chunks.
+# ----------------------------------------------------------------------------------
+
+class Progress:
+    """A terminal progress bar (tqdm; auto-off when stderr is not a terminal) and/or a
+    callback ``fn(done, total)``. Thread-safe."""
+
+    def __init__(self, total: int, progress: bool | None | Callable[[int, int], None] = None,
+                 desc: str = "scoring"):
+        self.total = total
+        self.done = 0
+        self._lock = threading.Lock()
+        self._cb = progress if callable(progress) else None
+        self._bar = None
+        if progress is not False and not callable(progress) and total > 0:
+            try:
+                from tqdm import tqdm
+
+                disable = None if progress is None else False
+                if progress is True and not sys.stderr.isatty():
+                    disable = False
+                self._bar = tqdm(total=total, desc=desc, unit="var", file=sys.stderr,
+                                 disable=disable, mininterval=0.5, dynamic_ncols=True)
+            except Exception:  # pragma: no cover
+                self._bar = None
+
+    def update(self, n: int = 1) -> None:
+        with self._lock:
+            self.done += n
+            if self._bar is not None:
+                self._bar.update(n)
+            if self._cb is not None:
+                self._cb(self.done, self.total)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def quota_cost(n_scorers: int, interval_width: int) -> float:
+    """Estimated quota cost of one call (scorers x width / 1 Mb)."""
+    return max(1, n_scorers) * interval_width / 2 ** 20
+
+
+class _CostLimiter:
+    """Adapts a limiter to a fixed per-call cost."""
+
+    def __init__(self, limiter, cost: float):
+        self.limiter, self.cost = limiter, cost
+
+    def acquire(self):
+        return self.limiter.acquire(self.cost)
+
+    def release(self, code, sent_at=None):
+        return self.limiter.release(code, sent_at)
+
+
+def score_chunk(chunk: Chunk, *, backend: ScoringBackend, cache: ScoreCache | None, ctx: CacheContext,
+                concurrency: int = 16, policy: RetryPolicy | None = None, limiter=None,
+                progress: Progress | None = None, raise_if_all_transient: bool = False) -> ChunkResult:
+    """Score one chunk; every finished variant is journaled to the cache immediately."""
+    t0 = time.monotonic()
+    ids = [scorer_id(s) for s in chunk.scorers]
+    writer = cache.writer(ctx) if cache is not None else None
+    kept: list[pl.DataFrame] = []
+    lim = _CostLimiter(limiter, quota_cost(len(ids), ctx.interval_width)) if limiter is not None else None
+
+    def on_result(o: VariantOutcome) -> None:
+        if o.ok:
+            if writer is not None:
+                writer.add(o.variant.key, o.scores, ids)
+            else:
+                kept.append(conform_scores(o.scores) if o.scores is not None else None)
+        if progress is not None:
+            progress.update(1)
+
+    try:
+        outcomes = backend.score_variants(chunk.variants, chunk.scorers, interval_width=ctx.interval_width,
+                                          organism=ctx.organism, concurrency=concurrency, policy=policy,
+                                          limiter=lim, on_result=on_result)
+    finally:
+        if writer is not None:
+            writer.flush()
+    res = ChunkResult(chunk.index, [])
+    for o in outcomes:
+        res.calls += o.attempts
+        res.retries += o.retries
+        res.throttled += o.throttled
+        if o.ok:
+            res.scored += 1
+        else:
+            res.failed += 1
+            for sid in ids:
+                res.failures.append({"variant_key": o.variant.key, "scorer": sid, "error_code": o.error_code,
+                                     "message": o.message, "attempts": o.attempts})
+    if writer is None:
+        frames = [f for f in kept if f is not None and f.height]
+        res.scores = pl.concat(frames) if frames else pl.DataFrame(schema=SCORE_COLUMNS)
+    res.seconds = time.monotonic() - t0
+    if raise_if_all_transient and outcomes and res.scored == 0 and all(
+            (o.error_code in (policy or RetryPolicy()).retry_codes) for o in outcomes):
+        raise TransientScoringError(
+            f"chunk {chunk.index}: all {len(outcomes)} variants failed with transient errors "
+            f"(e.g. {outcomes[0].error_code}: {outcomes[0].message})")
+    return res
+
+
+# ----------------------------------------------------------------------------------
+# Step 3: assemble.
+# ----------------------------------------------------------------------------------
+
+def _gather_columnwise(df: pl.DataFrame, idx: pl.Series) -> pl.DataFrame:
+    """``df[idx]`` one column at a time, releasing each source column as it goes, so the
+    peak is one frame plus one column rather than two frames (1 M-row score tables)."""
+    out: dict[str, pl.Series] = {}
+    for c in df.columns:
+        out[c] = df.get_column(c).gather(idx)
+        df = df.drop(c)
+    return pl.DataFrame(out)
+
+
+def _join_rows(vt: pl.DataFrame, holder: list[pl.DataFrame], scorer_ids: list[str]) -> pl.DataFrame:
+    """Score rows of unique variants -> one copy per input row, in input order.
+
+    Order: input row, then scorer (request order), then the backend's own row order
+    (tracks in catalogue order, genes inner), which the cache preserves. Memory-lean:
+    ordering keys come from hash lookups and a column-wise gather; only variants that
+    several input rows share go through a (checked) join.
+    """
+    rows = holder.pop()  # the caller keeps no reference: dropped columns are really freed
+    first = vt.group_by("variant_key").agg(pl.col("_ord").min().alias("_v"), pl.len().alias("_n"))
+    vmap = dict(zip(first["variant_key"].to_list(), first["_v"].to_list()))
+    scmap = {s: i for i, s in enumerate(scorer_ids)}
+    keys = rows.select(
+        pl.col("variant_key").replace_strict(vmap, default=None, return_dtype=pl.Int64).alias("_v"),
+        pl.col("scorer").replace_strict(scmap, default=None, return_dtype=pl.Int64).alias("_sc"))
+    idx = keys.select(pl.arg_sort_by(["_v", "_sc"], maintain_order=True)).to_series()
+    del keys
+    rows = _gather_columnwise(rows, idx)
+    del idx
+    f64 = [pl.col("raw_score").cast(pl.Float64), pl.col("quantile_score").cast(pl.Float64)]
+    if int(first["_n"].max() or 0) <= 1:  # every variant is one input row: a lookup is enough
+        rid = dict(zip(vt["variant_key"].to_list(), vt["row_id"].to_list()))
+        return rows.select(pl.col("variant_key").replace_strict(rid, return_dtype=pl.String).alias("row_id"),
+                           *[c for c in SCORE_COLUMNS if c not in ("raw_score", "quantile_score")], *f64
+                           ).select(["row_id", *SCORE_COLUMNS])
+    rows = rows.with_row_index("_i")
+    counts = rows.group_by("variant_key").len()
+    expected = int(vt.join(counts, on="variant_key", how="inner")["len"].sum() or 0)
+    out = checked_join(vt.select("_ord", "row_id", "variant_key"), rows, "variant_key", how="inner",
+                       validate="m:m", max_rows=expected, what="input rows x variant scores")
+    return out.sort("_ord", "_i").select(["row_id", *[c for c in SCORE_COLUMNS
+                                                       if c not in ("raw_score", "quantile_score")], *f64]
+                                         ).select(["row_id", *SCORE_COLUMNS])
+
+
+def assemble(plan: ScoringPlan, results: Sequence[ChunkResult], *, cache: ScoreCache | None,
+             backend: ScoringBackend, seconds: float, limiter=None) -> ScoreRun:
+    failures = [f for r in results for f in r.failures]
+    fail_df = pl.DataFrame(failures, schema=FAILURE_COLUMNS) if failures else pl.DataFrame(schema=FAILURE_COLUMNS)
+    uniq = list(plan.variants)
+    cols = list(SCORE_COLUMNS)
+    if cache is not None:
+        keys = [ck for sid in plan.scorer_ids for ck in plan.ctx.keys(uniq, sid)]
+        rows = cache.lookup(plan.ctx, keys, columns=cols)
+    else:
+        frames = [r.scores for r in results if r.scores is not None and r.scores.height]
+        rows = pl.concat(frames) if frames else pl.DataFrame(schema=SCORE_COLUMNS)
+        rows = rows.filter(pl.col("scorer").is_in(plan.scorer_ids))
+    holder = [rows]
+    del rows  # _join_rows releases the lookup column by column as it reorders it
+    out = _join_rows(plan.variant_table, holder, plan.scorer_ids)
+    scored = sum(r.scored for r in results)
+    summary = {
+        "input_rows": plan.input_rows,
+        "unique_variants": len(uniq),
+        "scorers": len(plan.scorer_ids),
+        "cache_hits": plan.cache_hits,
+        "cache_hit_variants": plan.cache_hit_variants,
+        "to_score": plan.n_to_score,
+        "scored": scored,
+        "failed_variants": sum(r.failed for r in results),
+        "failures": fail_df.height,
+        "calls": sum(r.calls for r in results),
+        "retries": sum(r.retries for r in results),
+        "throttled": sum(r.throttled for r in results),
+        "chunks": len(results),
+        "score_rows": out.height,
+        "seconds": round(seconds, 3),
+        "variants_per_s": round(len(uniq) / seconds, 1) if seconds > 0 else None,
+        "scored_per_s": round(scored / seconds, 1) if seconds > 0 and scored else None,
+    }
+    if limiter is not None:
+        summary["limiter"] = limiter.stats()
+    from agval.scoring.fingerprint import summarize
+
+    model = {"model_version": backend.model_version_name, "fingerprint": summarize(plan.fingerprint),
+             "fingerprint_digest": plan.fingerprint.get("digest")}
+    return ScoreRun(out, fail_df, summary, backend.describe(), model, plan.scorer_ids,
+                    plan.ctx.interval_width, plan.ctx.organism)
+
+
+# ----------------------------------------------------------------------------------
+# The one-call entry point.
+# ----------------------------------------------------------------------------------
+
+def score(variants: pl.DataFrame, scorers, *, backend: ScoringBackend, cache="default",
+          interval_width: int = DEFAULT_INTERVAL_WIDTH, organism: str = "human", chunk_size: int = 256,
+          concurrency: int = 16, policy: RetryPolicy | None = None, limiter="auto",
+          progress: bool | None | Callable[[int, int], None] = None, fingerprint=None) -> ScoreRun:
+    """Score ``variants`` (``row_id, chrom, pos, ref, alt``) with ``scorers``.
+
+    ``scorers``: SDK scorer objects, ``RECOMMENDED_VARIANT_SCORERS`` keys (``"DNASE"``) or
+    named scorers of a precomputed model. ``cache``: ``"default"`` (the shared cache,
+    simulated or real according to the backend), a :class:`ScoreCache`, a folder, or
+    ``None``. ``fingerprint``: a fingerprint dict or digest (computed from the backend
+    when omitted). ``limiter``: ``"auto"`` (an :class:`AdaptiveLimiter` that does nothing
+    until the service answers RESOURCE_EXHAUSTED, then paces just under the quota), a
+    limiter object (share one across calls to keep what it learnt) or ``None``.
+    """
+    t0 = time.monotonic()
+    if limiter == "auto":
+        from agval.scoring.limiter import AdaptiveLimiter
+
+        limiter = AdaptiveLimiter()
+    store = open_cache(cache, backend)
+    plan = plan_scoring(variants, scorers, backend=backend, cache=store, interval_width=interval_width,
+                        organism=organism, chunk_size=chunk_size, fingerprint=fingerprint)
+    prog = Progress(plan.n_to_score, progress)
+    results = []
+    try:
+        for ch in plan.chunks:
+            results.append(score_chunk(ch, backend=backend, cache=store, ctx=plan.ctx,
+                                       concurrency=concurrency, policy=policy, limiter=limiter, progress=prog))
+    finally:
+        prog.close()
+    return assemble(plan, results, cache=store, backend=backend, seconds=time.monotonic() - t0,
+                    limiter=limiter)
+
+
+# ----------------------------------------------------------------------------------
+# Sequence prediction.
+# ----------------------------------------------------------------------------------
+
+SUPPORTED_LENGTHS = (16_384, 131_072, 524_288, 1_048_576)
+_ACGT = frozenset("ACGT")
+
+
+def sequence_sha(seq: str) -> str:
+    return hashlib.sha256(seq.encode()).hexdigest()
+
+
+def check_sequence(seq: str, *, seq_id: str | None = None) -> str:
+    """Upper-cased ``seq`` if it can be sent to the model, else :class:`UnsupportedSequenceError`."""
+    where = f"sequence {seq_id!r}" if seq_id is not None else "sequence"
+    s = seq.upper()
+    if len(s) not in SUPPORTED_LENGTHS:
+        raise UnsupportedSequenceError(
+            f"{where} has length {len(s)}; supported lengths are {list(SUPPORTED_LENGTHS)} "
+            "(embed the insert in a real flanking context of a supported length)")
+    letters = set(s)
+    if "N" in letters:
+        raise UnsupportedSequenceError(
+            f"{where} contains N (N-padding is refused: the model never saw N-padded inputs; "
+            "pad with the real reporter or genomic flank instead)")
+    bad = letters - _ACGT
+    if bad:
+        raise UnsupportedSequenceError(f"{where} contains letters other than ACGT: {sorted(bad)}")
+    return s
+
+
+@dataclass
+class SequenceRun:
+    """What :func:`predict_sequences` returns.
+
+    ``predictions[(sha, output_type)]`` is ``float32 [n_bins, n_tracks]`` binned at
+    ``bin_size`` bp (sum of the model's signal per bin); ``tracks[output_type]`` the
+    track metadata in column order; ``sequences`` maps ``seq_id`` to ``sha``.
+    """
+
+    sequences: pl.DataFrame  # seq_id, sequence_sha256, length
+    predictions: dict[tuple[str, str], np.ndarray]
+    tracks: dict[str, pl.DataFrame]
+    bin_size: int
+    failures: pl.DataFrame  # seq_id, sequence_sha256, error_code, message, attempts
+    summary_stats: dict[str, Any] = field(default_factory=dict)
+    backend: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self, *, window: tuple[int, int] | None = None, stat: str = "sum") -> pl.DataFrame:
+        """Long table: ``seq_id, output_type`` + track columns + ``value`` = ``stat`` of the
+        signal over ``window`` (0-based half-open bp, rounded out to whole bins;
+        whole sequence when None)."""
+        frames = []
+        for r in self.sequences.iter_rows(named=True):
+            for ot, meta in self.tracks.items():
+                arr = self.predictions.get((r["sequence_sha256"], ot))
+                if arr is None:
+                    continue
+                a = arr
+                if window is not None:
+                    b0 = window[0] // self.bin_size
+                    b1 = -(-window[1] // self.bin_size)
+                    a = arr[b0:b1]
+                if stat == "sum":
+                    v = a.sum(axis=0)
+                elif stat == "mean":
+                    v = a.sum(axis=0) / max(1, a.shape[0] * self.bin_size)
+                elif stat == "max":
+                    v = a.max(axis=0)
+                else:
+                    raise InputError(f"unknown stat {stat!r}; use sum, mean or max")
+                frames.append(meta.with_columns(pl.lit(r["seq_id"]).alias("seq_id"),
+                                                pl.lit(ot).alias("output_type"),
+                                                pl.Series("value", np.asarray(v, dtype=np.float64))))
+        if not frames:
+            return pl.DataFrame(schema={"seq_id": pl.String, "output_type": pl.String, **TRACK_COLUMNS,
+                                        "value": pl.Float64})
+        return pl.concat(frames, how="diagonal_relaxed").select(
+            "seq_id", "output_type", *TRACK_COLUMNS, "value")
+
+
+def _bin(values: np.ndarray, resolution: int, bin_size: int) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float32)
+    if values.ndim != 2:
+        raise UnsupportedSequenceError("only 1-D track outputs can be binned (not contact maps/junctions)")
+    if bin_size <= resolution:
+        return values
+    f = bin_size // resolution
+    n = values.shape[0] // f
+    return values[: n * f].reshape(n, f, values.shape[1]).sum(axis=1, dtype=np.float32)
+
+
+class SequenceCache:
+    """Per-sequence ``.npz`` files keyed by sequence sha256 + outputs + ontology terms +
+    organism + model fingerprint + bin size. Written atomically."""
+
+    def __init__(self, root: str | Path | None = None, *, simulated: bool):
+        from agval.paths import cache_dir
+
+        self.root = Path(root) if root else cache_dir("sequences", simulated)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, ctx_key: str, sha: str) -> Path:
+        return self.root / ctx_key / sha[:2] / f"{sha}.npz"
+
+    def get(self, ctx_key: str, sha: str) -> tuple[dict[str, np.ndarray], dict[str, pl.DataFrame]] | None:
+        p = self.path(ctx_key, sha)
+        if not p.exists():
+            return None
+        with np.load(p, allow_pickle=False) as z:
+            meta = json.loads(bytes(z["__meta__"]).decode())
+            arrays = {ot: z[f"v_{ot}"] for ot in meta}
+        tracks = {ot: pl.DataFrame(rows, schema=TRACK_COLUMNS, orient="row") for ot, rows in meta.items()}
+        return arrays, tracks
+
+    def put(self, ctx_key: str, sha: str, arrays: dict[str, np.ndarray], tracks: dict[str, pl.DataFrame]) -> None:
+        buf = io.BytesIO()
+        meta = {ot: [list(r) for r in tracks[ot].select(list(TRACK_COLUMNS)).iter_rows()] for ot in arrays}
+        np.savez_compressed(buf, __meta__=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
+                            **{f"v_{ot}": a for ot, a in arrays.items()})
+        schema.atomic_write_bytes(self.path(ctx_key, sha), buf.getvalue())
+
+
+def predict_sequences(sequences: pl.DataFrame | Sequence[str], outputs: Sequence[str], *,
+                      backend: ScoringBackend, ontology_terms: Sequence[str] | None = None,
+                      organism: str = "human", bin_size: int = 32, cache="default", concurrency: int = 4,
+                      policy: RetryPolicy | None = None, limiter=None, fingerprint=None,
+                      progress: bool | None | Callable[[int, int], None] = None) -> SequenceRun:
+    """Predict every distinct sequence once with all ``outputs`` (e.g. ``["DNASE", "CAGE"]``).
+
+    ``sequences``: a frame with ``seq_id, sequence`` or a list of strings (ids ``s0, s1...``).
+    Sequences of an unsupported length or containing N raise
+    :class:`~agval.errors.UnsupportedSequenceError` before any call is made.
+    """
+    t0 = time.monotonic()
+    organism = normalize_organism(organism)
+    if not isinstance(sequences, pl.DataFrame):
+        sequences = pl.DataFrame({"seq_id": [f"s{i}" for i in range(len(sequences))],
+                                  "sequence": list(sequences)})
+    for c in ("seq_id", "sequence"):
+        if c not in sequences.columns:
+            raise MissingColumnError(c, available=sequences.columns)
+    outputs = [str(getattr(o, "name", o)).upper() for o in dict.fromkeys(outputs)]
+    seqs: dict[str, str] = {}
+    rows = []
+    for sid, s in sequences.select(pl.col("seq_id").cast(pl.String), "sequence").iter_rows():
+        s = check_sequence(str(s or ""), seq_id=sid)
+        sha = sequence_sha(s)
+        seqs.setdefault(sha, s)
+        rows.append((sid, sha, len(s)))
+    seq_table = pl.DataFrame(rows, schema={"seq_id": pl.String, "sequence_sha256": pl.String,
+                                           "length": pl.Int64}, orient="row")
+    fp = _fingerprint_of(backend, fingerprint)
+    ctx_key = hashlib.sha256(json.dumps([outputs, sorted(ontology_terms or []) if ontology_terms else None,
+                                         organism, backend.model_version_name, fp["digest"], bin_size]
+                                        ).encode()).hexdigest()[:24]
+    store = None
+    if cache not in (None, False):
+        store = cache if isinstance(cache, SequenceCache) else SequenceCache(
+            None if cache in ("default", True) else cache, simulated=backend.simulated)
+    predictions: dict[tuple[str, str], np.ndarray] = {}
+    tracks: dict[str, pl.DataFrame] = {}
+    todo = []
+    hits = 0
+    for sha in seqs:
+        got = store.get(ctx_key, sha) if store is not None else None
+        if got is None:
+            todo.append(sha)
+            continue
+        hits += 1
+        arrays, tr = got
+        for ot, a in arrays.items():
+            predictions[(sha, ot)] = a
+        for ot, t in tr.items():
+            tracks.setdefault(ot, t)
+    prog = Progress(len(todo), progress, desc="predicting")
+    lock = threading.Lock()
+
+    def on_result(i: int, out) -> None:
+        sha = todo[i]
+        if out.error is None:
+            arrays = {p.output_type: _bin(p.values, p.resolution, bin_size) for p in out.value}
+            tr = {p.output_type: p.tracks.select(list(TRACK_COLUMNS)) for p in out.value}
+            if store is not None:
+                store.put(ctx_key, sha, arrays, tr)
+            with lock:
+                for ot, a in arrays.items():
+                    predictions[(sha, ot)] = a
+                for ot, t in tr.items():
+                    tracks.setdefault(ot, t)
+        prog.update(1)
+
+    outs = backend.predict_sequences([seqs[s] for s in todo], requested_outputs=outputs,
+                                     ontology_terms=ontology_terms, organism=organism,
+                                     concurrency=concurrency, policy=policy, limiter=limiter,
+                                     on_result=on_result) if todo else []
+    prog.close()
+    sha_to_ids: dict[str, list[str]] = {}
+    for sid, sha, _ in rows:
+        sha_to_ids.setdefault(sha, []).append(sid)
+    fails = []
+    for sha, out in zip(todo, outs):
+        if out.error is not None:
+            for sid in sha_to_ids[sha]:
+                fails.append({"seq_id": sid, "sequence_sha256": sha, "error_code": out.error[0],
+                              "message": out.error[1], "attempts": out.attempts})
+    fail_schema = {"seq_id": pl.String, "sequence_sha256": pl.String, "error_code": pl.String,
+                   "message": pl.String, "attempts": pl.Int64}
+    secs = time.monotonic() - t0
+    stats = {"input_rows": sequences.height, "unique_sequences": len(seqs), "cache_hits": hits,
+             "calls": sum(o.attempts for o in outs), "retries": sum(max(0, o.attempts - 1) for o in outs),
+             "failures": sum(1 for o in outs if o.error is not None), "seconds": round(secs, 3)}
+    return SequenceRun(seq_table, predictions, tracks, bin_size,
+                       pl.DataFrame(fails, schema=fail_schema) if fails else pl.DataFrame(schema=fail_schema),
+                       stats, backend.describe())

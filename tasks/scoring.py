@@ -1,0 +1,145 @@
+"""Prefect tasks for variant scoring: one task per chunk, artifacts for progress and summary.
+
+Inside a flow::
+
+    from tasks.scoring import score_variants
+    run = score_variants(variants_df, ["DNASE"], backend=backend)   # a ScoreRun
+
+* :func:`score_variants` plans in the flow (dedup + cache lookups), submits
+  :data:`score_chunk_task` once per chunk through the flow's task runner
+  (``ThreadPoolTaskRunner`` by default; a ``DaskTaskRunner`` works too when ``backend``
+  is a spec dict, see :func:`agval.scoring.make_backend`), updates a progress artifact
+  as chunks finish, assembles the result and publishes a summary table artifact.
+* :data:`score_chunk_task` retries a chunk only when every variant of it failed with a
+  transient error (RESOURCE_EXHAUSTED / UNAVAILABLE / DEADLINE_EXCEEDED after all
+  per-variant attempts: the service is down or throttling hard) - ``retry_condition_fn``
+  says no to everything else. Per-variant retries and isolation happen inside the task.
+* Concurrency = ``concurrency`` calls per chunk x chunks the task runner runs at once.
+* A Prefect global concurrency limit can pace calls across workers:
+  ``rate_limit_name="alphagenome-quota"`` calls ``prefect.concurrency.sync.rate_limit``
+  before every call (create the limit with a slot decay first:
+  ``prefect gcl create alphagenome-quota --limit 60 --slot-decay-per-second 1``).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from agval import prefect_env as _prefect_env
+
+_prefect_env.configure()
+
+from prefect import task  # noqa: E402
+from prefect.cache_policies import NONE  # noqa: E402
+from prefect.tasks import exponential_backoff  # noqa: E402
+
+from agval.scoring.backend import TRANSIENT_CODES, BackendCallError, TransientScoringError  # noqa: E402
+
+
+def transient_only(task, task_run, state) -> bool:
+    """``retry_condition_fn``: retry the chunk only for transient failures."""
+    try:
+        state.result()
+    except TransientScoringError:
+        return True
+    except BackendCallError as e:
+        return e.transient
+    except Exception as e:  # noqa: BLE001
+        code = getattr(e, "code", None)
+        if callable(code):
+            try:
+                return getattr(code(), "name", "") in TRANSIENT_CODES
+            except Exception:  # noqa: BLE001
+                return False
+        return False
+    return False
+
+
+def prefect_rate_limit_hook(name: str):
+    """A limiter hook taking ``occupy`` slots of a Prefect global concurrency limit."""
+    from prefect.concurrency.sync import rate_limit
+
+    def hook(cost: float) -> None:
+        rate_limit(name, occupy=max(1, int(round(cost))))
+
+    return hook
+
+
+def _resolve_backend(backend):
+    if isinstance(backend, dict):
+        from agval.scoring import make_backend
+
+        return make_backend(backend)
+    return backend
+
+
+@task(name="score-chunk", retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=10),
+      retry_jitter_factor=0.5, retry_condition_fn=transient_only, cache_policy=NONE,
+      task_run_name="score-chunk-{chunk.index}")
+def score_chunk_task(chunk, backend, ctx, *, cache_root: str | None, simulated: bool, concurrency: int = 16,
+                     policy=None, limiter=None, rate_limit_name: str | None = None):
+    """Score one chunk (see :func:`agval.scoring.engine.score_chunk`); results go to the cache."""
+    from agval.scoring import engine
+    from agval.scoring.cache import ScoreCache
+    from agval.scoring.limiter import AdaptiveLimiter
+
+    b = _resolve_backend(backend)
+    cache = ScoreCache(cache_root, simulated=simulated) if cache_root else None
+    if rate_limit_name:
+        if limiter is None:
+            limiter = AdaptiveLimiter()
+        if limiter.hook is None:
+            limiter.hook = prefect_rate_limit_hook(rate_limit_name)
+    return engine.score_chunk(chunk, backend=b, cache=cache, ctx=ctx, concurrency=concurrency, policy=policy,
+                              limiter=limiter, raise_if_all_transient=True)
+
+
+def score_variants(variants, scorers, *, backend, cache: Any = "default", interval_width: int | None = None,
+                   organism: str = "human", chunk_size: int = 256, concurrency: int = 16, policy=None,
+                   limiter="auto", fingerprint=None, rate_limit_name: str | None = None,
+                   artifact_key: str = "scoring"):
+    """Score inside a flow: plan, one task per chunk, progress + summary artifacts -> ScoreRun."""
+    from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
+    from prefect.futures import as_completed
+
+    from agval.scoring import engine
+
+    t0 = time.monotonic()
+    if limiter == "auto":  # one limiter for every chunk (threads share it; Dask workers get a copy)
+        from agval.scoring.limiter import AdaptiveLimiter
+
+        limiter = AdaptiveLimiter()
+    b = _resolve_backend(backend)
+    store = engine.open_cache(cache, b)
+    width = interval_width or engine.DEFAULT_INTERVAL_WIDTH
+    plan = engine.plan_scoring(variants, scorers, backend=b, cache=store, interval_width=width,
+                               organism=organism, chunk_size=chunk_size, fingerprint=fingerprint)
+    key = "".join(ch if ch.isalnum() else "-" for ch in artifact_key.lower()).strip("-") or "scoring"
+    progress_id = create_progress_artifact(progress=0.0 if plan.chunks else 100.0, key=f"{key}-progress",
+                                           description=f"{plan.n_to_score} variants to score in "
+                                                       f"{len(plan.chunks)} chunks")
+    task_backend = backend if isinstance(backend, dict) else b
+    futures = [score_chunk_task.submit(ch, task_backend, plan.ctx, cache_root=str(store.root) if store else None,
+                                       simulated=b.simulated, concurrency=concurrency, policy=policy,
+                                       limiter=limiter, rate_limit_name=rate_limit_name)
+               for ch in plan.chunks]
+    results = []
+    done_variants = 0
+    for fut in as_completed(futures):
+        res = fut.result()
+        results.append(res)
+        done_variants += res.scored + res.failed
+        pct = 100.0 * done_variants / max(1, plan.n_to_score)
+        update_progress_artifact(progress_id, min(100.0, pct))
+    run = engine.assemble(plan, sorted(results, key=lambda r: r.index), cache=store, backend=b,
+                          seconds=time.monotonic() - t0, limiter=limiter)
+    table = [{"metric": k, "value": str(v)} for k, v in run.summary.items()]
+    table.append({"metric": "model_fingerprint", "value": str(run.model.get("fingerprint_digest"))[:16]})
+    table.append({"metric": "backend", "value": f"{run.backend.get('backend')} ({run.backend.get('address_kind')})"})
+    create_table_artifact(key=f"{key}-summary", table=table,
+                          description="calls, retries, failures and cache hits of this scoring run")
+    if run.failures.height:
+        create_table_artifact(key=f"{key}-failures", table=run.failures.head(200).to_dicts(),
+                              description=f"{run.failures.height} failed (variant, scorer) pairs (first 200)")
+    return run

@@ -1,0 +1,98 @@
+"""Prefect chunk tasks (retry condition, artifacts) and the ``agval model fingerprint`` CLI."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+from typer.testing import CliRunner
+
+from agval.scoring.backend import BackendCallError, TransientScoringError
+
+
+class _State:
+    def __init__(self, exc):
+        self.exc = exc
+
+    def result(self):
+        if self.exc is not None:
+            raise self.exc
+        return 1
+
+
+def test_retry_condition_only_for_transient_failures():
+    from tasks.scoring import transient_only
+
+    assert transient_only(None, None, _State(TransientScoringError("all failed")))
+    assert transient_only(None, None, _State(BackendCallError("UNAVAILABLE", "x")))
+    assert not transient_only(None, None, _State(BackendCallError("INVALID_ARGUMENT", "x")))
+    assert not transient_only(None, None, _State(ValueError("bug")))
+    assert not transient_only(None, None, _State(None))
+
+
+def test_flow_scores_in_chunk_tasks_with_artifacts(prefect_api, alphagenome_standin, world_dir, tmp_path):
+    from prefect import flow
+    from prefect.artifacts import Artifact
+
+    from agval.scoring.backend import RetryPolicy
+    from agval.scoring.cache import ScoreCache
+    from tasks.scoring import score_variants
+
+    h = alphagenome_standin
+    h.servicer.reset()
+    df = (pl.read_parquet(world_dir / "variants.parquet").filter((pl.col("status") == "ok") & (pl.col("kind") == "snv"))
+          .unique(["chrom", "pos", "ref", "alt"]).sort("chrom", "pos", "alt").slice(300, 20)
+          .select(pl.format("t{}", pl.int_range(pl.len())).alias("row_id"), "chrom", "pos", "ref", "alt"))
+    spec = {"kind": "alphagenome", "address": h.address, "deadline_s": 10,
+            "metadata": [["x-fake-fail-first", "1"], ["x-fake-fail-code", "UNAVAILABLE"]]}
+
+    @flow
+    def scoring_flow():
+        return score_variants(df, ["DNASE"], backend=spec, cache=ScoreCache(tmp_path, simulated=True),
+                              interval_width=16_384, chunk_size=7, concurrency=4, fingerprint="tasks",
+                              policy=RetryPolicy(sleep=lambda s: None), artifact_key="test-scoring")
+
+    run = scoring_flow()
+    assert run.failures.height == 0 and run.scores["row_id"].n_unique() == 20
+    assert run.summary["chunks"] == 3 and run.summary["retries"] == 20
+    summary = Artifact.get("test-scoring-summary")
+    assert summary is not None and "retries" in str(summary.data)
+    progress = Artifact.get("test-scoring-progress")
+    assert progress is not None and float(progress.data) == 100.0
+
+
+def test_cli_model_fingerprint(alphagenome_standin, world_dir, tmp_path):
+    from agval.cli.model import app
+
+    out = tmp_path / "fp.json"
+    res = CliRunner().invoke(app, ["fingerprint", "--address", alphagenome_standin.address,
+                                   "--standin-world", str(world_dir), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    fp = json.loads(res.output)
+    assert fp["simulated"] is True and fp["address_kind"] == "standin" and len(fp["digest"]) == 64
+    assert fp["canary"]["n_scores"] > 0 and "scores" not in fp["canary"]
+    assert json.loads(out.read_text())["digest"] == fp["digest"]
+    res2 = CliRunner().invoke(app, ["fingerprint", "--address", alphagenome_standin.address,
+                                    "--standin-world", str(world_dir), "--model-version", "FOLD_2"])
+    assert res2.exit_code == 0 and json.loads(res2.output)["digest"] != fp["digest"]
+
+
+def test_chunk_task_arguments_pickle_for_dask_workers(alphagenome_standin, world_dir):
+    """A DaskTaskRunner ships the chunk-task arguments to worker processes by pickle."""
+    import pickle
+
+    from agval.scoring import engine, make_backend
+    from agval.scoring.backend import RetryPolicy
+    from agval.scoring.limiter import AdaptiveLimiter
+
+    spec = {"kind": "alphagenome", "address": alphagenome_standin.address, "deadline_s": 10}
+    b = make_backend(spec)
+    assert make_backend(spec) is b
+    df = pl.DataFrame({"row_id": ["a"], "chrom": ["chr1"], "pos": [1000], "ref": ["A"], "alt": ["C"]})
+    plan = engine.plan_scoring(df, ["DNASE"], backend=b, cache=None, interval_width=16_384, fingerprint="p")
+    args = (plan.chunks[0], spec, plan.ctx, RetryPolicy(), AdaptiveLimiter(initial_rate=5.0))
+    chunk, spec2, ctx, policy, lim = pickle.loads(pickle.dumps(args))
+    assert chunk.variants == plan.chunks[0].variants and ctx.key("x", "y") == plan.ctx.key("x", "y")
+    assert lim.rate == 5.0 and policy.delay(1) > 0
+    b.close()
+    assert make_backend(spec) is not b  # a closed backend is rebuilt
