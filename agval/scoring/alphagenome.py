@@ -124,6 +124,30 @@ def make_channel(address: str | None = None, *, secure: bool | None = None, dead
     return raw, channel
 
 
+def call_metadata(address: str | None, channel, api_key: str | None,
+                  metadata: Sequence[tuple[str, str]]) -> tuple[bool, tuple[tuple[str, str], ...]]:
+    """``(live, metadata)`` for a backend's calls: the API key header first, then ``metadata``.
+
+    The key store (environment, then a Prefect Secret block) is consulted only for the
+    live Google endpoint; for the stand-in or a self-hosted address only the environment
+    is read (a Secret lookup would start a Prefect server just to find nothing).
+    """
+    live = channel is None and (address is None or "googleapis.com" in address)
+    if api_key is None:
+        if live:
+            from agval.secrets import get_api_key
+
+            api_key = get_api_key(required=True)
+        else:
+            import os
+
+            api_key = os.environ.get("ALPHAGENOME_API_KEY") or None
+    md = list(metadata)
+    if api_key:
+        md.insert(0, ("x-goog-api-key", api_key))
+    return live, tuple(md)
+
+
 def _pd_to_pl(df) -> pl.DataFrame:
     """pandas metadata frame -> polars, NaN/None -> null, every non-numeric column as str."""
     import pandas as pd
@@ -184,20 +208,7 @@ class AlphaGenomeBackend(ScoringBackend):
         if model_version is not None and not hasattr(model_version, "name"):
             model_version = dna_client.ModelVersion[str(model_version).upper()]
         self._model_version = model_version
-        live = channel is None and (address is None or "googleapis.com" in address)
-        if api_key is None:  # the key store (env, then a Prefect Secret block) only for the live service
-            import os
-
-            if live:
-                from agval.secrets import get_api_key
-
-                api_key = get_api_key(required=True)
-            else:
-                api_key = os.environ.get("ALPHAGENOME_API_KEY") or None
-        md = list(metadata)
-        if api_key:
-            md.insert(0, ("x-goog-api-key", api_key))
-        self._metadata = tuple(md)
+        live, self._metadata = call_metadata(address, channel, api_key, metadata)
         self._live = live
         if channel is not None:  # an existing channel (tests; a caller-managed connection)
             self._raw_channel, self._channel = channel, channel

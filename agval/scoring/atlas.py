@@ -67,20 +67,10 @@ class AtlasBackend(ScoringBackend):
         self.address = address
         self.fallback = fallback
         self.ontology_terms = list(ontology_terms) if ontology_terms else None
-        live = channel is None and (address is None or "googleapis.com" in address)
-        self._live = live
-        if api_key is None:  # the key store (env, then a Prefect Secret block) only for the live service
-            import os
+        from agval.scoring.alphagenome import call_metadata
 
-            if live:
-                from agval.secrets import get_api_key
-
-                api_key = get_api_key(required=True)
-            else:
-                api_key = os.environ.get("ALPHAGENOME_API_KEY") or None
-        md = list(metadata)
-        if api_key:
-            md.insert(0, ("x-goog-api-key", api_key))
+        self._live, md = call_metadata(address, channel, api_key, metadata)
+        md = list(md)
         if channel is not None:
             self._raw, self._channel = channel, channel
         else:

@@ -536,6 +536,24 @@ def permutation_p(observed: float, null: np.ndarray, *, alternative: str = "grea
     return (1.0 + count) / (null.size + 1.0)
 
 
+
+def _permutation_result(stat: "Statistic", estimate: float, null: np.ndarray, *, alternative: str, n: int,
+                        seed: SeedLike, return_null: bool, **extra: Any) -> dict[str, Any]:
+    """The result dict every permutation test returns (``extra`` adds design-specific keys)."""
+    fin = null[np.isfinite(null)]
+    out: dict[str, Any] = {
+        "statistic": stat.name, "estimate": estimate,
+        "p": permutation_p(estimate, null, alternative=alternative, null_value=stat.null_value),
+        "alternative": alternative, "n_perm": int(null.size), "n_valid": int(fin.size), "n": int(n),
+        **extra,
+        "null_mean": float(fin.mean()) if fin.size else math.nan,
+        "null_sd": float(fin.std(ddof=1)) if fin.size > 1 else math.nan,
+        "seed": _seed_value(seed),
+    }
+    if return_null:
+        out["null"] = null
+    return out
+
 def cluster_permutation_test(x: Any, y: Any, statistic: str | Statistic | Callable[..., Any] = "spearman", *,
                              clusters: Any = None, n_perm: int = 1000, seed: SeedLike,
                              alternative: str = "two-sided",
@@ -588,19 +606,8 @@ def cluster_permutation_test(x: Any, y: Any, statistic: str | Statistic | Callab
                 xp = cmean[perm][:, codes] + resid
             null[done:done + b] = stat(xp, yk, None)
             done += b
-    fin = null[np.isfinite(null)]
-    out: dict[str, Any] = {
-        "statistic": stat.name, "estimate": estimate,
-        "p": permutation_p(estimate, null, alternative=alternative, null_value=stat.null_value),
-        "alternative": alternative, "n_perm": n_perm, "n_valid": int(fin.size), "n": int(n),
-        "n_clusters": n_clusters, "mode": mode,
-        "null_mean": float(fin.mean()) if fin.size else math.nan,
-        "null_sd": float(fin.std(ddof=1)) if fin.size > 1 else math.nan,
-        "seed": _seed_value(seed),
-    }
-    if return_null:
-        out["null"] = null
-    return out
+    return _permutation_result(stat, estimate, null, alternative=alternative, n=n, seed=seed,
+                               return_null=return_null, n_clusters=n_clusters, mode=mode)
 
 
 def _sorted_groups(groups: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -686,16 +693,5 @@ def within_group_permutation_test(x: Any, y: Any, groups: Any,
             p = _within_group_sorted_perm(cs, b, rng)
             null[done:done + b] = stat(xs[p], ys, None)
             done += b
-    fin = null[np.isfinite(null)]
-    out: dict[str, Any] = {
-        "statistic": stat.name, "estimate": estimate,
-        "p": permutation_p(estimate, null, alternative=alternative, null_value=stat.null_value),
-        "alternative": alternative, "n_perm": n_perm, "n_valid": int(fin.size), "n": int(n),
-        "n_groups": int(np.unique(cs).size) if n else 0,
-        "null_mean": float(fin.mean()) if fin.size else math.nan,
-        "null_sd": float(fin.std(ddof=1)) if fin.size > 1 else math.nan,
-        "seed": _seed_value(seed),
-    }
-    if return_null:
-        out["null"] = null
-    return out
+    return _permutation_result(stat, estimate, null, alternative=alternative, n=n, seed=seed,
+                               return_null=return_null, n_groups=int(np.unique(cs).size) if n else 0)
