@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from agval.errors import ConfigError
 
 DEFAULT_ALPHAGENOME_ADDRESS = None  # None = the SDK's own default endpoint (dna_client.create)
-DEFAULT_MYVARIANT_URL = "https://myvariant.info/v1"
+DEFAULT_MYVARIANT_URL = "https://myvariant.info"  # the client appends /v1/query
 
 
 class _Model(BaseModel):

@@ -1,0 +1,245 @@
+"""Steps 5-6: select each analysis' tracks, pool them per row, and test score vs beta.
+
+* :func:`select_tracks` - the long score table (``agval.scoring`` ``SCORES_FORMAT``) ->
+  ``(long, pooled)`` for one :class:`~agval.qtl.modality.Analysis`: ``long`` has one row per
+  (row_id, track) with ``score`` (the analysis' score column), ``raw_score``,
+  ``quantile_score``; ``pooled`` one row per row_id with the mean over the selected tracks
+  (``score``, ``raw_score``, ``quantile_score``, ``n_tracks``). Pooling averages raw
+  scores in the corrected mode, never quantiles (P7).
+* :func:`select_precomputed` - the same from a predictions table (``row_id`` -> columns).
+* :func:`analysis_frame` - the rows of an analysis: ``row_id, rsid, variant_key,
+  cluster_id, orientation_verified, x`` (pooled score), ``y`` (beta of the analysis),
+  ``x_quantile``; joined on ``row_id`` with asserted cardinality (P9, P19).
+* :func:`analysis_statistics` - :func:`agval.stats.qtl.qtl_statistics` plus a cluster
+  bootstrap CI of the magnitude correlation and the secondary quantile correlation.
+* :func:`per_track_statistics` - :func:`agval.stats.qtl.per_track_table` per analysis.
+* :func:`compare_analyses` - corrected vs original on their common rows: ``|rho_c| -
+  |rho_o|`` with a paired cluster bootstrap CI (same draws for both).
+* :func:`headline` - the few numbers a reader wants first.
+
+Every random draw uses ``study.seed``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from agval.drops import DropLog
+from agval.errors import MissingColumnError
+from agval.frames import checked_join
+from agval.qtl.modality import Analysis
+from agval.qtl.study import QTLStudy
+from agval.scoring import match_genes
+from agval.stats import bootstrap_ci, spearman
+from agval.stats.qtl import per_track_table, qtl_statistics
+from agval.stats.resampling import weighted_spearman
+
+__all__ = ["Selected", "select_tracks", "select_precomputed", "analysis_frame", "analysis_statistics",
+           "per_track_statistics", "compare_analyses", "headline", "track_label", "ROW_COLUMNS"]
+
+#: columns of the harmonized rows an analysis carries along
+ROW_COLUMNS = ("row_id", "rsid", "variant_key", "cluster_id", "orientation_verified", "beta", "beta_alt",
+               "beta_seed", "mark", "gene_id", "trait_id")
+
+_LONG_SCHEMA = {"row_id": pl.Utf8, "track": pl.Utf8, "output_type": pl.Utf8, "histone_mark": pl.Utf8,
+                "ontology_curie": pl.Utf8, "score": pl.Float64, "raw_score": pl.Float64,
+                "quantile_score": pl.Float64}
+
+
+@dataclass
+class Selected:
+    """One analysis after track selection: its rows with x and y."""
+
+    analysis: Analysis
+    long: pl.DataFrame       # row_id, track, output_type, histone_mark, ontology_curie, score, raw/quantile
+    pooled: pl.DataFrame     # row_id, score, raw_score, quantile_score, n_tracks
+    frame: pl.DataFrame      # row_id, rsid, variant_key, cluster_id, orientation_verified, x, y, x_quantile
+
+    @property
+    def tracks(self) -> list[str]:
+        return sorted(self.long["track"].unique().drop_nulls().to_list())
+
+
+def track_label() -> pl.Expr:
+    """A readable, unique track label: the track name, plus the strand of stranded tracks
+    and the histone mark when the name does not already carry it."""
+    name = pl.col("track_name").cast(pl.Utf8).fill_null(pl.col("output_type"))
+    mark = pl.col("histone_mark").cast(pl.Utf8)
+    with_mark = (pl.when(mark.is_not_null() & ~name.str.contains(mark.fill_null("\u0000"), literal=True))
+                 .then(name + pl.lit(" ") + mark).otherwise(name))
+    strand = pl.col("track_strand").cast(pl.Utf8)
+    return (pl.when(strand.is_in(["+", "-"])).then(with_mark + pl.lit(" (") + strand + pl.lit(")"))
+            .otherwise(with_mark)).alias("track")
+
+
+def _pool(long: pl.DataFrame) -> pl.DataFrame:
+    return (long.group_by("row_id", maintain_order=True)
+            .agg(pl.col("score").mean(), pl.col("raw_score").mean(), pl.col("quantile_score").mean(),
+                 pl.col("track").n_unique().alias("n_tracks")))
+
+
+def select_tracks(scores: pl.DataFrame, rows: pl.DataFrame, analysis: Analysis) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """``(long, pooled)`` for ``analysis`` (see the module docstring)."""
+    sel = analysis.selection.apply(scores)
+    if analysis.match == "mark":
+        if "mark" not in rows.columns:
+            raise MissingColumnError("mark", available=rows.columns)
+        marks = rows.select(pl.col("row_id").cast(pl.Utf8), pl.col("mark").alias("_row_mark"))
+        sel = checked_join(sel, marks, "row_id", how="inner", validate="m:1", what="scores x row marks")
+        sel = sel.filter(pl.col("histone_mark").str.to_lowercase() == pl.col("_row_mark").str.to_lowercase())
+    elif analysis.match == "gene":
+        if "gene_id" not in rows.columns:
+            raise MissingColumnError("gene_id", available=rows.columns)
+        sel = match_genes(sel, rows.select("row_id", "gene_id"), keep_non_gene=False)
+    long = (sel.with_columns(track_label(), pl.col(analysis.score_col).cast(pl.Float64).alias("score"))
+            # several genes of one track (RNA_SEQ without gene matching) -> their mean per track
+            .group_by(["row_id", "track"], maintain_order=True)
+            .agg(pl.col("output_type").first(), pl.col("histone_mark").first(), pl.col("ontology_curie").first(),
+                 pl.col("score").mean(), pl.col("raw_score").cast(pl.Float64).mean(),
+                 pl.col("quantile_score").cast(pl.Float64).mean()))
+    long = long.select([pl.col(c).cast(t) for c, t in _LONG_SCHEMA.items()])
+    return long, _pool(long)
+
+
+def select_precomputed(predictions: pl.DataFrame, analysis: Analysis) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """``(long, pooled)`` from a predictions table (``row_id`` + the analysis' column)."""
+    col = analysis.column
+    if col not in predictions.columns:
+        raise MissingColumnError(col, available=predictions.columns)
+    long = predictions.select(
+        pl.col("row_id").cast(pl.Utf8), pl.lit(col).alias("track"), pl.lit(None, dtype=pl.Utf8).alias("output_type"),
+        pl.lit(None, dtype=pl.Utf8).alias("histone_mark"), pl.lit(None, dtype=pl.Utf8).alias("ontology_curie"),
+        pl.col(col).cast(pl.Float64).alias("score"), pl.col(col).cast(pl.Float64).alias("raw_score"),
+        pl.lit(None, dtype=pl.Float64).alias("quantile_score"),
+    ).filter(pl.col("score").is_not_null() & pl.col("score").is_finite())
+    return long, _pool(long)
+
+
+def analysis_frame(rows: pl.DataFrame, pooled: pl.DataFrame, analysis: Analysis, *,
+                   drops: DropLog | None = None, source_file: str | None = None) -> pl.DataFrame:
+    """The analysis' rows: harmonized rows joined 1:1 to the pooled score.
+
+    Rows without any selected track (e.g. a mark the biosample lacks, a failed variant)
+    are dropped (stage ``analyse``, reason ``no_selected_track``) when ``drops`` is given.
+    With ``analysis.one_row_per`` only the first row per value of that column is kept
+    (hQTL original: one row per SNP of the file, not one per mark).
+    """
+    keep = [c for c in ROW_COLUMNS if c in rows.columns]
+    base = rows
+    if analysis.one_row_per and analysis.one_row_per in rows.columns:
+        base = base.unique(analysis.one_row_per, keep="first", maintain_order=True)
+    base = base.select(keep).with_columns(pl.col("row_id").cast(pl.Utf8))
+    j = checked_join(base, pooled.select("row_id", pl.col("score").alias("x"),
+                                         pl.col("quantile_score").alias("x_quantile"), "n_tracks"),
+                     "row_id", how="left", validate="1:1", what=f"rows x pooled scores ({analysis.name})")
+    missing = j.filter(pl.col("x").is_null() | ~pl.col("x").is_finite().fill_null(False))
+    if drops is not None and missing.height:
+        drops.add_frame(missing.select("row_id", pl.lit(f"{analysis.name}: no selected track "
+                                                         f"({analysis.selection.to_dict()})").alias("detail")),
+                        stage="analyse", reason="no_selected_track", source_file=source_file)
+    out = j.filter(pl.col("x").is_not_null() & pl.col("x").is_finite())
+    return out.with_columns(pl.col(analysis.beta_col).cast(pl.Float64).alias("y"))
+
+
+def _arr(s: pl.Series) -> np.ndarray:
+    return s.cast(pl.Float64).fill_null(float("nan")).to_numpy()
+
+
+def analysis_statistics(sel: Selected, study: QTLStudy) -> dict[str, Any]:
+    """Statistics of one analysis (keys documented in ``docs/metrics-qtl.md``)."""
+    f = sel.frame
+    a = sel.analysis
+    x, y = _arr(f["x"]), _arr(f["y"])
+    clusters = f["cluster_id"].cast(pl.Utf8).fill_null(f["row_id"]).to_numpy() if "cluster_id" in f.columns else None
+    st = qtl_statistics(x, y, clusters=clusters, orientation_verified=f["orientation_verified"].fill_null(False),
+                        n_boot=study.n_boot, confidence=study.confidence, seed=study.seed)
+    mag = bootstrap_ci(np.abs(x), np.abs(y), "spearman", clusters=clusters, n_boot=study.n_boot,
+                       confidence=study.confidence, seed=study.seed)
+    st["magnitude_spearman_ci_low"] = mag["ci_low"]
+    st["magnitude_spearman_ci_high"] = mag["ci_high"]
+    if a.mode == "corrected" and f["x_quantile"].drop_nulls().len() > 2:
+        q = spearman(_arr(f["x_quantile"]), y)
+        st["quantile_spearman_rho"], st["quantile_spearman_p"] = q["rho"], q["p"]
+    st["n_tracks"] = len(sel.tracks)
+    st["tracks"] = sel.tracks
+    st["mean_tracks_per_row"] = float(f["n_tracks"].mean()) if f.height else math.nan
+    st.update({"mode": a.mode, "biosample": a.biosample, "score": a.score_col, "beta": a.beta_col,
+               "match": a.match, "sensitivity": a.sensitivity, "description": a.description})
+    return st
+
+
+def per_track_statistics(sel: Selected, study: QTLStudy) -> pl.DataFrame:
+    """:func:`agval.stats.qtl.per_track_table` of one analysis, with ``analysis`` and
+    ``mode`` columns (the forest plot's input)."""
+    ycl = sel.frame.select("row_id", "y", pl.col("cluster_id").cast(pl.Utf8).fill_null(pl.col("row_id")))
+    long = checked_join(sel.long.select("row_id", "track", "score"), ycl, "row_id", how="inner", validate="m:1",
+                        what=f"per-track scores x rows ({sel.analysis.name})")
+    tbl = per_track_table(long, score_col="score", beta_col="y", track_col="track", cluster_col="cluster_id",
+                          n_boot=study.n_boot, confidence=study.confidence, seed=study.seed)
+    return tbl.with_columns(pl.lit(sel.analysis.name).alias("analysis"), pl.lit(sel.analysis.mode).alias("mode"))
+
+
+def compare_analyses(first: Selected, second: Selected, study: QTLStudy) -> dict[str, Any]:
+    """``|rho(first)| - |rho(second)|`` on the rows both analyses scored, with a paired
+    cluster bootstrap (the same cluster draws for both; ``study.seed``).
+
+    The two analyses may orient beta differently (corrected: ``beta_alt``; original: the
+    seed's ``beta_seed``), so each keeps its own x and y; absolute values compare strength.
+    """
+    a = first.frame.select("row_id", "cluster_id", pl.col("x").alias("x1"), pl.col("y").alias("y1"))
+    b = second.frame.select("row_id", pl.col("x").alias("x2"), pl.col("y").alias("y2"))
+    j = checked_join(a, b, "row_id", how="inner", validate="1:1", what="analysis comparison")
+    x1, y1, x2, y2 = (_arr(j[c]) for c in ("x1", "y1", "x2", "y2"))
+    cl = j["cluster_id"].cast(pl.Utf8).fill_null(j["row_id"]).to_numpy()
+
+    def diff(_x, _y, w):
+        return np.abs(weighted_spearman(x1, y1, w)) - np.abs(weighted_spearman(x2, y2, w))
+
+    boot = bootstrap_ci(np.zeros(j.height), np.zeros(j.height), diff, clusters=cl, n_boot=study.n_boot,
+                        confidence=study.confidence, seed=study.seed)
+    r1, r2 = spearman(x1, y1)["rho"], spearman(x2, y2)["rho"]
+    return {"first": first.analysis.name, "second": second.analysis.name, "n_common": int(j.height),
+            "spearman_rho_first": r1, "spearman_rho_second": r2,
+            "abs_rho_difference": abs(r1) - abs(r2) if j.height else math.nan,
+            "abs_rho_difference_ci_low": boot["ci_low"], "abs_rho_difference_ci_high": boot["ci_high"],
+            "n_clusters": boot["n_clusters"], "bootstrap_n": study.n_boot, "seed": study.seed}
+
+
+def headline(study: QTLStudy, stats: dict[str, dict[str, Any]], comparison: dict[str, Any] | None) -> dict[str, Any]:
+    """The primary analysis (``corrected`` if run, else the first) in a few numbers, plus
+    the planted-value check for simulated studies."""
+    primary = "corrected" if "corrected" in stats else next(iter(stats), None)
+    if primary is None:
+        return {}
+    s = stats[primary]
+    h: dict[str, Any] = {"analysis": primary, "n": s["n"], "spearman_rho": s["spearman_rho"],
+                         "spearman_p": s["spearman_p"], "spearman_ci_low": s["spearman_ci_low"],
+                         "spearman_ci_high": s["spearman_ci_high"], "pearson_r": s["pearson_r"],
+                         "magnitude_spearman_rho": s["magnitude_spearman_rho"],
+                         "magnitude_spearman_ci_low": s["magnitude_spearman_ci_low"],
+                         "magnitude_spearman_ci_high": s["magnitude_spearman_ci_high"],
+                         "sign_n": s["sign_n"], "sign_fraction": s["sign_fraction"],
+                         "sign_p_two_sided": s["sign_p_two_sided"],
+                         "direction_claims": "verified rows only" if s["sign_n"] else "none (orientation unverified)"}
+    if "original" in stats and primary != "original":
+        h["original_spearman_rho"] = stats["original"]["spearman_rho"]
+        h["original_pearson_r"] = stats["original"]["pearson_r"]
+    if comparison:
+        h["abs_rho_difference"] = comparison["abs_rho_difference"]
+        h["abs_rho_difference_ci_low"] = comparison["abs_rho_difference_ci_low"]
+        h["abs_rho_difference_ci_high"] = comparison["abs_rho_difference_ci_high"]
+    if study.planted_spearman is not None:
+        stat = study.planted_statistic or "spearman_rho"
+        lo_key, hi_key = (("spearman_ci_low", "spearman_ci_high") if stat == "spearman_rho"
+                          else ("magnitude_spearman_ci_low", "magnitude_spearman_ci_high"))
+        lo, hi = s[lo_key], s[hi_key]
+        h["planted_statistic"] = stat
+        h["planted_value"] = study.planted_spearman
+        h["recovered_value"] = s[stat]
+        h["planted_in_ci"] = bool(lo <= study.planted_spearman <= hi) if np.isfinite([lo, hi]).all() else False
+    return h

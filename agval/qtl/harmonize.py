@@ -1,0 +1,242 @@
+"""Steps 2-3: alleles and orientation. Every row ends with an hg38 variant whose REF
+matches the FASTA and two effect columns:
+
+* ``beta_alt`` - the effect oriented to the scored ALT allele by the convention declared
+  a priori in the study (``effect_allele``); used by the ``corrected`` mode. With
+  ``effect_allele = "unknown"`` it is the published beta unchanged and
+  ``orientation_verified`` is False (no direction claims, pitfall P3);
+* ``beta_seed`` - the published beta, negated when ``seed_negate_beta`` (the hQTL seed's
+  post-hoc flip, P4); used by the ``original`` mode.
+
+Three routes (:func:`agval.qtl.load.resolve_route`):
+
+* **lookup** (rsID tables: GSE86886, GSE116193, generic with rsIDs): the rsIDs are looked
+  up (myvariant.info or a dbSNP VCF; :mod:`agval.alleles`) and
+  :func:`agval.alleles.harmonize.harmonize` picks the record matching the study's alleles,
+  checks REF on the FASTA, swaps/flips and orients. Positions in the file (hg19) are never
+  used (P8): an rsID without an hg38 placement is dropped;
+* **coordinates** (GTEx ``chr_pos_ref_alt_b38``, generic chrom/pos/ref/alt):
+  :func:`harmonize_coordinates` - the table's own coordinates, which must be hg38
+  (:class:`~agval.errors.BuildMismatchError` otherwise: no implicit liftover); REF checked
+  on the FASTA, swapped (effect negated) when the ALT is the reference base;
+* **precomputed**: :func:`orient_in_place` - no lookup, the study's own alleles orient beta.
+
+Guards (:class:`~agval.errors.GuardError`): placeholder alleles (every row the same
+REF/ALT pair, P12), an effect column that is really p-values (P1), hg19 coordinates on
+the coordinates route (P2/P8), and an empty table after harmonization.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from agval.alleles.guards import (check_not_empty, check_not_pvalues, check_placeholder_alleles,
+                                  check_single_build)
+from agval.alleles.harmonize import OUTPUT_COLUMNS, EffectConvention, harmonize
+from agval.coords import Variant, normalize_chrom
+from agval.drops import DROPPED, DropLog, funnel_table
+from agval.errors import GuardError, MissingColumnError
+from agval.genome import ReferenceGenome
+from agval.qtl.study import QTLStudy
+
+__all__ = ["Harmonized", "lookup_ids", "harmonize_lookup", "harmonize_coordinates", "orient_in_place",
+           "finalize", "harmonize_options"]
+
+_ACGT = frozenset("ACGT")
+
+
+@dataclass
+class Harmonized:
+    """The harmonized rows (``table``) and how we got there."""
+
+    table: pl.DataFrame
+    funnel: pl.DataFrame                     # step, n, lost
+    convention: str
+    route: str
+    notes: list[str] = field(default_factory=list)
+    decisions: pl.DataFrame | None = None
+
+    def counts(self) -> dict[str, int]:
+        t = self.table
+        return {"harmonized_rows": t.height,
+                "orientation_verified_rows": int(t["orientation_verified"].sum()) if t.height else 0,
+                "unique_variants": t["variant_key"].n_unique() if t.height else 0,
+                "clusters": t["cluster_id"].n_unique() if t.height and "cluster_id" in t.columns else 0}
+
+
+def lookup_ids(frame: pl.DataFrame) -> list[str | None]:
+    """The rsIDs to look up (as in the table; the lookup validates and deduplicates)."""
+    if "rsid" not in frame.columns:
+        raise MissingColumnError("rsid", available=frame.columns)
+    return frame["rsid"].to_list()
+
+
+def harmonize_options(study: QTLStudy) -> dict[str, Any]:
+    """Keyword arguments of :func:`agval.alleles.harmonize.harmonize` for this study."""
+    conv = study.convention
+    opts: dict[str, Any] = {"convention": str(conv), "beta_col": "beta"}
+    if conv.kind == "column":
+        opts["other_allele_col"] = study.other_allele
+    else:
+        opts["allele_cols"] = tuple(study.allele_columns or ())
+    return opts
+
+
+def harmonize_lookup(study: QTLStudy, frame: pl.DataFrame, lookup: pl.DataFrame,
+                     genome: ReferenceGenome | str | Path, *, drops: DropLog,
+                     palindromic: str = "drop") -> Harmonized:
+    """The lookup route (plain-function twin of the flow's harmonize task)."""
+    res = harmonize(frame, lookup, genome, drops=drops, palindromic=palindromic,
+                    source_file=study.table, **harmonize_options(study))
+    return Harmonized(res.table, res.funnel, res.convention, "lookup", list(res.notes), res.decisions)
+
+
+def _orientation(conv: EffectConvention, row_effect: str | None, ref: str, alt: str) -> str | None:
+    """``alt`` / ``ref`` (which allele a positive beta is for) or None when it matches neither."""
+    if conv.kind in ("alt", "unknown"):
+        return "alt"
+    if conv.kind == "ref":
+        return "ref"
+    e = (row_effect or "").strip().upper()
+    if e == alt:
+        return "alt"
+    if e == ref:
+        return "ref"
+    return None
+
+
+def harmonize_coordinates(study: QTLStudy, frame: pl.DataFrame, genome: ReferenceGenome | str | Path, *,
+                          drops: DropLog) -> Harmonized:
+    """The coordinates route: the table's own hg38 ``chrom, pos, ref, alt``.
+
+    Raises :class:`~agval.errors.BuildMismatchError` when the coordinates are not hg38
+    (no implicit liftover), :class:`GuardError` on placeholder alleles or p-values as
+    effects. Drops (stage ``harmonize``): ``missing_alleles``, ``invalid_alleles``,
+    ``chrom_not_in_reference``, ``ref_mismatch``, ``effect_allele_mismatch``.
+    """
+    src = study.table
+    # the build first: an hg19 table (GSE86886/GSE116193 positions) must never be scored on hg38
+    builds = frame["build"] if "build" in frame.columns else pl.Series([study.build or "hg38"])
+    check_single_build(builds, what=f"coordinates of {src} (allele_route 'coordinates')")
+    for c in ("row_id", "chrom", "pos", "ref", "alt", "beta"):
+        if c not in frame.columns:
+            raise MissingColumnError(c, file=src, available=frame.columns)
+    conv = study.convention
+    if conv.kind == "column" and conv.column not in frame.columns:
+        raise MissingColumnError(conv.column, file=src, available=frame.columns)
+    check_not_pvalues(frame["beta"], column="beta", file=src)
+    check_placeholder_alleles(frame, "ref", "alt", what=f"study alleles of {src}")
+    ref_genome = genome if isinstance(genome, ReferenceGenome) else ReferenceGenome(genome)
+    eff_col = conv.column if conv.kind == "column" else None
+    cols = ["row_id", "source_row", "chrom", "pos", "ref", "alt", "beta"] + ([eff_col] if eff_col else [])
+    cols = [c for c in dict.fromkeys(cols) if c in frame.columns]
+    kept: list[dict[str, Any]] = []
+    dropped: list[tuple] = []
+    for i, row in enumerate(frame.select(cols).iter_rows(named=True)):
+        rid = row["row_id"]
+
+        def drop(reason: str, detail: str) -> None:
+            dropped.append(("harmonize", reason, rid, src, row.get("source_row") or i + 1, detail))
+
+        chrom, pos, ref, alt, beta = row["chrom"], row["pos"], row["ref"], row["alt"], row["beta"]
+        if chrom is None or pos is None or not ref or not alt or beta is None:
+            drop("missing_alleles", "chrom, pos, ref, alt or beta is empty")
+            continue
+        ref, alt = str(ref).upper(), str(alt).upper()
+        if not (set(ref) <= _ACGT and set(alt) <= _ACGT) or ref == alt:
+            drop("invalid_alleles", f"{ref}>{alt} is not a VCF-style ACGT substitution/indel")
+            continue
+        chrom = normalize_chrom(chrom)
+        pos = int(pos)
+        try:
+            g_ref = ref_genome.fetch(chrom, pos - 1, pos - 1 + len(ref))
+        except Exception:  # noqa: BLE001 - an unknown chromosome
+            drop("chrom_not_in_reference", f"{chrom} is not in {ref_genome.path}")
+            continue
+        ori = _orientation(conv, row.get(eff_col) if eff_col else None, ref, alt)
+        if ori is None:
+            drop("effect_allele_mismatch", f"effect allele {row.get(eff_col)!r} is neither {ref} nor {alt}")
+            continue
+        decision = {"alt": "alt", "ref": "swap"}[ori] if conv.kind == "column" else (
+            "unknown" if conv.kind == "unknown" else f"declared_{conv.kind}")
+        if g_ref != ref:
+            g_alt = ref_genome.fetch(chrom, pos - 1, pos - 1 + len(alt)) if len(ref) == len(alt) else None
+            if g_alt == alt:
+                ref, alt = alt, ref
+                ori = "ref" if ori == "alt" else "alt"
+                decision += "|ref_fix"
+            else:
+                drop("ref_mismatch", f"{chrom}:{pos} REF {ref} but the FASTA has {g_ref} (ALT {alt} neither)")
+                continue
+        b = float(beta)
+        beta_alt = b if (conv.kind == "unknown" or ori == "alt") else -b
+        kept.append({"_i": i, "row_id": rid, "rsid": None, "chrom": chrom, "pos": pos, "ref": ref, "alt": alt,
+                     "variant_key": Variant(chrom, pos, ref, alt).key, "beta_alt": beta_alt,
+                     "harmonization": decision, "orientation_verified": conv.verified,
+                     "lookup_class": "coordinates", "source_rsid": None, "af": None})
+    if dropped:
+        drops.add_frame(pl.DataFrame(dropped, schema=DROPPED.columns, orient="row"))
+    out = pl.DataFrame(kept, schema={"_i": pl.Int64, **OUTPUT_COLUMNS})
+    passthrough = [c for c in frame.columns if c not in ("row_id",)]
+    rename = {c: (f"study_{c}" if c in OUTPUT_COLUMNS else c) for c in passthrough}
+    extra = frame.with_row_index("_i").with_columns(pl.col("_i").cast(pl.Int64)).select(
+        ["_i"] + passthrough).rename(rename)
+    table = out.join(extra, on="_i", how="left").sort("_i").drop("_i")
+    if "study_rsid" in table.columns:
+        table = table.with_columns(pl.coalesce("rsid", "study_rsid").alias("rsid"))
+    funnel = funnel_table([("input", frame.height), ("harmonized", table.height)])
+    notes = [] if conv.verified else ["effect allele unknown: beta_alt is the study's beta unchanged; direction "
+                                      "claims are unverified (orientation_verified=False)"]
+    return Harmonized(table, funnel, str(conv), "coordinates", notes)
+
+
+def orient_in_place(study: QTLStudy, frame: pl.DataFrame) -> Harmonized:
+    """Precomputed path: no lookup; ``beta_alt`` from the declared convention and the
+    table's own ``ref``/``alt`` columns (predictions are taken to be for the table's ALT).
+
+    ``column:<c>``: +beta where the row's ``<c>`` allele is its ``alt``, -beta where it is
+    its ``ref`` (as written; a row matching neither keeps beta and is unverified);
+    ``ref``: -beta; ``alt``: +beta; ``unknown``: beta, unverified.
+    """
+    conv = study.convention
+    n = frame.height
+    b = frame["beta"].cast(pl.Float64)
+    if conv.kind == "column":
+        if conv.column not in frame.columns:
+            raise MissingColumnError(conv.column, file=study.table, available=frame.columns)
+        eff = frame[conv.column].cast(pl.Utf8).str.to_uppercase()
+        alt = frame["alt"].cast(pl.Utf8).str.to_uppercase() if "alt" in frame.columns else pl.Series([None] * n)
+        ref = frame["ref"].cast(pl.Utf8).str.to_uppercase() if "ref" in frame.columns else pl.Series([None] * n)
+        is_alt = (eff == alt).fill_null(False)
+        is_ref = (eff == ref).fill_null(False) & ~is_alt
+        sign = pl.Series([1.0 if a else (-1.0 if r else 1.0) for a, r in zip(is_alt, is_ref)])
+        verified = is_alt | is_ref
+        how = pl.Series(["alt" if a else ("swap" if r else "unverified") for a, r in zip(is_alt, is_ref)])
+    else:
+        sign = pl.Series([-1.0 if conv.kind == "ref" else 1.0] * n)
+        verified = pl.Series([conv.verified] * n, dtype=pl.Boolean)
+        how = pl.Series([("declared_" + conv.kind) if conv.verified else "unknown"] * n)
+    table = frame.with_columns((b * sign).alias("beta_alt"), verified.alias("orientation_verified"),
+                               how.alias("harmonization"), pl.lit("precomputed").alias("lookup_class"))
+    if "variant_key" not in table.columns:
+        table = table.with_columns(pl.col("row_id").alias("variant_key"))
+    funnel = funnel_table([("input", n), ("oriented", n)])
+    return Harmonized(table, funnel, str(conv), "precomputed",
+                      ["precomputed predictions: no allele lookup; beta oriented by the declared convention "
+                       "against the table's own alleles"])
+
+
+def finalize(study: QTLStudy, h: Harmonized) -> Harmonized:
+    """Add ``beta_seed`` (the original mode's y), require a non-empty result."""
+    check_not_empty(h.table, what=f"{study.name}: the QTL table after harmonization ({h.route} route)",
+                    hint="every row was dropped; see dropped.parquet for the reasons")
+    sign = -1.0 if study.seed_negate_beta else 1.0
+    h.table = h.table.with_columns((pl.col("beta").cast(pl.Float64) * sign).alias("beta_seed"))
+    if h.table["beta_alt"].is_nan().all() or h.table["beta_alt"].is_null().all():  # pragma: no cover
+        raise GuardError(f"{study.name}: no finite effect left after harmonization")
+    return h
+

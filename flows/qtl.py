@@ -1,0 +1,181 @@
+"""QTL validation flow: AlphaGenome variant scores vs QTL effect sizes (STUDIES.md §1).
+
+Methods, in the order the flow runs them:
+
+1. **Load** the QTL table with its format's loader (GSE86886 caQTL, GSE116193 hQTL, GTEx
+   v8 pairs, generic); every dropped row is counted with its reason.
+2. **Look up alleles** of the rsIDs (myvariant.info or a dbSNP VCF; hg38 only, never the
+   file's hg19 positions) - or use the table's own hg38 coordinates (GTEx).
+3. **Harmonize**: pick the record matching the study's alleles, check REF on the hg38
+   FASTA, swap/flip, orient beta to ALT by the convention declared a priori
+   (``effect_allele``); ``beta_seed`` keeps the seed's sign (hQTL negated).
+4. **Score** every distinct variant once with the scorers the modes need (deduplicated,
+   ordered) over a 1 Mb interval - or read a precomputed predictions table.
+5. **Select tracks** per analysis (as data): ``original`` = mean quantile over every track
+   of the modality for the seed's biosample; ``corrected`` = raw scores of the matched
+   tracks (caQTL ATAC/DNASE, hQTL the row's mark on GM12878 with CL:0000236 as
+   sensitivity, eQTL the tissue's RNA_SEQ for the row's gene).
+6. **Statistics**: Spearman/Pearson with p-values, cluster bootstrap CIs (peaks/loci,
+   seeded), sign concordance on orientation-verified rows, magnitude correlation, R^2,
+   per-track table, corrected-vs-original difference.
+7. **Plots** and 8. **report** (``report.html``, ``metrics.json``, Prefect artifacts).
+
+``STUDY_MODEL`` / ``FLOW`` are what :mod:`flows.registry` runs for ``agval run qtl FILE``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any, Iterator
+
+from agval import prefect_env as _prefect_env
+
+_prefect_env.configure()
+
+import polars as pl  # noqa: E402
+from prefect import flow, get_run_logger  # noqa: E402
+
+from agval.config import DEFAULT_MYVARIANT_URL, BackendConfig, LookupConfig  # noqa: E402
+from agval.qtl.harmonize import lookup_ids  # noqa: E402
+from agval.qtl.modality import plan_analyses, scorers_for  # noqa: E402
+from agval.qtl.pipeline import analysis_rows, build_metrics, genome_path, report_parts, table_marks  # noqa: E402
+from agval.qtl.study import QTLStudy  # noqa: E402
+from flows._common import backend_session, lookup_spec, start_run  # noqa: E402
+from tasks.alleles import lookup_alleles  # noqa: E402
+from tasks.qtl import (harmonize_qtl, load_qtl_predictions, load_qtl_table, qtl_plots,  # noqa: E402
+                       qtl_statistics_task, select_qtl_tracks)
+from tasks.report import publish_report  # noqa: E402
+from tasks.scoring import score_variants  # noqa: E402
+
+__all__ = ["STUDY_MODEL", "FLOW", "qtl_validation", "QTLStudy"]
+
+STUDY_MODEL = QTLStudy
+_MAX_HASHED_INPUT = 256 << 20  # inputs larger than this (a real hg38 FASTA) are recorded by path and size
+
+
+@contextlib.contextmanager
+def _lookup_source(lookup: LookupConfig, backend: BackendConfig, simulated: bool) -> Iterator[tuple[dict, str]]:
+    """Yield ``(allele source spec, description)``.
+
+    A simulated run whose lookup still points at the real myvariant.info (the default
+    URL) never sends the synthetic world's rsIDs there: an in-process myvariant stand-in
+    over the backend's ``standin_world`` serves them instead (the same way
+    :func:`flows._common.backend_session` starts the AlphaGenome stand-in).
+    """
+    if (simulated and lookup.source == "myvariant" and backend.standin_world
+            and lookup.base_url.rstrip("/") == DEFAULT_MYVARIANT_URL.rstrip("/")):
+        from standins.myvariant.server import serve
+
+        handle = serve(backend.standin_world)
+        try:
+            yield {"kind": "myvariant", "base_url": handle.base_url, "pace": 0.0}, \
+                f"myvariant stand-in (in-process) over {backend.standin_world}"
+        finally:
+            handle.stop()
+        return
+    spec = lookup_spec(lookup)
+    if simulated and spec["kind"] == "myvariant":
+        spec["pace"] = min(spec.get("pace", 1.0), 0.01)  # a local stand-in needs no politeness
+    yield spec, f"{spec['kind']} {spec.get('base_url') or spec.get('path')}"
+
+
+def _simulated_without_backend(backend: BackendConfig) -> bool:
+    return backend.kind == "standin" or bool(backend.standin_world)
+
+
+def _inputs(study: QTLStudy) -> dict[str, str | None]:
+    out = {"qtl_table": study.table, "predictions": study.predictions}
+    if study.reference_fasta and Path(study.reference_fasta).is_file() \
+            and Path(study.reference_fasta).stat().st_size <= _MAX_HASHED_INPUT:
+        out["reference_fasta"] = study.reference_fasta
+    return out
+
+
+@flow(name="qtl-validation", log_prints=True)
+def qtl_validation(study: QTLStudy, backend: BackendConfig = BackendConfig(),
+                   lookup: LookupConfig = LookupConfig()) -> dict[str, Any]:
+    """Validate AlphaGenome scores against one QTL study, ``original`` and ``corrected``
+    side by side. Returns ``run_folder``, ``simulated``, ``metrics``, ``headline``."""
+    log = get_run_logger()
+    with contextlib.ExitStack() as stack:
+        # -- the backend decides whether this run is simulated (stand-in label in its metadata)
+        if study.predictions:
+            b = spec = None
+            simulated = _simulated_without_backend(backend)
+        else:
+            b, spec = stack.enter_context(backend_session(backend))
+            simulated = bool(b.simulated)
+        params = {k: v.model_dump(mode="json") for k, v in (("study", study), ("backend", backend), ("lookup", lookup))}
+        rec = start_run(study.name, "qtl-validation", params,
+                        simulated=simulated, seed=study.seed, inputs=_inputs(study))
+        with rec:
+            rec.note("reference_fasta", study.reference_fasta)
+            # 1. load
+            loaded = load_qtl_table(study)
+            rec.drops.extend(loaded.drops)
+            rec.note("route", loaded.route)
+            predictions = pcols = scores = None
+            scoring_info = None
+            if loaded.route == "precomputed":
+                # 2-3. no lookup: orient beta by the declared convention on the table's own alleles
+                h = harmonize_qtl(study, loaded, None, lookup=None, drops=rec.drops)
+                predictions, pcols = load_qtl_predictions(study)
+                rec.set_backend({"backend": "precomputed", "table": study.predictions, "simulated": simulated})
+            else:
+                genome = genome_path(study, backend.standin_world)
+                looked = None
+                if loaded.route == "lookup":
+                    # 2. allele lookup (hg38 only)
+                    with _lookup_source(lookup, backend, simulated) as (source, described):
+                        rec.note("allele_source", described)
+                        looked = lookup_alleles(lookup_ids(loaded.frame), source, simulated=simulated,
+                                                key=study.name)
+                    rec.write_table("lookup", looked.table)
+                # 3. harmonize
+                h = harmonize_qtl(study, loaded, genome, lookup=looked.table if looked else None, drops=rec.drops,
+                                  palindromic=lookup.palindromic)
+                # 4. score
+                analyses = plan_analyses(study, marks=table_marks(h.table))
+                scorers = scorers_for(analyses)
+                variants = h.table.select("row_id", "chrom", "pos", "ref", "alt")
+                run = score_variants(variants, scorers, backend=spec, interval_width=study.interval_width,
+                                     chunk_size=backend.chunk_size, concurrency=backend.max_workers,
+                                     artifact_key=f"{study.name}-scoring")
+                run.record(rec)
+                failed = run.failed_rows(variants)
+                if failed.height:
+                    rec.drops.add_frame(failed.select("row_id", pl.format("variant {} failed to score",
+                                                                          "variant_key").alias("detail")),
+                                        stage="score", reason="score_failed", source_file=study.table)
+                scores = run.scores
+                scoring_info = {"scorers": run.scorers, "interval_width": run.interval_width,
+                                "summary": run.summary}
+            rec.write_table("rows", h.table)
+            # 5. select tracks
+            analyses, selected, notes = select_qtl_tracks(study, h.table, scores=scores, predictions=predictions,
+                                                          prediction_columns=pcols, drops=rec.drops)
+            rec.note("analyses", [a.to_dict() for a in analyses])
+            # 6. statistics
+            result = qtl_statistics_task(study, analyses, selected, simulated=simulated, notes=notes)
+            rec.write_table("per_track", result.per_track)
+            rec.write_table("analysis_rows", analysis_rows(result))
+            # 7. plots
+            figures = qtl_plots(study, result, rec.plots_dir)
+            counts = {"input_rows": loaded.n_input_rows, "loaded_rows": loaded.frame.height, **h.counts(),
+                      "analysed_rows": result.headline.get("n"), "dropped_rows": len(rec.drops)}
+            metrics = build_metrics(result, counts=counts, route=h.route, convention=h.convention,
+                                    scoring=scoring_info)
+            rec.add_metrics(metrics)
+            sections, warnings, tables = report_parts(result, counts=counts, route=h.route, harmonize_notes=h.notes)
+        # 8. report, once the run record is complete (its provenance says "completed")
+        hl = result.headline
+        summary_md = "\n".join(f"* **{k}**: {v}" for k, v in hl.items())
+        publish_report(rec, title=f"QTL validation: {study.name}", key=study.name, figures=figures,
+                       tables=tables, sections=sections, warnings=warnings, summary_md=summary_md)
+    log.info("%s: %s rho = %.3f (n = %s), report %s", study.name, hl.get("analysis"),
+             hl.get("spearman_rho", float("nan")), hl.get("n"), rec.folder / "report.html")
+    return {"run_folder": str(rec.folder), "simulated": simulated, "metrics": metrics, "headline": hl}
+
+
+FLOW = qtl_validation

@@ -1,0 +1,123 @@
+"""Prefect tasks of the QTL flow: thin wrappers over :mod:`agval.qtl` with artifacts.
+
+* ``qtl-load`` (:func:`load_qtl_table`): the study table with its loader; a table artifact
+  of the rows loaded and dropped.
+* ``qtl-harmonize`` (:func:`harmonize_qtl`): lookup / coordinates / precomputed route,
+  ``beta_alt`` and ``beta_seed``, guards; a drop-funnel table artifact.
+* ``qtl-predictions`` (:func:`load_qtl_predictions`): the precomputed path's table.
+* ``qtl-select-tracks`` (:func:`select_qtl_tracks`): every analysis' tracks, pooled per row;
+  a table artifact of the analyses, their track selections and track counts.
+* ``qtl-statistics`` (:func:`qtl_statistics_task`): statistics, per-track table,
+  comparison, headline; a markdown artifact with the headline.
+* ``qtl-plots`` (:func:`qtl_plots`): the figures into the run's plots folder.
+
+Allele lookup and scoring use the shared tasks (:func:`tasks.alleles.lookup_alleles`,
+:func:`tasks.scoring.score_variants`); the report uses :func:`tasks.report.publish_report`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from agval import prefect_env as _prefect_env
+
+_prefect_env.configure()
+
+import polars as pl  # noqa: E402
+from prefect import task  # noqa: E402
+from prefect.artifacts import create_markdown_artifact, create_table_artifact  # noqa: E402
+from prefect.cache_policies import NO_CACHE  # noqa: E402
+
+from agval.drops import DropLog  # noqa: E402
+from agval.qtl.harmonize import (Harmonized, finalize, harmonize_coordinates, harmonize_lookup,  # noqa: E402
+                                 orient_in_place)
+from agval.qtl.load import LoadedTable, load_study_table  # noqa: E402
+from agval.qtl.pipeline import QTLResult, evaluate_all, select_all  # noqa: E402
+from agval.qtl.precomputed import load_predictions, resolve_prediction_columns  # noqa: E402
+from agval.qtl.study import QTLStudy  # noqa: E402
+from agval.report import df_to_markdown  # noqa: E402
+from tasks.alleles import artifact_key  # noqa: E402
+
+__all__ = ["load_qtl_table", "harmonize_qtl", "load_qtl_predictions", "select_qtl_tracks", "qtl_statistics_task",
+           "qtl_plots"]
+
+
+@task(name="qtl-load", task_run_name="qtl-load-{study.name}", cache_policy=NO_CACHE)
+def load_qtl_table(study: QTLStudy) -> LoadedTable:
+    """Load the study table (:func:`agval.qtl.load.load_study_table`)."""
+    loaded = load_study_table(study)
+    funnel = loaded.drops.funnel()
+    rows = [{"what": "data rows in the file", "n": loaded.n_input_rows},
+            {"what": f"rows loaded ({'one per significant mark' if study.kind == 'hqtl' else 'one per row'})",
+             "n": loaded.frame.height}]
+    rows += [{"what": f"dropped at load: {r['reason']}", "n": r["n"]} for r in funnel.to_dicts()]
+    create_table_artifact(key=artifact_key(study.name, "load"), table=rows,
+                          description=f"{study.table} ({study.format}): route {loaded.route}")
+    return loaded
+
+
+@task(name="qtl-harmonize", task_run_name="qtl-harmonize-{study.name}", cache_policy=NO_CACHE)
+def harmonize_qtl(study: QTLStudy, loaded: LoadedTable, genome: str | None, *, lookup: pl.DataFrame | None,
+                  drops: DropLog, palindromic: str = "drop") -> Harmonized:
+    """Alleles and orientation on the loaded route; fails loudly on an empty result."""
+    if loaded.route == "precomputed":
+        h = orient_in_place(study, loaded.frame)
+    elif loaded.route == "lookup":
+        h = harmonize_lookup(study, loaded.frame, lookup, genome, drops=drops, palindromic=palindromic)
+    else:
+        h = harmonize_coordinates(study, loaded.frame, genome, drops=drops)
+    h = finalize(study, h)
+    rows = [{"step": r["step"], "reason": "", "n": r["n"], "lost": r["lost"]} for r in h.funnel.to_dicts()]
+    rows += [{"step": f"dropped ({r['stage']})", "reason": r["reason"], "n": r["n"], "lost": None}
+             for r in drops.funnel().to_dicts()]
+    c = h.counts()
+    create_table_artifact(key=artifact_key(study.name, "drop-funnel"), table=rows,
+                          description=(f"{study.name}: {loaded.n_input_rows} file rows -> {c['harmonized_rows']} "
+                                       f"harmonized rows ({h.route} route, effect allele {h.convention}, "
+                                       f"{c['orientation_verified_rows']} orientation-verified)"))
+    return h
+
+
+@task(name="qtl-predictions", task_run_name="qtl-predictions-{study.name}", cache_policy=NO_CACHE)
+def load_qtl_predictions(study: QTLStudy) -> tuple[pl.DataFrame, dict[str, str]]:
+    """The precomputed path's predictions table and its analysis -> column map."""
+    preds = load_predictions(study.predictions)
+    return preds, resolve_prediction_columns(study, preds)
+
+
+@task(name="qtl-select-tracks", task_run_name="qtl-select-tracks-{study.name}", cache_policy=NO_CACHE)
+def select_qtl_tracks(study: QTLStudy, rows: pl.DataFrame, *, scores: pl.DataFrame | None = None,
+                      predictions: pl.DataFrame | None = None, prediction_columns: dict[str, str] | None = None,
+                      drops: DropLog | None = None):
+    """:func:`agval.qtl.pipeline.select_all` with an artifact listing each analysis' tracks."""
+    analyses, selected, notes = select_all(study, rows, scores=scores, predictions=predictions,
+                                           prediction_columns=prediction_columns, drops=drops)
+    table = [{"analysis": a.name, "mode": a.mode, "score": a.score_col, "beta": a.beta_col,
+              "selection": str(a.selection.to_dict()), "match": a.match or "",
+              "tracks": len(selected[a.name].tracks) if a.name in selected else 0,
+              "rows": selected[a.name].frame.height if a.name in selected else 0} for a in analyses]
+    create_table_artifact(key=artifact_key(study.name, "track-selection"), table=table,
+                          description=f"{study.name}: the tracks of every analysis (selection as data)")
+    return analyses, selected, notes
+
+
+@task(name="qtl-statistics", task_run_name="qtl-statistics-{study.name}", cache_policy=NO_CACHE)
+def qtl_statistics_task(study: QTLStudy, analyses, selected, *, simulated: bool,
+                        notes: list[str] | None = None) -> QTLResult:
+    """:func:`agval.qtl.pipeline.evaluate_all` with a markdown artifact of the headline."""
+    result = evaluate_all(study, analyses, selected, simulated=simulated, notes=notes)
+    h = result.headline
+    tbl = pl.DataFrame([{"metric": k, "value": str(v)} for k, v in h.items()])
+    create_markdown_artifact(key=artifact_key(study.name, "headline"), markdown=(
+        f"# {study.name}: headline{' (SIMULATED)' if simulated else ''}\n\n{df_to_markdown(tbl)}\n"),
+        description="the primary analysis in a few numbers")
+    return result
+
+
+@task(name="qtl-plots", task_run_name="qtl-plots-{study.name}", cache_policy=NO_CACHE)
+def qtl_plots(study: QTLStudy, result: QTLResult, plots_dir: str | Path) -> list[Any]:
+    """Every figure (:func:`agval.qtl.plots.make_figures`)."""
+    from agval.qtl.plots import make_figures
+
+    return make_figures(result, plots_dir)
