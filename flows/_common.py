@@ -10,7 +10,7 @@ from typing import Any, Iterator
 
 from pydantic import BaseModel
 
-from agval.config import BackendConfig, LookupConfig
+from agval.config import DEFAULT_MYVARIANT_URL, BackendConfig, LookupConfig
 from agval.errors import ConfigError
 from agval.runs import RunRecord
 
@@ -68,6 +68,34 @@ def lookup_spec(cfg: LookupConfig) -> dict[str, Any]:
             raise ConfigError("lookup source 'vcf' needs 'vcf' (a dbSNP-style VCF)")
         return {"kind": "vcf", "path": cfg.vcf}
     return {"kind": "myvariant", "base_url": cfg.base_url, "pace": 1.0 / cfg.requests_per_second}
+
+
+@contextlib.contextmanager
+def lookup_session(lookup: LookupConfig, backend: BackendConfig, simulated: bool) -> Iterator[tuple[dict, str]]:
+    """Yield ``(allele source spec, description)``.
+
+    A simulated run whose lookup still points at the real myvariant.info (the default
+    URL) never sends the synthetic world's rsIDs there: an in-process myvariant stand-in
+    over the backend's ``standin_world`` serves them instead (the same way
+    :func:`backend_session` starts the AlphaGenome stand-in). Synthetic rsIDs looked up on
+    the real service would come back with real hg38 positions that mean nothing on the
+    synthetic genome.
+    """
+    if (simulated and lookup.source == "myvariant" and backend.standin_world
+            and lookup.base_url.rstrip("/") == DEFAULT_MYVARIANT_URL.rstrip("/")):
+        from standins.myvariant.server import serve
+
+        handle = serve(backend.standin_world)
+        try:
+            yield {"kind": "myvariant", "base_url": handle.base_url, "pace": 0.0}, \
+                f"myvariant stand-in (in-process) over {backend.standin_world}"
+        finally:
+            handle.stop()
+        return
+    spec = lookup_spec(lookup)
+    if simulated and spec["kind"] == "myvariant":
+        spec["pace"] = min(spec.get("pace", 1.0), 0.01)  # a local stand-in needs no politeness
+    yield spec, f"{spec['kind']} {spec.get('base_url') or spec.get('path')}"
 
 
 def start_run(study: str, flow: str, params: BaseModel | dict[str, Any], *, simulated: bool,

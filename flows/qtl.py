@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from agval import prefect_env as _prefect_env
 
@@ -36,12 +36,12 @@ _prefect_env.configure()
 import polars as pl  # noqa: E402
 from prefect import flow, get_run_logger  # noqa: E402
 
-from agval.config import DEFAULT_MYVARIANT_URL, BackendConfig, LookupConfig  # noqa: E402
+from agval.config import BackendConfig, LookupConfig  # noqa: E402
 from agval.qtl.harmonize import lookup_ids  # noqa: E402
 from agval.qtl.modality import plan_analyses, scorers_for  # noqa: E402
 from agval.qtl.pipeline import analysis_rows, build_metrics, genome_path, report_parts, table_marks  # noqa: E402
 from agval.qtl.study import QTLStudy  # noqa: E402
-from flows._common import backend_session, lookup_spec, start_run  # noqa: E402
+from flows._common import backend_session, lookup_session, start_run  # noqa: E402
 from tasks.alleles import lookup_alleles  # noqa: E402
 from tasks.qtl import (harmonize_qtl, load_qtl_predictions, load_qtl_table, qtl_plots,  # noqa: E402
                        qtl_statistics_task, select_qtl_tracks)
@@ -52,32 +52,6 @@ __all__ = ["STUDY_MODEL", "FLOW", "qtl_validation", "QTLStudy"]
 
 STUDY_MODEL = QTLStudy
 _MAX_HASHED_INPUT = 256 << 20  # inputs larger than this (a real hg38 FASTA) are recorded by path and size
-
-
-@contextlib.contextmanager
-def _lookup_source(lookup: LookupConfig, backend: BackendConfig, simulated: bool) -> Iterator[tuple[dict, str]]:
-    """Yield ``(allele source spec, description)``.
-
-    A simulated run whose lookup still points at the real myvariant.info (the default
-    URL) never sends the synthetic world's rsIDs there: an in-process myvariant stand-in
-    over the backend's ``standin_world`` serves them instead (the same way
-    :func:`flows._common.backend_session` starts the AlphaGenome stand-in).
-    """
-    if (simulated and lookup.source == "myvariant" and backend.standin_world
-            and lookup.base_url.rstrip("/") == DEFAULT_MYVARIANT_URL.rstrip("/")):
-        from standins.myvariant.server import serve
-
-        handle = serve(backend.standin_world)
-        try:
-            yield {"kind": "myvariant", "base_url": handle.base_url, "pace": 0.0}, \
-                f"myvariant stand-in (in-process) over {backend.standin_world}"
-        finally:
-            handle.stop()
-        return
-    spec = lookup_spec(lookup)
-    if simulated and spec["kind"] == "myvariant":
-        spec["pace"] = min(spec.get("pace", 1.0), 0.01)  # a local stand-in needs no politeness
-    yield spec, f"{spec['kind']} {spec.get('base_url') or spec.get('path')}"
 
 
 def _simulated_without_backend(backend: BackendConfig) -> bool:
@@ -127,7 +101,7 @@ def qtl_validation(study: QTLStudy, backend: BackendConfig = BackendConfig(),
                 looked = None
                 if loaded.route == "lookup":
                     # 2. allele lookup (hg38 only)
-                    with _lookup_source(lookup, backend, simulated) as (source, described):
+                    with lookup_session(lookup, backend, simulated) as (source, described):
                         rec.note("allele_source", described)
                         looked = lookup_alleles(lookup_ids(loaded.frame), source, simulated=simulated,
                                                 key=study.name)

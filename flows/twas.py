@@ -43,7 +43,7 @@ from agval.errors import InputError
 from agval.twas.figures import DEFAULT_LOCI, DEFAULT_SCATTER_TISSUES
 from agval.twas.inputs import DEFAULT_PIP_THRESHOLD, expand_paths
 from agval.twas.triplets import assay_label, output_type_of, variants_to_score
-from flows._common import backend_session, lookup_spec, start_run
+from flows._common import backend_session, lookup_session, start_run
 
 DEFAULT_TWAS_P = 4.7e-6
 #: variants scored per batch before their score rows are reduced to the triplets' values
@@ -219,7 +219,8 @@ def twas_concordance(study: TWASStudy, backend: BackendConfig = BackendConfig(),
                 "gene_id", pl.col("id").alias("gene_name")).unique("gene_id")
             loci_rows = ld["susie"].join(loci_genes, on="gene_id", how="inner") if study.plots else ld["susie"].clear()
             to_look_up = set(gwas_rows["rsid"].to_list()) | set(loci_rows["rsid"].drop_nulls().to_list())
-            lk = lookup_alleles(sorted(to_look_up), lookup_spec(lookup), simulated=simulated, key=key)
+            with lookup_session(lookup, backend, simulated) as (source, _described):
+                lk = lookup_alleles(sorted(to_look_up), source, simulated=simulated, key=key)
             rec.note("allele_lookup", lk.summary())
 
             # 3. harmonize ------------------------------------------------------------

@@ -99,7 +99,14 @@ def score_variants(variants, scorers, *, backend, cache: Any = "default", interv
                    organism: str = "human", chunk_size: int = 256, concurrency: int = 16, policy=None,
                    limiter="auto", fingerprint=None, rate_limit_name: str | None = None,
                    artifact_key: str = "scoring"):
-    """Score inside a flow: plan, one task per chunk, progress + summary artifacts -> ScoreRun."""
+    """Score inside a flow: plan, one task per chunk, progress + summary artifacts -> ScoreRun.
+
+    ``rate_limit_name`` defaults to ``$AGVAL_RATE_LIMIT_NAME`` (set by ``agval serve`` when the
+    deployment config declares a ``[quota]``), so served study flows share the quota.
+    """
+    import os
+
+    rate_limit_name = rate_limit_name or os.environ.get("AGVAL_RATE_LIMIT_NAME") or None
     from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
     from prefect.futures import as_completed
 
