@@ -69,10 +69,22 @@ class LookupConfig(_Model):
 M = TypeVar("M", bound=BaseModel)
 
 
+def _resolve(v: str, base: Path) -> str:
+    return v if not v or Path(v).is_absolute() else str((base / v).resolve())
+
+
 def _resolve_paths(obj, base: Path, keys: set[str]):
+    """Make every path-valued field (a string, or a list of strings) absolute against ``base``."""
     if isinstance(obj, dict):
-        return {k: (str((base / v).resolve()) if k in keys and isinstance(v, str) and v and not Path(v).is_absolute()
-                    else _resolve_paths(v, base, keys)) for k, v in obj.items()}
+        out = {}
+        for k, v in obj.items():
+            if k in keys and isinstance(v, str):
+                out[k] = _resolve(v, base)
+            elif k in keys and isinstance(v, list) and all(isinstance(x, str) for x in v):
+                out[k] = [_resolve(x, base) for x in v]
+            else:
+                out[k] = _resolve_paths(v, base, keys)
+        return out
     if isinstance(obj, list):
         return [_resolve_paths(v, base, keys) for v in obj]
     return obj

@@ -12,9 +12,11 @@ class _Study(BaseModel):
 
 
 def test_study_file_paths_are_relative_to_the_file(tmp_path):
-    (tmp_path / "s.toml").write_text('[study]\nname="x"\ntable="data/q.csv"\n[backend]\nkind="standin"\n')
+    (tmp_path / "s.toml").write_text('[study]\nname="x"\ntable="data/q.csv"\ncounts=["a.txt", "/abs/b.txt"]\n'
+                                     '[backend]\nkind="standin"\n')
     s = load_study_file(tmp_path / "s.toml", _Study)
     assert s.study["table"] == str((tmp_path / "data/q.csv").resolve())
+    assert s.study["counts"] == [str((tmp_path / "a.txt").resolve()), "/abs/b.txt"]
     assert s.backend.kind == "standin" and s.lookup.source == "myvariant"
 
 
