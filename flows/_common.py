@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from agval.config import DEFAULT_MYVARIANT_URL, BackendConfig, LookupConfig
 from agval.errors import ConfigError
+from agval.paths import state_dir
 from agval.runs import RunRecord
 
 
@@ -96,6 +97,22 @@ def lookup_session(lookup: LookupConfig, backend: BackendConfig, simulated: bool
     if simulated and spec["kind"] == "myvariant":
         spec["pace"] = min(spec.get("pace", 1.0), 0.01)  # a local stand-in needs no politeness
     yield spec, f"{spec['kind']} {spec.get('base_url') or spec.get('path')}"
+
+
+RESULT_STORAGE = state_dir() / "prefect-results"
+"""Where flows persist their return values, so ``run_deployment(...).state.result()`` can
+read them (the caller must share ``AGVAL_HOME`` with the served flow runs)."""
+
+
+def record_model(record: RunRecord, backend) -> None:
+    """Put the backend and its model fingerprint in the manifest (flows that call
+    :func:`agval.scoring.score` get this from ``ScoreRun.record``; sequence-only flows call it)."""
+    from agval.scoring.fingerprint import summarize
+
+    record.set_backend(backend.describe())
+    fp = backend.fingerprint()
+    record.set_model({"model_version": backend.model_version_name, "fingerprint": summarize(fp),
+                      "fingerprint_digest": fp.get("digest")})
 
 
 def start_run(study: str, flow: str, params: BaseModel | dict[str, Any], *, simulated: bool,

@@ -51,7 +51,8 @@ from agval.mpra.aggregates import aggregate_run, assay_name, center_bounds, choo
 from agval.mpra.backbone import BACKBONE_SEED
 from agval.mpra.sequences import check_length
 from agval.stats.mpra import DEFAULT_WARN_RATIO, pseudo_replication_check
-from flows._common import backend_session, start_run
+from flows._common import RESULT_STORAGE, backend_session, record_model, start_run
+from flows.runners import task_runner_from_env
 
 STRAND_SUFFIXES = ("_plus", "_minus", "_unstranded")
 OUTPUT_TYPES = ("ATAC", "CAGE", "DNASE", "RNA_SEQ", "PROCAP", "CHIP_HISTONE", "CHIP_TF")
@@ -218,7 +219,8 @@ def _predict_block(built, rows: pl.DataFrame, *, backend, organism: str, terms: 
     return frame, per_track, aggs, summary
 
 
-@flow(name="mpra-benchmark", log_prints=True)
+@flow(name="mpra-benchmark", log_prints=True, persist_result=True, result_storage=RESULT_STORAGE,
+      task_runner=task_runner_from_env())
 def mpra_benchmark(study: MPRAStudy, backend: BackendConfig = BackendConfig()) -> dict[str, Any]:
     """Benchmark sequence predictions against MPRA activity (see the module docstring)."""
     from agval.mpra.analysis import (effect_statistics, headline, light_statistics, robustness, strata_tables,
@@ -245,7 +247,7 @@ def mpra_benchmark(study: MPRAStudy, backend: BackendConfig = BackendConfig()) -
                         simulated=simulated, seed=study.seed, inputs=inputs)
         with rec:
             if model is not None:
-                rec.set_backend(model.describe())
+                record_model(rec, model)
             warn_texts: list[str] = []
             metrics: dict[str, Any] = {"study": study.name, "simulated": simulated}
 

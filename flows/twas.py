@@ -43,7 +43,8 @@ from agval.errors import InputError
 from agval.twas.figures import DEFAULT_LOCI, DEFAULT_SCATTER_TISSUES
 from agval.twas.inputs import DEFAULT_PIP_THRESHOLD, expand_paths
 from agval.twas.triplets import assay_label, output_type_of, variants_to_score
-from flows._common import backend_session, lookup_session, start_run
+from flows._common import RESULT_STORAGE, backend_session, lookup_session, start_run
+from flows.runners import task_runner_from_env
 
 DEFAULT_TWAS_P = 4.7e-6
 #: variants scored per batch before their score rows are reduced to the triplets' values
@@ -158,7 +159,8 @@ def _loci_frame(rows: pl.DataFrame, lookup_table: pl.DataFrame) -> pl.DataFrame:
             .sort("gene_name", "pos"))
 
 
-@flow(name="twas-concordance", log_prints=True)
+@flow(name="twas-concordance", log_prints=True, persist_result=True, result_storage=RESULT_STORAGE,
+      task_runner=task_runner_from_env())
 def twas_concordance(study: TWASStudy, backend: BackendConfig = BackendConfig(),
                      lookup: LookupConfig = LookupConfig()) -> dict[str, Any]:
     """AlphaGenome vs TWAS / fine-mapping, Q1-Q4 (see the module docstring)."""
