@@ -11,6 +11,7 @@ import typer
 from agval import __version__
 
 app = typer.Typer(
+    rich_markup_mode=None,
     name="agval",
     help="Validate AlphaGenome (and other models') variant-effect predictions against experiments: "
          "QTL, TWAS/fine-mapping and MPRA studies as Prefect flows.",

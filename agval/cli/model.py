@@ -20,7 +20,7 @@ from typing import Optional
 
 import typer
 
-app = typer.Typer(help="The model behind a scoring backend (fingerprint).", no_args_is_help=True)
+app = typer.Typer(rich_markup_mode=None, help="The model behind a scoring backend (fingerprint).", no_args_is_help=True)
 
 
 @app.callback()

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-app = typer.Typer(help="Run a study (QTL, TWAS, MPRA) from a TOML study file through its Prefect flow.",
+app = typer.Typer(rich_markup_mode=None, help="Run a study (QTL, TWAS, MPRA) from a TOML study file through its Prefect flow.",
                   no_args_is_help=True)
 
 

@@ -6,7 +6,7 @@ import importlib
 
 import typer
 
-app = typer.Typer(help="Run a stand-in service on 127.0.0.1 (simulated answers computed from the "
+app = typer.Typer(rich_markup_mode=None, help="Run a stand-in service on 127.0.0.1 (simulated answers computed from the "
                        "synthetic world's DNA; never real results).", no_args_is_help=True)
 
 for _name, _mod in (("alphagenome", "standins.alphagenome.cli"), ("myvariant", "standins.myvariant.cli")):

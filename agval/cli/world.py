@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-app = typer.Typer(help="The synthetic (SIMULATED) world used offline by the stand-in services and tests.",
+app = typer.Typer(rich_markup_mode=None, help="The synthetic (SIMULATED) world used offline by the stand-in services and tests.",
                   no_args_is_help=True)
 
 
