@@ -96,7 +96,7 @@ KNOWN_CONTEXTS: dict[str, dict[str, float]] = {
     # immune / blood
     "CL:0000624": {"T": 1.0},                       # CD4-positive, alpha-beta T cell
     "CL:0000236": {"B": 1.0},                       # B cell
-    "EFO:0002784": {"B": 0.9, "epithelial": 0.1},   # GM12878
+    "EFO:0002784": {"B": 0.55, "epithelial": 0.45},  # GM12878: EBV-activated B (strong AP-1/NF-kB, JUND)
     "EFO:0002067": {"erythroid": 1.0},              # K562
     "UBERON:0013756": {"T": 0.3, "B": 0.2, "myeloid": 0.3, "erythroid": 0.2},  # venous blood
     "UBERON:0000178": {"T": 0.3, "B": 0.2, "myeloid": 0.3, "erythroid": 0.2},  # blood
