@@ -94,16 +94,21 @@ PATH_KEYS = {"table", "tables", "vcf", "precomputed", "standin_world", "referenc
              "gwas", "susie", "twas", "tissue_map", "predictions", "measured", "world", "path", "fasta"}
 
 
+def read_toml(path: str | Path, *, what: str) -> dict:
+    """A TOML file as a dict; a missing file or bad TOML is a :class:`ConfigError` naming it."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{what} not found: {p}")
+    try:
+        return tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: not valid TOML: {e}") from None
+
+
 def load_study_file(path: str | Path, model: type[M]) -> M:
     """Parse a TOML study file into ``model``; errors name the file and the field."""
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"study file not found: {p}")
-    try:
-        raw = tomllib.loads(p.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{p}: not valid TOML: {e}") from None
-    raw = _resolve_paths(raw, p.parent.resolve(), PATH_KEYS)
+    raw = _resolve_paths(read_toml(p, what="study file"), p.parent.resolve(), PATH_KEYS)
     try:
         return model.model_validate(raw)
     except ValidationError as e:

@@ -220,13 +220,10 @@ def load_config(path: str | Path | None = None, *, env: dict[str, str] | None = 
     Call :func:`validate` before starting anything."""
     from agval.paths import state_dir
 
+    from agval.config import read_toml
+
     p = config_path(path)
-    if not p.is_file():
-        raise ConfigError(f"deployments config not found: {p}")
-    try:
-        raw = tomllib.loads(p.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{p}: not valid TOML: {e}") from None
+    raw = read_toml(p, what="deployments config")
     variables = {**os.environ, **(env or {})}
     variables.setdefault("STATE_DIR", str(state_dir()))
     variables.setdefault("CONFIG_DIR", str(p.parent))
