@@ -53,14 +53,14 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
     """Strict JSON: NaN/inf become null, numpy scalars become Python numbers."""
     import math
 
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "ndim", 1) == 0:
         obj = obj.item()
     if isinstance(obj, float) and not math.isfinite(obj):
@@ -160,7 +160,7 @@ class RunRecord:
 
     def add_metrics(self, metrics: dict[str, Any]) -> None:
         self._metrics.update(metrics)
-        schema.atomic_write_json(self.folder / "metrics.json", _jsonable(_scrub(self._metrics)))
+        schema.atomic_write_json(self.folder / "metrics.json", jsonable(_scrub(self._metrics)))
 
     @property
     def metrics(self) -> dict[str, Any]:
@@ -173,7 +173,7 @@ class RunRecord:
 
     # -- completion ----------------------------------------------------------------
     def _write_manifest(self) -> None:
-        schema.atomic_write_json(self.folder / "manifest.json", _jsonable(_scrub(self.manifest)))
+        schema.atomic_write_json(self.folder / "manifest.json", jsonable(_scrub(self.manifest)))
 
     def finish(self, status: str = "completed", error: str | None = None) -> Path:
         self.manifest["finished"] = _now()

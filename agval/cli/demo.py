@@ -39,7 +39,9 @@ def demo(
                            studies=list(study) if study else None)
     typer.echo(f"stand-ins stopped (exit codes {ag.proc.returncode}, {mv.proc.returncode})")
     summary_rows = {k: {"run_folder": v.get("run_folder"), "headline": v.get("headline")} for k, v in result.items()}
-    typer.echo(json.dumps(summary_rows, indent=2, default=str))
+    from agval.runs import jsonable
+
+    typer.echo(json.dumps(jsonable(summary_rows), indent=2, default=str))
     typer.echo(f"all demo results are under {results_root(simulated=True)}")
 
 

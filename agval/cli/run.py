@@ -20,8 +20,10 @@ def _run(kind: str, study_file: Path, backend_kind, address, model_version, stan
                           backend={"kind": backend_kind, "address": address, "model_version": model_version,
                                    "standin_world": standin_world},
                           lookup={"source": lookup_source, "base_url": myvariant_url, "vcf": vcf})
-    typer.echo(json.dumps({k: result.get(k) for k in ("run_folder", "simulated", "headline")
-                           if k in result}, indent=2, default=str))
+    from agval.runs import jsonable
+
+    typer.echo(json.dumps(jsonable({k: result.get(k) for k in ("run_folder", "simulated", "headline")
+                                    if k in result}), indent=2, default=str))
 
 
 def _make(kind: str, help_text: str):
