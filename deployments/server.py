@@ -115,6 +115,10 @@ def start_server(*, port: int | None = None, home: str | Path | None = None, tim
     child_env.update(SERVER_ENV)
     child_env["PREFECT_HOME"] = str(home)
     child_env["PREFECT_SERVER_API_HOST"] = "127.0.0.1"
+    # The UI asks the server where its API is (/ui-settings); without these it answers the
+    # default port 4200 and the UI cannot connect when we listen elsewhere.
+    child_env["PREFECT_SERVER_API_PORT"] = str(port)
+    child_env["PREFECT_UI_API_URL"] = f"http://127.0.0.1:{port}/api"
     child_env.update(env or {})
     prefect_bin = Path(sys.executable).with_name("prefect")
     cmd = [str(prefect_bin)] if prefect_bin.exists() else [sys.executable, "-m", "prefect"]

@@ -292,6 +292,15 @@ def test_dask_runner_gives_identical_scores_and_metrics(local_server, world_dir,
     assert Path(rep["report"]).exists()
 
 
+def test_ui_is_told_the_api_address_it_was_started_on(local_server):
+    """The Prefect UI reads its API address from /ui-settings; it must be this server's port,
+    or the UI shows no deployments ("Can't connect to Server API")."""
+    import httpx
+
+    base = local_server.api_url.removesuffix("/api")
+    assert httpx.get(f"{base}/ui-settings", timeout=10).json()["api_url"] == local_server.api_url
+
+
 def test_serve_refuses_bad_config_before_starting(tmp_path, monkeypatch):
     """`python -m deployments.serve` on an invalid cron: exit 2 with the reason, nothing served."""
     from tests.test_revalidation import write_config
