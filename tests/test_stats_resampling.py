@@ -146,11 +146,20 @@ def test_permutation_p_formula():
     null = np.array([0.1, 0.2, 0.3, 0.4, np.nan])
     assert R.permutation_p(0.3, null) == (1 + 2) / 5
     assert R.permutation_p(0.3, null, alternative="less") == (1 + 3) / 5
-    assert R.permutation_p(-0.35, null, alternative="two-sided") == (1 + 1) / 5
+    assert R.permutation_p(-0.35, null, alternative="two-sided") == 2 * (1 + 0) / 5
+    assert R.permutation_p(0.25, null, alternative="two-sided") == 1.0
     assert R.permutation_p(0.3 + 1e-14, null) == (1 + 2) / 5  # rounding tolerance
     assert R.permutation_p(9.0, null) == 1 / 5
     with pytest.raises(ValueError):
         R.permutation_p(0.1, null, alternative="bigger")
+
+
+def test_two_sided_permutation_p_is_valid_for_a_shifted_null():
+    """A null centred at 0.4 (e.g. Q4's score-permutation null with a mean bias): an observed 0.0
+    is an extreme lower-tail result, not 'as extreme as every |null|' (p = 1)."""
+    null = np.random.default_rng(0).normal(0.4, 0.05, 999)
+    assert R.permutation_p(0.0, null, alternative="two-sided") == pytest.approx(2 / 1000)
+    assert R.permutation_p(0.4, null, alternative="two-sided") > 0.5
 
 
 def test_cluster_permutation_modes_and_power():
@@ -159,11 +168,13 @@ def test_cluster_permutation_modes_and_power():
     xc = np.repeat(np.random.default_rng(0).normal(size=12), 30) + 0.0
     r = R.cluster_permutation_test(xc, y, "spearman", clusters=cl, n_perm=300, seed=1, return_null=True)
     assert r["mode"] == "cluster_values" and r["n_clusters"] == 12 and r["null"].shape == (300,)
-    assert r["p"] >= 1 / 301
+    assert r["p"] == R.permutation_p(r["estimate"], r["null"], alternative="two-sided")
+    assert r["p"] == pytest.approx(min(1.0, 2 * min((1 + (r["null"] >= r["estimate"] - 1e-12).sum()) / 301,
+                                                    (1 + (r["null"] <= r["estimate"] + 1e-12).sum()) / 301)))
     b = R.cluster_permutation_test(x, y, "spearman", clusters=cl, n_perm=300, seed=1)
     assert b["mode"] == "cluster_between"
     row = R.cluster_permutation_test(x, y, "spearman", n_perm=300, seed=1)
-    assert row["mode"] == "row" and row["p"] == 1 / 301
+    assert row["mode"] == "row" and row["p"] == 2 / 301  # two-sided: twice the smaller tail
     # the cluster test is far less confident than the row test on 12 clusters
     assert b["p"] > row["p"]
     # a strong planted between-cluster association is still detected with 40 clusters

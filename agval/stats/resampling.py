@@ -513,9 +513,13 @@ def permutation_p(observed: float, null: np.ndarray, *, alternative: str = "grea
     null values (``B`` of them).
 
     ``alternative``: ``"greater"`` (null >= observed), ``"less"`` (null <= observed) or
-    ``"two-sided"`` (``|null - null_value| >= |observed - null_value|``). Comparisons allow a
-    relative tolerance of 1e-10 so that a permutation reproducing the observed value
-    counts as "as extreme" despite rounding.
+    ``"two-sided"``: twice the smaller one-sided p, capped at 1. Doubling the smaller tail
+    stays valid when the null is not centred on ``null_value`` (the Q4 score-permutation
+    null keeps the scores' mean bias; a cluster-between null keeps within-cluster
+    association), where ``|null - null_value| >= |observed - null_value|`` would call an
+    extreme lower-tail result unremarkable. ``null_value`` is kept for callers' symmetry.
+    Comparisons allow a relative tolerance of 1e-10 so that a permutation reproducing the
+    observed value counts as "as extreme" despite rounding.
     """
     null = np.asarray(null, dtype=np.float64)
     null = null[np.isfinite(null)]
@@ -528,9 +532,9 @@ def permutation_p(observed: float, null: np.ndarray, *, alternative: str = "grea
         tol = 1e-10 * max(1.0, abs(observed))
         count = int((null <= observed + tol).sum())
     elif alternative == "two-sided":
-        dev = abs(observed - null_value)
-        tol = 1e-10 * max(1.0, dev)
-        count = int((np.abs(null - null_value) >= dev - tol).sum())
+        p_greater = permutation_p(observed, null, alternative="greater")
+        p_less = permutation_p(observed, null, alternative="less")
+        return min(1.0, 2.0 * min(p_greater, p_less))
     else:
         raise ValueError(f"alternative must be 'greater', 'less' or 'two-sided', got {alternative!r}")
     return (1.0 + count) / (null.size + 1.0)
