@@ -266,3 +266,22 @@ def test_missing_required_susie_columns_are_named(tmp_path):
     p = _write(tmp_path / "Lung.ENSG00000000009.tsv", ["rsid", "cs"], [["rs1", 1]])
     with pytest.raises(MissingColumnError, match="pip"):
         inputs.load_susie_files(p)
+
+
+def test_assay_scores_keep_the_recommended_scorer_of_each_output_type():
+    """A tidy_scores table from score_variant without a scorer list has the signed DIFF_LOG2_SUM
+    scorer and the never-negative ACTIVE_SUM scorer for DNASE; averaging them would push signs
+    positive (found in review: -0.05 and 3.0 became 1.475)."""
+    from alphagenome.models import variant_scorers as vs
+
+    rec, active = str(vs.RECOMMENDED_VARIANT_SCORERS["DNASE"]), str(vs.RECOMMENDED_VARIANT_SCORERS["DNASE_ACTIVE"])
+    tmap = load_tissue_map(overrides={"Lung": {"RNA_SEQ": [], "ATAC": [], "DNASE": ["UBERON:0008952"], "CAGE": []}})
+    rows = pl.DataFrame({"variant_key": ["chr1:5:A>G"] * 2, "output_type": ["DNASE"] * 2, "gene_id": [None, None],
+                         "ontology_curie": ["UBERON:0008952"] * 2, "gtex_tissue": [None, None],
+                         "track_name": ["lung dnase"] * 2, "track_strand": ["."] * 2, "scorer": [rec, active],
+                         "raw_score": [-0.05, 3.0]})
+    values, _ = triplets.assay_scores(rows, tmap, ["Lung"], ["DNASE"])
+    assert values["score"].to_list() == [pytest.approx(-0.05)]
+    other = rows.with_columns(pl.Series("scorer", ["custom-a", "custom-b"]))
+    with pytest.raises(InputError, match="2 scorers for DNASE"):
+        triplets.assay_scores(other, tmap, ["Lung"], ["DNASE"])

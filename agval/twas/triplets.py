@@ -127,6 +127,36 @@ def _map_frame(tissue_map: TissueMap, tissues: Iterable[str], output_type: str) 
     return pl.DataFrame(rows, schema={"tissue": pl.Utf8, "ontology_curie": pl.Utf8})
 
 
+
+def _one_scorer_per_output_type(scores: pl.DataFrame) -> pl.DataFrame:
+    """Keep one scorer per output type before tracks are averaged.
+
+    A ``tidy_scores`` table from ``score_variant`` without a scorer list holds several
+    scorers per output type (DNASE: DIFF_LOG2_SUM and the never-negative ACTIVE_SUM;
+    RNA_SEQ: gene-mask LFC, gene-mask active and polyadenylation). Averaging them would
+    push signs positive and mix scales, so the recommended (signed) scorer is kept; a
+    table with several scorers and not the recommended one is refused.
+    """
+    col = next((c for c in ("scorer", "variant_scorer") if c in scores.columns), None)
+    if col is None:
+        return scores
+    from alphagenome.models import variant_scorers as vs
+
+    keep = []
+    for ot in scores["output_type"].unique().drop_nulls().to_list():
+        found = set(scores.filter(pl.col("output_type") == ot)[col].cast(pl.Utf8).unique().drop_nulls().to_list())
+        if len(found) <= 1:
+            keep += list(found)
+            continue
+        rec = vs.RECOMMENDED_VARIANT_SCORERS.get(ot)
+        if rec is not None and str(rec) in found:
+            keep.append(str(rec))
+        else:
+            raise InputError(f"the score table has {len(found)} scorers for {ot} ({sorted(found)}); averaging "
+                             "them would mix signed and unsigned scores. Keep one scorer per output type",
+                             column=col)
+    return scores.filter(pl.col(col).cast(pl.Utf8).is_in(keep) | pl.col(col).is_null())
+
 def assay_scores(scores: pl.DataFrame, tissue_map: TissueMap, tissues: Sequence[str], assays: Sequence[str], *,
                  score_column: str = "raw_score") -> tuple[pl.DataFrame, pl.DataFrame]:
     """``(values, tracks)`` from a long score table (``agval.scoring`` format; ``variant_key``
@@ -140,6 +170,7 @@ def assay_scores(scores: pl.DataFrame, tissue_map: TissueMap, tissues: Sequence[
     if score_column not in scores.columns:
         raise InputError(f"the score table has no {score_column!r} column", column=score_column)
     vk = "variant_key" if "variant_key" in scores.columns else "row_id"
+    scores = _one_scorer_per_output_type(scores)
     s = scores.select(pl.col(vk).alias("variant_key"), "output_type", "gene_id", "ontology_curie", "gtex_tissue",
                       "track_name", pl.col("track_strand") if "track_strand" in scores.columns
                       else pl.lit(None, dtype=pl.Utf8).alias("track_strand"),
