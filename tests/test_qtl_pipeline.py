@@ -317,3 +317,28 @@ def test_study_model_defaults_and_clear_errors(tmp_path):
     bad.write_text('[study]\nname = "x"\nkind = "caqtl"\ntable = "t.csv"\nmodes = ["both"]\n')
     with pytest.raises(ConfigError, match=r"bad\.toml: study\.modes"):
         registry.load("qtl", bad)
+
+
+def test_declared_alt_means_the_tables_own_alt_on_the_lookup_route(tmp_path):
+    """Study lists ref=G, alt=A with beta +0.5 for its alt (A); dbSNP has A>G. The effect oriented
+    to the scored ALT (G) must be -0.5 (found in review: the unordered match kept +0.5 and
+    marked it verified)."""
+    import polars as pl
+
+    from agval.alleles.harmonize import harmonize
+    from agval.qtl.harmonize import harmonize_options
+    from agval.qtl.study import QTLStudy
+
+    fa = tmp_path / "g.fa"
+    fa.write_text(">chr1\n" + "C" * 9 + "A" + "C" * 10 + "\n")
+    study = QTLStudy(name="rev", kind="generic", table=str(tmp_path / "t.csv"), format="generic",
+                     reference_fasta=str(fa), biosample="CL:0000624", effect_allele="alt",
+                     allele_columns=["ref", "alt"])
+    rows = pl.DataFrame({"row_id": ["r1"], "rsid": ["rs1"], "ref": ["G"], "alt": ["A"], "beta": [0.5]})
+    lookup = pl.DataFrame({"query": ["rs1"], "rsid": ["rs1"], "chrom": ["chr1"], "pos": [10], "ref": ["A"],
+                           "alt": ["G"], "af": [0.3], "source": ["test"], "source_version": ["1"],
+                           "assembly": ["hg38"], "hgvs_id": ["chr1:g.10A>G"], "status": ["ok"]})
+    res = harmonize(rows, lookup, fa, guards=False, **harmonize_options(study))
+    out = res.table.row(0, named=True)
+    assert (out["ref"], out["alt"]) == ("A", "G")
+    assert out["beta_alt"] == -0.5 and out["orientation_verified"] is True

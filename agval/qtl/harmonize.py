@@ -79,10 +79,19 @@ def harmonize_options(study: QTLStudy) -> dict[str, Any]:
     """Keyword arguments of :func:`agval.alleles.harmonize.harmonize` for this study."""
     conv = study.convention
     opts: dict[str, Any] = {"convention": str(conv), "beta_col": "beta"}
+    cols = tuple(study.allele_columns or ())
+    if conv.kind in ("alt", "ref") and len(cols) == 2:
+        # 'alt'/'ref' name the table's own ordered allele columns (ref, alt), exactly as on the
+        # coordinates and precomputed routes; matched as an unordered pair against dbSNP, a
+        # table listing its alleles the other way round would keep the wrong sign while
+        # being marked orientation-verified (found in review).
+        ref_col, alt_col = cols
+        effect, other = (alt_col, ref_col) if conv.kind == "alt" else (ref_col, alt_col)
+        return {"convention": f"column:{effect}", "beta_col": "beta", "other_allele_col": other}
     if conv.kind == "column":
         opts["other_allele_col"] = study.other_allele
     else:
-        opts["allele_cols"] = tuple(study.allele_columns or ())
+        opts["allele_cols"] = cols
     return opts
 
 

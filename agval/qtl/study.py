@@ -82,10 +82,12 @@ class QTLStudy(BaseModel):
     marks: list[str] | None = Field(None, description="hqtl: marks to analyse (default: every mark in the table)")
     effect_allele: str = Field("unknown", description="allele of a positive beta, declared a priori: 'alt', "
                                "'ref', 'unknown' or 'column:<name>' (a column of the loaded table, e.g. "
-                               "column:ref for the hQTL file's Ref Allele)")
+                               "column:ref for the hQTL file's Ref Allele). 'alt'/'ref' are the table's own "
+                               "allele columns (allele_columns, ordered ref, alt) when it has them, else dbSNP's")
     other_allele: str | None = Field(None, description="with effect_allele column:<name>: the other allele's column")
-    allele_columns: list[str] | None = Field(None, description="with alt/ref/unknown: the study's allele columns, "
-                                             "used to pick and verify the dbSNP record (hqtl default: ref, alt)")
+    allele_columns: list[str] | None = Field(None, description="with alt/ref/unknown: the study's allele columns "
+                                             "in the order ref, alt, used to pick and verify the dbSNP record "
+                                             "(hqtl default: ref, alt)")
     allele_route: Literal["auto", "lookup", "coordinates"] = Field(
         "auto", description="lookup: rsID -> hg38 alleles (myvariant/VCF); coordinates: the table's own hg38 "
         "chrom/pos/ref/alt (GTEx); auto: coordinates for gtex, lookup otherwise")
