@@ -357,12 +357,8 @@ def test_task_retries_skip_errors_retrying_cannot_fix():
     assert artifact_key("QTL_study", "drop funnel") == "qtl-study-drop-funnel"
 
 
-def test_lookup_and_harmonize_on_the_synthetic_world(request):
+def test_lookup_and_harmonize_on_the_synthetic_world(world_dir):
     """The full synthetic world: API and VCF agree, and every found REF matches its genome.fa."""
-    try:
-        world_dir = request.getfixturevalue("world_dir")
-    except pytest.FixtureLookupError:
-        pytest.skip("world_dir fixture not available yet")
     from agval.alleles.myvariant import MyVariantClient
     from agval.alleles.vcf import VcfSource
     from standins.myvariant.server import serve
@@ -383,3 +379,19 @@ def test_lookup_and_harmonize_on_the_synthetic_world(request):
     reasons = set(res.decisions.filter(~pl.col("kept"))["reason"])
     assert "ref_mismatch" not in reasons and reasons <= {"notfound", "no_hg38", "multiallelic_ambiguous"}
     assert res.table.height > 0.8 * len(ids)
+
+
+def test_drops_name_the_file_row_not_the_frame_position(tmp_path):
+    """A study frame already filtered by the loader: drops must carry the loader's source_row."""
+    fa = tmp_path / "g.fa"
+    fa.write_text(">chr1\n" + "C" * 20 + "\n")
+    study = pl.DataFrame({"row_id": ["r9", "r12"], "rsid": ["rs404", "chr1:123"], "beta": [0.1, 0.2],
+                          "source_row": [9, 12], "source_file": ["q.csv", "q.csv"]})
+    lookup = pl.DataFrame({"query": ["rs404"], "rsid": [None], "chrom": [None], "pos": [None], "ref": [None],
+                           "alt": [None], "af": [None], "source": ["t"], "source_version": ["1"], "assembly": ["hg38"],
+                           "hgvs_id": [None], "status": ["notfound"]},
+                          schema_overrides={"rsid": pl.Utf8, "chrom": pl.Utf8, "pos": pl.Int64, "ref": pl.Utf8,
+                                            "alt": pl.Utf8, "af": pl.Float64, "hgvs_id": pl.Utf8})
+    res = harmonize(study, lookup, fa, convention="unknown", guards=False)
+    got = {r["row_id"]: (r["source_file"], r["source_row"]) for r in res.drops.frame().iter_rows(named=True)}
+    assert got == {"r9": ("q.csv", 9), "r12": ("q.csv", 12)}

@@ -296,9 +296,16 @@ def harmonize(study: pl.DataFrame, lookup: pl.DataFrame, genome: ReferenceGenome
 
     i = 0
 
+    # the file row of each study row: the loader's source_row when the study carries it (the
+    # frame here may already be filtered or split per mark), else the row's position
+    file_rows = (work["source_row"].cast(pl.Int64).to_list() if "source_row" in work.columns
+                 else list(range(1, work.height + 1)))
+    file_names = (work["source_file"].cast(pl.Utf8).to_list() if src is None and "source_file" in work.columns
+                  else [src] * work.height)
+
     def drop(rid, rsid, lclass, stage, reason, detail):
         decisions.append((rid, rsid, lclass, False, None, stage, reason, detail))
-        drop_rows.append((stage, reason, rid, src, i + 1, detail))
+        drop_rows.append((stage, reason, rid, file_names[i], file_rows[i], detail))
 
     for i, row in enumerate(work.select(cols).iter_rows()):
         rid, rsid, why, raw_rsid, beta = row[0], row[1], row[2], row[3], row[4]
