@@ -40,6 +40,9 @@ def configure() -> dict[str, str]:
         if k not in os.environ:
             set_now[k] = v
     os.environ.update(set_now)
+    from agval.secrets import install_record_factory
+
+    install_record_factory()  # redact the API key in every log record, Prefect's included
     return set_now
 
 

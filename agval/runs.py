@@ -134,7 +134,9 @@ class RunRecord:
     def set_backend(self, info: dict[str, Any]) -> None:
         """Backend name, address kind (live/standin/self-hosted/precomputed), never the key."""
         self.manifest["backend"] = _scrub(info)
-        if info.get("simulated") and not self.manifest["simulated"]:
+        fallback = info.get("fallback") or {}
+        fb_simulated = isinstance(fallback, dict) and bool(fallback.get("simulated"))
+        if (info.get("simulated") or fb_simulated) and not self.manifest["simulated"]:
             from agval.errors import SimulatedResultsError
 
             raise SimulatedResultsError("a simulated backend was attached to a run recorded as real")

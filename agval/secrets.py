@@ -4,8 +4,8 @@
 * otherwise the Prefect Secret block named by ``AGVAL_API_KEY_BLOCK``
   (default ``alphagenome-api-key``) is read when Prefect is available.
 
-:func:`redact` removes the key from any text; agval installs a logging filter that
-applies it to every log record, and the run record scrubs manifests with it, so the
+:func:`redact` removes the key from any text; agval installs a log record factory
+(and a logging filter) that applies it to every log record, and the run record scrubs manifests with it, so the
 key never reaches logs, artifacts, results or exception messages.
 """
 
@@ -40,6 +40,12 @@ def get_api_key(required: bool = True) -> str | None:
     return None
 
 
+def register(key: str | None) -> None:
+    """Remember ``key`` (a key passed explicitly, not read by :func:`get_api_key`) for redaction."""
+    if key:
+        _seen.add(key)
+
+
 def redact(text: str) -> str:
     """Replace every known key (and the environment's) with ``[REDACTED]``."""
     keys = set(_seen)
@@ -60,7 +66,48 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+_factory_installed = False
+
+
+def _redact_record(record: logging.LogRecord) -> logging.LogRecord:
+    try:
+        msg = record.getMessage()
+    except Exception:  # a malformed record: leave it to logging's own error handling
+        return record
+    red = redact(msg)
+    if red != msg or record.args:
+        record.msg, record.args = red, ()
+    if record.exc_info and not record.exc_text:
+        try:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+        except Exception:  # pragma: no cover
+            pass
+    if record.stack_info:
+        record.stack_info = redact(record.stack_info)
+    return record
+
+
+def install_record_factory() -> None:
+    """Redact every log record when it is created, whichever logger or handler it goes
+    to (Prefect's run loggers and API handler included). Installed once per process."""
+    global _factory_installed
+    if _factory_installed:
+        return
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "_agval_redacting", False):
+        _factory_installed = True
+        return
+
+    def factory(*args, **kwargs):
+        return _redact_record(previous(*args, **kwargs))
+
+    factory._agval_redacting = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
+    _factory_installed = True
+
+
 def install_log_filter() -> None:
+    install_record_factory()
     root = logging.getLogger()
     if not any(isinstance(f, RedactingFilter) for f in root.filters):
         root.addFilter(RedactingFilter())

@@ -144,6 +144,9 @@ def call_metadata(address: str | None, channel, api_key: str | None,
             api_key = os.environ.get("ALPHAGENOME_API_KEY") or None
     md = list(metadata)
     if api_key:
+        from agval.secrets import register
+
+        register(api_key)
         md.insert(0, ("x-goog-api-key", api_key))
     return live, tuple(md)
 

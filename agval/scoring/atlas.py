@@ -25,7 +25,7 @@ import polars as pl
 from agval.coords import Variant
 from agval.scoring.alphagenome import DEFAULT_ADDRESS, _is_loopback, deadline_interceptor, tracks_to_polars
 from agval.scoring.backend import (GENE_COLUMNS, SCORE_COLUMNS, TRACK_COLUMNS, BackendCallError,
-                                   ScoringBackend, normalize_organism, scorer_id)
+                                   ScoringBackend, metadata_is_simulated, normalize_organism, scorer_id)
 
 
 def _recommended() -> dict[str, Any]:
@@ -106,6 +106,16 @@ class AtlasBackend(ScoringBackend):
             self._meta = df.select("output_type", *TRACK_COLUMNS,
                                    *[c for c in df.columns if c not in TRACK_COLUMNS and c != "output_type"])
         return self._meta
+
+    @property
+    def simulated(self) -> bool:
+        """True when the atlas metadata or the fallback backend is a stand-in."""
+        cached = getattr(self, "_simulated_cache", None)
+        if cached is None:
+            cached = metadata_is_simulated(self.output_metadata("HOMO_SAPIENS")) or (
+                self.fallback is not None and bool(self.fallback.simulated))
+            self._simulated_cache = cached
+        return cached
 
     def describe(self) -> dict[str, Any]:
         d = {"backend": self.name, "address_kind": "atlas", "model_version": self.model_version_name,

@@ -267,9 +267,19 @@ class CacheWriter:
 
     def _open(self) -> None:
         name = f"journal-{time.time_ns():020d}-{os.getpid()}-{_pysecrets.token_hex(4)}.agj"
-        self._path = self.dir / name
-        self._fh = open(self._path, "wb", buffering=0)
-        fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        final = self.dir / name
+        # Created under a name recovery does not glob, locked, then renamed (the flock
+        # survives the rename): recovery can never see this journal unlocked.
+        tmp = self.dir / f".tmp-{name}"
+        fh = open(tmp, "wb", buffering=0)
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.rename(tmp, final)
+        except BaseException:
+            fh.close()
+            tmp.unlink(missing_ok=True)
+            raise
+        self._path, self._fh = final, fh
 
     def add(self, variant_key: str, scores: pl.DataFrame | None, scorers: Sequence[str]) -> None:
         """Record the result of one variant for ``scorers`` (each scorer gets an entry,
@@ -368,6 +378,8 @@ def recover_journals(ns_dir: Path, ctx: CacheContext) -> list[Path]:
     out = []
     for j in sorted(ns_dir.glob("journal-*.agj")):
         try:
+            if j.stat().st_size == 0:
+                continue  # nothing to recover (and possibly a writer that has just opened it)
             fh = open(j, "rb")
         except FileNotFoundError:
             continue

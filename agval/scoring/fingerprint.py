@@ -126,7 +126,9 @@ def canary_scores(backend, panel: Sequence[Variant], *, scorer: Any = CANARY_SCO
                   organism: str = "HOMO_SAPIENS", interval_width: int = CANARY_WIDTH,
                   policy=None) -> dict[str, Any]:
     """Score the canary panel; rounded scores, errors and their digest."""
-    from agval.scoring.backend import RetryPolicy, call_with_retries, resolve_scorers, scorer_id
+    from agval.errors import ScoringError
+    from agval.scoring.backend import (TRANSIENT_CODES, RetryPolicy, call_with_retries, resolve_scorers,
+                                       scorer_id)
 
     scorers = resolve_scorers([scorer])
     policy = policy or RetryPolicy(max_attempts=4, initial_backoff=0.5)
@@ -136,7 +138,11 @@ def canary_scores(backend, panel: Sequence[Variant], *, scorer: Any = CANARY_SCO
         out = call_with_retries(lambda v=v: backend.score_one(v, scorers, interval_width=interval_width,
                                                               organism=organism), policy=policy)
         if out.error is not None:
-            errors[v.key] = out.error[0]
+            code = out.error[0]
+            if code in TRANSIENT_CODES:  # an outage must not change the fingerprint (and miss the cache)
+                raise ScoringError(f"the model fingerprint could not be computed because the service "
+                                   f"answered {code} for canary variant {v.key}; retry later")
+            errors[v.key] = code
             continue
         df = out.value.sort(["scorer", "track_name", "track_strand", "gene_id"], nulls_last=True)
         for r in df.select("variant_key", "scorer", "track_name", "track_strand", "gene_id",
