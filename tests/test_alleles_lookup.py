@@ -239,7 +239,8 @@ def test_injected_429_and_503_are_retried_and_nothing_is_lost(myvariant_standin,
     myvariant_standin.config.fail_every_k = 2
     got503 = MyVariantClient(myvariant_standin.base_url, pace=0, sleep=slept.append).lookup(ids)
     assert got.equals(clean) and got503.equals(clean)
-    assert slept[:2] >= [3, 3]
+    # the two 429s carried Retry-After: 3, so the first two waits honour it
+    assert len(slept) >= 2 and all(s >= 3 for s in slept[:2]), slept
     statuses = [r.status for r in myvariant_standin.requests]
     assert statuses.count(429) == 2 and statuses.count(503) >= 3 and statuses.count(200) == 6
 

@@ -108,6 +108,7 @@ def _deployment(name: str):
     return asyncio.run(go())
 
 
+@pytest.mark.timeout(900)  # its own waits (server start, three run_deployment calls) exceed 300 s
 def test_serve_watch_trigger_revalidate_compare(local_server, world_dir, tmp_path):
     from prefect.deployments import run_deployment
 

@@ -196,12 +196,8 @@ def test_cli_process_serves_and_stops_cleanly_on_sigterm(myvariant_world, tmp_pa
             proc.wait()
 
 
-def test_serves_the_synthetic_world(request):
-    """Against the full synthetic world (skipped until tests/fixtures_world.py provides world_dir)."""
-    try:
-        world_dir = request.getfixturevalue("world_dir")
-    except pytest.FixtureLookupError:
-        pytest.skip("world_dir fixture not available yet")
+def test_serves_the_synthetic_world(world_dir):
+    """Against the full synthetic world."""
     from standins.myvariant.server import serve
 
     cat = pl.read_parquet(world_dir / "variants.parquet")

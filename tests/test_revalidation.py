@@ -9,7 +9,9 @@ SIMULATED: the toy study scores the synthetic world on the stand-in.
 
 from __future__ import annotations
 
+import html
 import json
+import os
 import threading
 from pathlib import Path
 
@@ -331,8 +333,10 @@ def test_comparison_report_folder(tmp_path, monkeypatch):
     assert "canary" in fpd["part"].to_list()
     index = (folder / "index.html").read_text()
     for run_folder in h["run_folder"].unique():
-        rel = Path(run_folder).relative_to(tmp_path)
-        assert f"{rel.as_posix()}/report.html" in index or "report.html" in index
+        # render_index links each run's report relative to the folder holding index.html
+        href = Path(os.path.relpath(Path(run_folder) / "report.html", folder)).as_posix()
+        assert href.startswith("../") and href.endswith("/report.html")
+        assert f'<a href="{html.escape(href)}">' in index, href
     assert index.count("report.html") >= 3
     assert "SIMULATED" in (folder / "report.html").read_text()
     # selectors: a backend label and run folders

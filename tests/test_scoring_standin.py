@@ -9,6 +9,7 @@ background per scorer on first use), and the retry backoff sleeps are no-ops.
 from __future__ import annotations
 
 import re
+import time
 
 import polars as pl
 import pytest
@@ -91,14 +92,27 @@ def test_injected_fault_ends_with_every_variant_scored(fault, standin, backend, 
                        fingerprint="fixed-" + fault)
     assert run.failures.height == 0
     assert run.scores["row_id"].n_unique() == 6
-    # injected faults fire before the request is parsed, so group attempts by request fingerprint
-    by_variant: dict[str, list] = {}
-    for c in standin.servicer.calls:
-        if c.method == "ScoreVariant":
-            by_variant.setdefault(c.fingerprint, []).append(c)
+    # injected faults fire before the request is parsed, so group attempts by request fingerprint.
+    # The stand-in logs a call when it finishes: a cancelled attempt may be logged late (or after
+    # its retry) on a loaded machine, so wait for every record, then order by attempt.
     n_fail = int(dict(FAULTS[fault])["x-fake-fail-first"])
-    assert len(by_variant) == 6
+
+    def group() -> dict[str, list]:
+        out: dict[str, list] = {}
+        for c in list(standin.servicer.calls):
+            if c.method == "ScoreVariant":
+                out.setdefault(c.fingerprint, []).append(c)
+        return out
+
+    deadline = time.monotonic() + 15.0
+    by_variant = group()
+    while time.monotonic() < deadline and not (
+            len(by_variant) == 6 and all(len(cs) >= n_fail + 1 for cs in by_variant.values())):
+        time.sleep(0.05)
+        by_variant = group()
+    assert len(by_variant) == 6, {v: [(c.attempt, c.outcome) for c in cs] for v, cs in by_variant.items()}
     for v, cs in by_variant.items():
+        cs.sort(key=lambda c: c.attempt)
         assert [c.attempt for c in cs] == list(range(1, n_fail + 2)), v
         assert cs[-1].outcome == "OK"
         if fault == "hang":

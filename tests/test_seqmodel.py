@@ -110,8 +110,13 @@ def test_n_bases_contribute_nothing(model, params):
     assert np.ptp(flat) == 0  # pure baseline, no motif signal
     with_site = model.tracks("N" * 1_000 + runx * 3 + "N" * 976, atac)[:, 0]
     assert with_site.max() > 3 * flat[0]
-    # replacing the motif bases by N restores the baseline exactly
-    assert np.array_equal(model.tracks("N" * 1_000 + "N" * len(runx) * 3 + "N" * 976, atac)[:, 0], flat)
+    # real sequence on both sides, but more than the model's reach away: the N block in the
+    # middle is exactly the all-N baseline (no leakage from the flanks), the flanks are not
+    r = model.reach
+    mixed = model.tracks(_random_seq(3_000, 5) + "N" * (2 * r + 500) + _random_seq(3_000, 6), atac)[:, 0]
+    middle = mixed[3_000 + r:3_000 + r + 500]
+    assert middle.shape == (500,) and np.array_equal(middle, np.full(500, flat[0], dtype=mixed.dtype))
+    assert not np.all(mixed[:3_000] == flat[0]) and not np.all(mixed[-3_000:] == flat[0])
 
 
 def test_motif_change_moves_the_relevant_cell_type_and_far_changes_do_nothing(model, params):

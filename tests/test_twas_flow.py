@@ -22,8 +22,6 @@ from agval.runs import load_manifest
 from agval.twas import inputs
 
 
-_RUNS: dict[str, Path] = {}
-
 
 @pytest.fixture(scope="module")
 def twas_study(world_dir, tmp_path_factory):
@@ -82,7 +80,9 @@ def test_generator_writes_real_formats_with_planted_twas(twas_study, world_dir, 
 
 # ------------------------------------------------------------------------------ the flow
 
-def test_agval_run_twas_end_to_end(prefect_api, twas_study, world_dir, alphagenome_standin, world_myvariant):
+@pytest.fixture(scope="module")
+def cli_run(prefect_api, twas_study, alphagenome_standin, world_myvariant) -> Path:
+    """``agval run twas FILE`` once for the module; its run folder."""
     from typer.testing import CliRunner
 
     from agval.cli.run import app
@@ -90,8 +90,11 @@ def test_agval_run_twas_end_to_end(prefect_api, twas_study, world_dir, alphageno
     res = CliRunner().invoke(app, ["twas", str(twas_study["toml"]), "--address", alphagenome_standin.address,
                                    "--lookup-source", "myvariant", "--myvariant-url", world_myvariant.base_url])
     assert res.exit_code == 0, (res.output, res.exception)
-    folder = Path(re.search(r'"run_folder": "([^"]+)"', res.output).group(1))
-    _RUNS["cli"] = folder
+    return Path(re.search(r'"run_folder": "([^"]+)"', res.output).group(1))
+
+
+def test_agval_run_twas_end_to_end(cli_run, twas_study):
+    folder = cli_run
 
     man = load_manifest(folder)
     assert man["simulated"] is True and man["status"] == "completed" and man["flow"] == "twas_concordance"
@@ -155,15 +158,13 @@ def test_flow_on_a_precomputed_perfect_model(prefect_api, twas_study, world_myva
     assert (Path(res["run_folder"]) / "report.html").is_file()
 
 
-def test_flow_scores_large_studies_in_batches(prefect_api, twas_study, alphagenome_standin, world_myvariant,
+def test_flow_scores_large_studies_in_batches(cli_run, prefect_api, twas_study, alphagenome_standin, world_myvariant,
                                               monkeypatch):
     """Variants are scored in batches, each reduced at once to the triplets' values; the
     triplet table is the same as with one batch (scores come from the score cache)."""
     import flows.twas as ft
     from flows import registry
 
-    if "cli" not in _RUNS:
-        pytest.skip("needs the end-to-end run")
     monkeypatch.setattr(ft, "SCORE_BATCH", 5)
     kw = registry.load("twas", twas_study["toml"],
                        backend={"address": alphagenome_standin.address},
@@ -176,5 +177,5 @@ def test_flow_scores_large_studies_in_batches(prefect_api, twas_study, alphageno
     assert not (folder / "tables" / "scores.parquet").exists()
     cols = ["variant_key", "gene_id", "tissue", "assay", "score", "n_tracks"]
     a = pl.read_parquet(folder / "tables" / "triplets.parquet").select(cols).sort(cols[:4])
-    b = pl.read_parquet(_RUNS["cli"] / "tables" / "triplets.parquet").select(cols).sort(cols[:4])
+    b = pl.read_parquet(cli_run / "tables" / "triplets.parquet").select(cols).sort(cols[:4])
     assert a.equals(b)
