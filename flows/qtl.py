@@ -139,7 +139,8 @@ def qtl_validation(study: QTLStudy, backend: BackendConfig = BackendConfig(),
             # 7. plots
             figures = qtl_plots(study, result, rec.plots_dir)
             counts = {"input_rows": loaded.n_input_rows, "loaded_rows": loaded.frame.height, **h.counts(),
-                      "analysed_rows": result.headline.get("n"), "dropped_rows": len(rec.drops)}
+                      "analysed_rows": result.headline.get("n"), "dropped_rows": rec.drops.frame()["row_id"].drop_nulls().n_unique(),
+                      "drop_events": len(rec.drops)}
             metrics = build_metrics(result, counts=counts, route=h.route, convention=h.convention,
                                     scoring=scoring_info)
             rec.add_metrics(metrics)

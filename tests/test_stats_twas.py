@@ -266,3 +266,22 @@ def test_q4_min_genes_and_reproducible():
     b = T.q4_synthetic_twas(df, n_permutations=50, seed=9)["table"]
     assert a.equals(b) and a.height == len(ASSAYS) * 6
     assert T.q4_synthetic_twas(df, n_permutations=5, seed=9, min_genes=100)["table"].height == 0
+
+
+def test_q2_spearman_uses_the_rows_of_the_mann_whitney_test():
+    """A row with no credible-set information (cs null) is in neither CS group, so it must not
+    enter Spearman(PIP, |score|) either (found in review: spearman_n exceeded n)."""
+    import polars as pl
+    from scipy import stats as st
+
+    from agval.stats.twas import q2_credible_set_enrichment
+
+    pip = [0.9, 0.5, 0.2, 0.05, 0.01, 0.99]
+    score = [0.3, -0.2, 0.1, 0.05, -0.01, 5.0]
+    cs = [1, 1, -1, -1, -1, None]
+    df = pl.DataFrame({"variant_key": [f"v{i}" for i in range(6)], "gene_id": "G", "tissue": "T", "assay": "ATAC",
+                       "pip": pip, "cs": cs, "z_alt": 1.0, "twas_z": 5.0, "score": score},
+                      schema_overrides={"cs": pl.Int64})
+    r = q2_credible_set_enrichment(df).row(0, named=True)
+    assert r["n"] == 5 and r["spearman_n"] == 5
+    assert r["spearman_rho"] == pytest.approx(st.spearmanr(pip[:5], [abs(s) for s in score[:5]])[0], abs=1e-12)

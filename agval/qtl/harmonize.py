@@ -39,7 +39,7 @@ from agval.alleles.guards import (check_not_empty, check_not_pvalues, check_plac
 from agval.alleles.harmonize import OUTPUT_COLUMNS, EffectConvention, harmonize
 from agval.coords import Variant, normalize_chrom
 from agval.drops import DROPPED, DropLog, funnel_table
-from agval.errors import GuardError, MissingColumnError
+from agval.errors import GuardError, InputError, MissingColumnError
 from agval.genome import ReferenceGenome
 from agval.qtl.study import QTLStudy
 
@@ -163,7 +163,7 @@ def harmonize_coordinates(study: QTLStudy, frame: pl.DataFrame, genome: Referenc
         pos = int(pos)
         try:
             g_ref = ref_genome.fetch(chrom, pos - 1, pos - 1 + len(ref))
-        except Exception:  # noqa: BLE001 - an unknown chromosome
+        except InputError:  # an unknown chromosome; I/O errors of a broken FASTA propagate
             drop("chrom_not_in_reference", f"{chrom} is not in {ref_genome.path}")
             continue
         ori = _orientation(conv, row.get(eff_col) if eff_col else None, ref, alt)

@@ -278,7 +278,8 @@ def run_plain(study: QTLStudy, *, backend=None, lookup_source=None, record=None,
                      drops=drops, simulated=sim)
     t["analyse"] = time.perf_counter() - t0 - sum(t.values())
     counts = {"input_rows": loaded.n_input_rows, "loaded_rows": loaded.frame.height, **h.counts(),
-              "analysed_rows": result.headline.get("n"), "dropped_rows": len(drops)}
+              "analysed_rows": result.headline.get("n"), "dropped_rows": drops.frame()["row_id"].drop_nulls().n_unique(),
+              "drop_events": len(drops)}
     metrics = build_metrics(result, counts=counts, route=h.route, convention=h.convention, scoring=scoring_info)
     if record is not None:
         record.write_table("rows", h.table)

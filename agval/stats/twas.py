@@ -353,7 +353,7 @@ def q2_credible_set_enrichment(triplets: pl.DataFrame, *,
         m1 = float(a[in_cs].mean()) if in_cs.any() else math.nan
         m0 = float(a[out_cs].mean()) if out_cs.any() else math.nan
         u, up = _mwu(a[in_cs], a[out_cs])
-        sp = spearman(pip, a)
+        sp = spearman(pip[ok], a[ok])  # the same rows as the Mann-Whitney test
         rows.append({"assay": assay, "n": int(ok.sum()), "n_cs": int(in_cs.sum()), "n_noncs": int(out_cs.sum()),
                      "mean_abs_cs": m1, "mean_abs_noncs": m0,
                      "fold": m1 / m0 if m0 and np.isfinite(m0) else math.nan,

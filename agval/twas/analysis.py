@@ -121,7 +121,12 @@ def headline(q1: dict[str, Any], q2: pl.DataFrame, q3: dict[str, pl.DataFrame], 
             "q3_n_genes": int(r3["n_genes"][0]) if r3.height else 0,
             "q4_best_tissue": r4["tissue"][0] if r4.height else None,
             "q4_best_rho": r4["spearman_rho"][0] if r4.height else None,
-            "q4_best_perm_p": r4["perm_p_greater"][0] if r4.height else None,
+            # the best of len(r4) tissues, chosen after looking: report its P unadjusted AND
+            # Bonferroni-adjusted for the number of tissues compared
+            "q4_best_perm_p_unadjusted": r4["perm_p_greater"][0] if r4.height else None,
+            "q4_best_perm_p_bonferroni": (min(1.0, float(r4["perm_p_greater"][0]) * r4.height)
+                                          if r4.height else None),
+            "q4_n_tissues": int(r4.height),
         }
         out[a] = h
         if r1.height and h["q1_n"]:
