@@ -175,3 +175,22 @@ def test_explicit_key_redacted_in_child_logger(caplog):
         assert key not in text and "[REDACTED]" in text
     assert seen[1].exc_text and key not in seen[1].exc_text and "RuntimeError" in seen[1].exc_text
     assert key not in caplog.text
+
+
+def test_cache_refuses_score_rows_of_an_unrequested_scorer():
+    """Rows whose scorer string differs from the requested one were silently dropped and the
+    variant cached as 'nothing to report' for good; now it is an error."""
+    import polars as pl
+
+    from agval.errors import ScoringError
+    from agval.scoring.backend import conform_scores
+    from agval.scoring.cache import _entries_to_cache_rows
+
+    ctx = _ctx()
+    good = conform_scores(pl.DataFrame({"variant_key": ["chr1:5:A>G"], "scorer": ["S1"], "track_name": ["t"],
+                                        "raw_score": [0.5]}))
+    out = _entries_to_cache_rows(ctx, [("chr1:5:A>G", ["S1"], 1.0)], [good])
+    assert out.height == 1 and not out["placeholder"][0]
+    other = good.with_columns(pl.lit("S1-renamed").alias("scorer"))
+    with pytest.raises(ScoringError, match="match no requested"):
+        _entries_to_cache_rows(ctx, [("chr1:5:A>G", ["S1"], 1.0)], [other])

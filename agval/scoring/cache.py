@@ -231,7 +231,15 @@ def _entries_to_cache_rows(ctx: CacheContext, entries: list[tuple[str, list[str]
         schema={"variant_key": pl.String, "scorer": pl.String, "ckey": pl.String, "scored_at": pl.Float64},
         orient="row").unique(["variant_key", "scorer"], keep="last", maintain_order=True)
     rows = pl.concat(frames, how="vertical") if frames else pl.DataFrame(schema=SCORE_COLUMNS)
+    n_rows = rows.height
     rows = rows.join(ent, on=["variant_key", "scorer"], how="inner", maintain_order="left")
+    if rows.height != n_rows:
+        # a backend answered with a scorer string other than the one requested: caching the
+        # variant as "nothing to report" would hide it for good, so refuse loudly instead
+        from agval.errors import ScoringError
+
+        raise ScoringError(f"{n_rows - rows.height} score rows match no requested (variant, scorer); "
+                           f"requested scorers {sorted(set(ent['scorer'].to_list()))[:3]}...")
     have = rows.select("ckey").unique()
     empty = ent.join(have, on="ckey", how="anti")
     const = [pl.lit(ctx.interval_width, dtype=pl.Int64).alias("interval_width"),
