@@ -194,3 +194,19 @@ def test_cache_refuses_score_rows_of_an_unrequested_scorer():
     other = good.with_columns(pl.lit("S1-renamed").alias("scorer"))
     with pytest.raises(ScoringError, match="match no requested"):
         _entries_to_cache_rows(ctx, [("chr1:5:A>G", ["S1"], 1.0)], [other])
+
+
+def test_explicit_cache_path_in_the_other_worlds_tree_is_refused(tmp_path):
+    """cache='.agval/cache/real/scores' with a stand-in backend would write simulated scores
+    into the real cache (found in review)."""
+    from agval.errors import SimulatedResultsError
+    from agval.paths import cache_dir
+    from agval.scoring.engine import open_cache
+
+    class _B:
+        simulated = True
+
+    with pytest.raises(SimulatedResultsError, match="real score cache"):
+        open_cache(str(cache_dir("scores", False) / "mine"), _B())
+    assert open_cache(str(tmp_path / "own"), _B()).root == tmp_path / "own"
+    assert open_cache(str(cache_dir("scores", True) / "x"), _B()) is not None

@@ -192,17 +192,27 @@ def open_cache(cache, backend: ScoringBackend) -> ScoreCache | None:
     """``"default"`` -> the shared cache of the backend's world (simulated or real)."""
     if cache is None or cache is False:
         return None
+    from agval.errors import SimulatedResultsError
+    from agval.paths import cache_dir
+
+    def refuse(which: str):
+        raise SimulatedResultsError(f"a {'simulated' if backend.simulated else 'real'} backend may not use the "
+                                    f"{which} score cache")
+
     if isinstance(cache, ScoreCache):
         if cache.simulated is not None and cache.simulated != backend.simulated:
-            from agval.errors import SimulatedResultsError
-
-            raise SimulatedResultsError(
-                f"a {'simulated' if backend.simulated else 'real'} backend may not use the "
-                f"{'simulated' if cache.simulated else 'real'} score cache")
-        return cache
-    if cache == "default" or cache is True:
+            refuse("simulated" if cache.simulated else "real")
+        store = cache
+    elif cache == "default" or cache is True:
         return ScoreCache(simulated=backend.simulated)
-    return ScoreCache(Path(cache), simulated=backend.simulated)
+    else:
+        store = ScoreCache(Path(cache), simulated=backend.simulated)
+    # an explicit root must not lie in the other world's default tree
+    other = cache_dir("scores", not backend.simulated).resolve()
+    root = store.root.resolve()
+    if root == other or other in root.parents:
+        refuse("real" if backend.simulated else "simulated")
+    return store
 
 
 def plan_scoring(variants: pl.DataFrame, scorers, *, backend: ScoringBackend, cache: ScoreCache | None,
