@@ -342,3 +342,27 @@ def test_declared_alt_means_the_tables_own_alt_on_the_lookup_route(tmp_path):
     out = res.table.row(0, named=True)
     assert (out["ref"], out["alt"]) == ("A", "G")
     assert out["beta_alt"] == -0.5 and out["orientation_verified"] is True
+
+
+def test_original_one_row_per_snp_records_the_rows_it_sets_aside():
+    """hQTL original mode keeps one row per SNP; the other mark's row must be a recorded drop,
+    not vanish (found in review)."""
+    import polars as pl
+
+    from agval.drops import DropLog
+    from agval.qtl.analysis import analysis_frame
+    from agval.qtl.modality import Analysis
+    from agval.scoring.tracks import TrackSelection
+
+    rows = pl.DataFrame({"row_id": ["h:1:H3K27ac", "h:1:H3K4me1", "h:2:H3K27ac"], "rsid": ["rs1", "rs1", "rs2"],
+                         "beta_seed": [0.5, 0.5, -0.2]})
+    pooled = pl.DataFrame({"row_id": ["h:1:H3K27ac", "h:1:H3K4me1", "h:2:H3K27ac"], "score": [0.3, 0.3, -0.1],
+                           "quantile_score": [0.9, 0.9, -0.5], "n_tracks": [10, 10, 10]})
+    an = Analysis(name="original", mode="original", biosample="CL:0000236", outputs=("CHIP_HISTONE",),
+                  selection=TrackSelection(output_types=["CHIP_HISTONE"]), score_col="quantile_score",
+                  beta_col="beta_seed", one_row_per="rsid")
+    drops = DropLog()
+    out = analysis_frame(rows, pooled, an, drops=drops)
+    assert out["row_id"].to_list() == ["h:1:H3K27ac", "h:2:H3K27ac"]
+    f = drops.frame()
+    assert f.select("row_id", "stage", "reason").rows() == [("h:1:H3K4me1", "analyse", "one_row_per_rsid")]

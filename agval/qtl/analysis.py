@@ -133,6 +133,12 @@ def analysis_frame(rows: pl.DataFrame, pooled: pl.DataFrame, analysis: Analysis,
     base = rows
     if analysis.one_row_per and analysis.one_row_per in rows.columns:
         base = base.unique(analysis.one_row_per, keep="first", maintain_order=True)
+        if drops is not None and base.height < rows.height:
+            dup = rows.join(base.select("row_id"), on="row_id", how="anti")
+            drops.add_frame(dup.select(pl.col("row_id").cast(pl.Utf8), pl.lit(
+                f"{analysis.name}: one row per {analysis.one_row_per}; another row of the same "
+                f"{analysis.one_row_per} represents it").alias("detail")),
+                stage="analyse", reason=f"one_row_per_{analysis.one_row_per}", source_file=source_file)
     base = base.select(keep).with_columns(pl.col("row_id").cast(pl.Utf8))
     j = checked_join(base, pooled.select("row_id", pl.col("score").alias("x"),
                                          pl.col("quantile_score").alias("x_quantile"), "n_tracks"),
