@@ -88,12 +88,17 @@ def load_susie_files(spec: str | Path | Sequence[str | Path], *, drops: DropLog 
         df, d = load_susie(f, gene_id=gene, tissue=tissue, pip_tolerance=pip_tolerance)
         drops.extend(d)
         parts.append(df)
+    return _concat_unique_ids(parts)
+
+
+
+def _concat_unique_ids(parts: list[pl.DataFrame]) -> pl.DataFrame:
+    """Stack per-file tables; when two files share a name (different folders) their row ids
+    collide, so ids become ``<source_file>:<source_row>``."""
     df = pl.concat(parts, how="vertical_relaxed")
     if df["row_id"].is_duplicated().any():
-        # two files with the same name in different folders: make the ids unique by the path
         df = df.with_columns((pl.col("source_file") + ":" + pl.col("source_row").cast(pl.Utf8)).alias("row_id"))
     return df
-
 
 def load_twas_files(spec: str | Path | Sequence[str | Path], *, drops: DropLog | None = None) -> pl.DataFrame:
     """Every FUSION ``.dat`` file of ``spec`` through :func:`agval.io.twas.load_fusion_dat`
@@ -108,10 +113,7 @@ def load_twas_files(spec: str | Path | Sequence[str | Path], *, drops: DropLog |
         df, d = load_fusion_dat(f, tissue=stem)
         drops.extend(d)
         parts.append(df)
-    df = pl.concat(parts, how="vertical_relaxed")
-    if df["row_id"].is_duplicated().any():
-        df = df.with_columns((pl.col("source_file") + ":" + pl.col("source_row").cast(pl.Utf8)).alias("row_id"))
-    return df
+    return _concat_unique_ids(parts)
 
 
 def resolve_tissue_map(path: str | Path | None = None) -> TissueMap:
