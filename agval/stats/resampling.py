@@ -75,6 +75,9 @@ __all__ = [
     "within_group_permute",
     "within_group_permutation_test",
     "permutation_p",
+    "connected_loci",
+    "UnitPermuter",
+    "locus_bootstrap_weights",
 ]
 
 #: Upper bound on the elements of one (replicates x rows) block.
@@ -699,3 +702,89 @@ def within_group_permutation_test(x: Any, y: Any, groups: Any,
             done += b
     return _permutation_result(stat, estimate, null, alternative=alternative, n=n, seed=seed,
                                return_null=return_null, n_groups=int(np.unique(cs).size) if n else 0)
+
+
+# --------------------------------------------------------------------------------------
+# shared units: loci and unit-level permutation (pitfall P31)
+# --------------------------------------------------------------------------------------
+
+def connected_loci(genes: Any, variants: Any) -> np.ndarray:
+    """Locus code per row: connected components of the bipartite graph gene -- variant.
+
+    ``genes`` and ``variants``: 1-D ids of one length ``n`` (one row per (variant, gene,
+    ...) occurrence; repeated pairs are fine). Two genes are in one locus when they share a
+    variant, directly or through a chain of genes. Returns int codes ``0..K-1`` of shape
+    ``(n,)``, numbered in order of each locus's first gene in sorted gene order (so the
+    numbering does not depend on row order).
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    g_codes, n_g = cluster_codes(genes, len(genes))
+    v_codes, n_v = cluster_codes(variants, len(variants))
+    if g_codes.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    adj = coo_matrix((np.ones(g_codes.size), (g_codes, n_g + v_codes)), shape=(n_g + n_v, n_g + n_v))
+    _, labels = connected_components(adj, directed=False)
+    gene_label = labels[:n_g]
+    # renumber by first gene (sorted) -> stable numbering
+    _, first = np.unique(gene_label, return_index=True)
+    order = np.argsort(first, kind="stable")
+    remap = np.empty(order.size, dtype=np.int64)
+    remap[np.unique(gene_label)[order]] = np.arange(order.size)
+    return remap[gene_label[g_codes]]
+
+
+class UnitPermuter:
+    """Permutations of a **unit -> value vector** map within loci, applied to every row.
+
+    A unit is what carries one model score: a variant for a gene-independent chromatin
+    score, a (variant, gene) for an RNA score. Each unit has one value per *slot* (tissue);
+    a row is ``(unit, slot)``. A permutation ``pi`` (drawn within each locus) gives row
+    ``(u, t)`` the value of ``(pi(u), t)``, so every row of one unit moves together and
+    a value shared by several rows stays shared (pitfall P31). A row whose source
+    ``(pi(u), t)`` has no value gets NaN in that replicate (callers drop it).
+
+    Parameters: ``unit`` (n,) ids, ``slot`` (n,) ids, ``locus`` (n,) locus ids (constant
+    within a unit), ``values`` (n,) floats (one value per (unit, slot); duplicates must
+    agree, the first is kept).
+    """
+
+    def __init__(self, unit: Any, slot: Any, locus: Any, values: np.ndarray):
+        n = len(values)
+        u_codes, n_u = cluster_codes(unit, n)
+        s_codes, n_s = cluster_codes(slot, n)
+        l_codes, _ = cluster_codes(locus, n)
+        unit_locus = np.zeros(n_u, dtype=np.int64)
+        unit_locus[u_codes] = l_codes
+        # units sorted by locus: a unit's position in that order is its index
+        order = np.argsort(unit_locus, kind="stable")
+        pos = np.empty(n_u, dtype=np.int64)
+        pos[order] = np.arange(n_u)
+        self.row_unit = pos[u_codes] if n else np.zeros(0, np.int64)
+        self.row_slot = s_codes
+        self.locus_sorted = unit_locus[order]
+        self.n_units = n_u
+        mat = np.full((n_u, max(n_s, 1)), np.nan)
+        mat[self.row_unit[::-1], s_codes[::-1]] = np.asarray(values, dtype=np.float64)[::-1]
+        self.matrix = mat
+        self._flat = mat.ravel()
+        self._ns = mat.shape[1]
+
+    def draw(self, b: int, rng: np.random.Generator) -> np.ndarray:
+        """``(b, n)`` permuted row values (a block of ``b`` replicates)."""
+        if self.n_units == 0:
+            return np.zeros((b, 0))
+        perm = _within_group_sorted_perm(self.locus_sorted, b, rng)
+        src = perm[:, self.row_unit]
+        return self._flat[src * self._ns + self.row_slot[None, :]]
+
+
+def locus_bootstrap_weights(locus_codes: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """``(n_boot, n)`` weights resampling loci (:func:`cluster_bootstrap_weights` on codes
+    ``0..K-1``)."""
+    codes = np.asarray(locus_codes, dtype=np.int64)
+    k = int(codes.max()) + 1 if codes.size else 0
+    if k == 0:
+        return np.zeros((n_boot, 0))
+    return cluster_bootstrap_weights(codes, k, n_boot, rng)

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import polars as pl
@@ -48,6 +48,7 @@ from agval.stats.resampling import (
     _seed_value,
     _within_group_sorted_perm,
     permutation_p,
+    weighted_auroc,
     weighted_spearman,
 )
 
@@ -61,6 +62,14 @@ __all__ = [
     "gene_level_scores",
     "q3_tissue_specificity",
     "q4_synthetic_twas",
+    "add_loci",
+    "bh_adjust",
+    "dedupe_scores",
+    "q1_direction_agreement",
+    "q2_credible_set_enrichment_corrected",
+    "q3_tissue_specificity_corrected",
+    "q4_synthetic_twas_corrected",
+    "loo_twas_z",
 ]
 
 TRIPLET_COLUMNS = ("variant_key", "gene_id", "tissue", "assay", "pip", "cs", "z_alt", "twas_z", "score")
@@ -571,4 +580,663 @@ def q4_synthetic_twas(triplets: pl.DataFrame, *, n_permutations: int = 1000, see
     if return_null:
         out["null"] = pl.concat(null_parts) if null_parts else pl.DataFrame(
             schema={"assay": pl.Utf8, "tissue": pl.Utf8, "replicate": pl.Int64, "rho": pl.Float64})
+    return out
+
+
+# ======================================================================================
+# CORRECTED mode: resampling at the true unit (pitfalls P30, P31, P32)
+# ======================================================================================
+#
+# The functions above are the seed's statistics ("original" mode: within-(gene, tissue)
+# permutation, row-level tests). They reproduce the published numbers and are kept for
+# that. The functions below are the corrected mode:
+#
+# * locus = connected component of genes sharing a retained variant
+#   (:func:`agval.stats.resampling.connected_loci`); every P value permutes, and every
+#   interval resamples, at that level;
+# * a permutation moves a **unit's** score once for every row of that unit: the unit is
+#   the variant for gene-independent scores (ATAC, DNASE, CAGE: one score per variant and
+#   tissue, shared by every gene near it) and the (variant, gene) for RNA (one gene's
+#   score, near-identical across tissues); the whole tissue vector of a unit moves
+#   (:class:`agval.stats.resampling.UnitPermuter`), within its locus;
+# * enrichment tests count a gene-independent score once (Q2).
+#
+# Shared conventions: ``seed`` as above; ``n_permutations`` permutations (P values
+# ``(1 + #{null >= obs}) / (B + 1)``), ``n_boot`` locus-bootstrap replicates (percentile
+# interval at ``confidence``).
+
+from agval.stats.resampling import (UnitPermuter, connected_loci,  # noqa: E402
+                                    locus_bootstrap_weights)
+
+GENE_INDEPENDENT_ASSAYS = ("ATAC", "DNASE", "CAGE")
+
+
+def is_gene_independent(assay: str) -> bool:
+    """True for assays whose score is one per (variant, tissue) (centre-mask chromatin)."""
+    return str(assay).upper() in GENE_INDEPENDENT_ASSAYS
+
+
+def add_loci(triplets: pl.DataFrame) -> pl.DataFrame:
+    """``triplets`` with an Int64 ``locus`` column: connected components of genes that
+    share a variant among the table's rows (rows with a null gene or variant get null)."""
+    _require(triplets, ("variant_key", "gene_id"))
+    pairs = triplets.select("gene_id", "variant_key").drop_nulls().unique()
+    if pairs.height == 0:
+        return triplets.with_columns(pl.lit(None, dtype=pl.Int64).alias("locus"))
+    loc = connected_loci(pairs["gene_id"].to_numpy(), pairs["variant_key"].to_numpy())
+    gl = pairs.select("gene_id").with_columns(pl.Series("locus", loc, dtype=pl.Int64)).unique("gene_id")
+    return triplets.drop("locus", strict=False).join(gl, on="gene_id", how="left")
+
+
+def _unit_expr(assay: str) -> pl.Expr:
+    if is_gene_independent(assay):
+        return pl.col("variant_key")
+    return pl.concat_str([pl.col("variant_key"), pl.col("gene_id")], separator="|")
+
+
+def _group_sum(codes_sorted: np.ndarray, k: int, x: np.ndarray) -> np.ndarray:
+    """Sums of ``x`` ((b, n) or (n,)) over the contiguous groups of ``codes_sorted`` ->
+    (b, k) / (k,) with 0 for absent groups."""
+    x2 = np.atleast_2d(x)
+    out = np.zeros((x2.shape[0], k))
+    if codes_sorted.size:
+        present, starts = np.unique(codes_sorted, return_index=True)
+        out[:, present] = np.add.reduceat(x2, starts, axis=1)
+    return out if np.ndim(x) == 2 else out[0]
+
+
+def _pct_ci(reps: np.ndarray, confidence: float) -> tuple[float, float]:
+    v = reps[np.isfinite(reps)]
+    if v.size < 2:
+        return (math.nan, math.nan)
+    a = (1 - confidence) / 2
+    lo, hi = np.quantile(v, [a, 1 - a])
+    return float(lo), float(hi)
+
+
+def _boot_p_two_sided(observed: float, reps: np.ndarray, null_value: float = 0.0) -> float:
+    """Bootstrap test of ``statistic == null_value``: the replicates re-centred on the
+    null, ``(1 + #{|rep - obs| >= |obs - null|}) / (B + 1)``."""
+    r = reps[np.isfinite(reps)]
+    if not np.isfinite(observed) or r.size == 0:
+        return math.nan
+    d = abs(observed - null_value)
+    return float((1 + np.sum(np.abs(r - observed) >= d - 1e-12)) / (r.size + 1))
+
+
+def bh_adjust(p: Any) -> np.ndarray:
+    """Benjamini-Hochberg adjusted P values (``scipy.stats.false_discovery_control``);
+    NaN entries stay NaN and do not count towards the number of tests."""
+    p = np.asarray(p, dtype=float)
+    out = np.full(p.shape, np.nan)
+    fin = np.isfinite(p)
+    if fin.any():
+        out[fin] = stats.false_discovery_control(p[fin], method="bh")
+    return out
+
+
+def _prepare_corrected(triplets: pl.DataFrame, columns: Iterable[str],
+                       twas_p_threshold: float | None) -> pl.DataFrame:
+    df = _prepare(triplets, list(columns) + ["variant_key"], twas_p_threshold)
+    df = df.filter(pl.col("gene_id").is_not_null() & pl.col("tissue").is_not_null()
+                   & pl.col("variant_key").is_not_null())
+    return add_loci(df)
+
+
+_Q1C_SCHEMA = {
+    "direction": pl.Utf8, "assay": pl.Utf8, "tissue": pl.Utf8, "pooled": pl.Boolean, "n": pl.Int64,
+    "k": pl.Int64, "accuracy": pl.Float64, "ci_low": pl.Float64, "ci_high": pl.Float64, "perm_p": pl.Float64,
+    "perm_null_mean": pl.Float64, "bh_q": pl.Float64, "n_loci": pl.Int64, "n_units": pl.Int64,
+    "n_permutations": pl.Int64, "n_boot": pl.Int64,
+}
+_HVNC_SCHEMA = {
+    "direction": pl.Utf8, "assay": pl.Utf8, "accuracy_heart": pl.Float64, "accuracy_nonheart": pl.Float64,
+    "difference": pl.Float64, "ci_low": pl.Float64, "ci_high": pl.Float64, "boot_p": pl.Float64,
+    "n_abs_heart": pl.Int64, "n_abs_nonheart": pl.Int64, "mean_abs_difference": pl.Float64,
+    "mean_abs_ci_low": pl.Float64, "mean_abs_ci_high": pl.Float64, "mean_abs_boot_p": pl.Float64,
+    "n_loci": pl.Int64,
+}
+
+Q1_DIRECTIONS = {
+    "twas": "agreement with the TWAS-weighted eQTL direction sign(z_ALT * TWAS.Z) (seed replication)",
+    "eqtl": "agreement with the variant's marginal eQTL effect (ALT-oriented slope) in that tissue (primary)",
+}
+
+
+def q1_direction_agreement(triplets: pl.DataFrame, *, direction: str = "twas", n_permutations: int = 1000,
+                           n_boot: int = 1000, seed: SeedLike, heart_tissues: Iterable[str] | None = None,
+                           assays: Iterable[str] | None = None, confidence: float = 0.95,
+                           twas_p_threshold: float | None = DEFAULT_TWAS_P_THRESHOLD,
+                           return_null: bool = False) -> dict[str, Any]:
+    """Q1, corrected mode: sign agreement of the model score with a direction, per tissue x
+    assay and pooled over tissues, with a locus-level permutation P and a locus-bootstrap
+    interval.
+
+    ``direction="twas"``: ``e = sign(z_alt * twas_z)`` - the seed's statistic, which is
+    agreement with the TWAS-weighted eQTL direction (TWAS.Z contains the variant's own
+    eQTL weight x its own z, and genes are selected on TWAS from the same GWAS; P30); it
+    is **not** evidence of mediation. ``direction="eqtl"``: ``e = sign(eqtl_slope)``, the
+    variant's marginal eQTL effect for ALT in that tissue (GTEx slope) - the primary
+    estimand; by default only the ``RNA`` assay.
+
+    Rows: ``score`` finite and non-zero and ``e`` non-zero. Accuracy ``k/n``. P value
+    (one-sided, agreement above the null): every unit's score vector (variant for
+    ATAC/DNASE/CAGE, variant-gene for RNA; all its tissues together) is permuted among the
+    units of its locus (:class:`agval.stats.resampling.UnitPermuter`); a row whose source
+    has no score in its tissue is left out of that replicate. Interval: percentile locus
+    bootstrap. ``bh_q``: Benjamini-Hochberg over the tissue cells of the table (pooled rows
+    excluded), across assays.
+
+    Required columns: ``variant_key, gene_id, tissue, assay, score`` and ``z_alt, twas_z``
+    (twas) or ``eqtl_slope`` (eqtl).
+
+    Returns ``{"table", "heart_vs_nonheart", "direction", "label", "seed",
+    "n_permutations", "n_boot", "heart_tissues"}`` (+ ``"null"`` long ``assay, tissue,
+    replicate, accuracy``). ``table`` columns: :data:`_Q1C_SCHEMA`. ``heart_vs_nonheart``
+    (one row per assay): the accuracy difference heart - non-heart with a locus-bootstrap
+    interval and re-centred bootstrap P (two-sided), and the difference of mean ``|score|``
+    over de-duplicated scores (one per unit and tissue) with the same.
+    """
+    if direction not in Q1_DIRECTIONS:
+        raise ValueError(f"direction must be one of {sorted(Q1_DIRECTIONS)}, got {direction!r}")
+    need = ["gene_id", "tissue", "assay", "score"] + (["z_alt", "twas_z"] if direction == "twas"
+                                                      else ["eqtl_slope"])
+    df = _prepare_corrected(triplets, need, twas_p_threshold)
+    if direction == "eqtl":
+        df = df.with_columns(pl.col("eqtl_slope").cast(pl.Float64))
+        e_expr = pl.col("eqtl_slope").sign()
+        assays = ["RNA"] if assays is None else list(assays)
+    else:
+        e_expr = (pl.col("z_alt") * pl.col("twas_z")).sign()
+    df = df.with_columns(e_expr.fill_nan(0).fill_null(0).alias("_e"))
+    rng = _rng(seed)
+    B, NB = int(n_permutations), int(n_boot)
+    all_tissues = sorted(df["tissue"].unique().to_list())
+    T = len(all_tissues)
+    hearts = heart_tissue_set(all_tissues, heart_tissues)
+    is_heart = np.array([t in hearts for t in all_tissues], dtype=bool)
+    assay_list = sorted(df["assay"].drop_nulls().unique().to_list()) if assays is None else \
+        [a for a in assays if a in set(df["assay"].to_list())]
+    rows, hvn, nulls = [], [], []
+    for assay in assay_list:
+        sub = (df.filter((pl.col("assay") == assay) & pl.col("score").is_finite() & (pl.col("score") != 0))
+               .with_columns(_unit_expr(assay).alias("_unit"),
+                             pl.col("tissue").replace_strict(all_tissues, list(range(T))).alias("_t"))
+               .sort("_t", "locus", "_unit"))
+        n_all = sub.height
+        t_codes = sub["_t"].to_numpy().astype(np.int64)
+        score = _np(sub, "score")
+        e = sub["_e"].to_numpy().astype(np.int8)
+        ev = e != 0
+        loc = sub["locus"].to_numpy().astype(np.int64)
+        loc_codes = np.unique(loc, return_inverse=True)[1].reshape(-1) if n_all else loc
+        c_obs = (np.sign(score) == e) & ev
+        k_t = _group_sum(t_codes, T, c_obs.astype(float))
+        n_t = _group_sum(t_codes, T, ev.astype(float))
+        null_k = np.zeros((B, T))
+        null_n = np.zeros((B, T))
+        if n_all and B:
+            perm = UnitPermuter(sub["_unit"].to_numpy(), t_codes, loc, score)
+            done = 0
+            for b in _block_sizes(B, n_all):
+                v = perm.draw(b, rng)
+                ok = np.isfinite(v) & (v != 0) & ev
+                c = ok & (np.sign(v) == e)
+                null_k[done:done + b] = _group_sum(t_codes, T, c.astype(float))
+                null_n[done:done + b] = _group_sum(t_codes, T, ok.astype(float))
+                done += b
+        boot_k = np.zeros((NB, T))
+        boot_n = np.zeros((NB, T))
+        if n_all and NB:
+            done = 0
+            for b in _block_sizes(NB, n_all):
+                w = locus_bootstrap_weights(loc_codes, b, rng)
+                boot_k[done:done + b] = _group_sum(t_codes, T, w * c_obs)
+                boot_n[done:done + b] = _group_sum(t_codes, T, w * ev)
+                done += b
+
+        def cell(label: str, pooled: bool, mask: np.ndarray) -> dict[str, Any]:
+            n = int(n_t[mask].sum())
+            k = int(k_t[mask].sum())
+            acc = k / n if n else math.nan
+            with np.errstate(divide="ignore", invalid="ignore"):
+                nacc = null_k[:, mask].sum(axis=1) / null_n[:, mask].sum(axis=1)
+                bacc = boot_k[:, mask].sum(axis=1) / boot_n[:, mask].sum(axis=1)
+            lo, hi = _pct_ci(bacc, confidence) if n else (math.nan, math.nan)
+            rm = np.isin(t_codes, np.flatnonzero(mask)) & ev
+            if return_null and B:
+                nulls.append(pl.DataFrame({"assay": [assay] * B, "tissue": [label] * B,
+                                           "replicate": np.arange(B), "accuracy": nacc}))
+            return {"direction": direction, "assay": assay, "tissue": label, "pooled": pooled, "n": n, "k": k,
+                    "accuracy": acc, "ci_low": lo, "ci_high": hi,
+                    "perm_p": permutation_p(acc, nacc, alternative="greater") if n and B else math.nan,
+                    "perm_null_mean": float(np.nanmean(nacc)) if n and B else math.nan, "bh_q": math.nan,
+                    "n_loci": int(np.unique(loc[rm]).size), "n_units": int(sub.filter(pl.Series(rm))["_unit"]
+                                                                             .n_unique()) if n else 0,
+                    "n_permutations": B, "n_boot": NB}
+
+        for ti, tissue in enumerate(all_tissues):
+            m = np.zeros(T, dtype=bool)
+            m[ti] = True
+            if n_t[ti] > 0:
+                rows.append(cell(tissue, False, m))
+        rows.append(cell(POOLED, True, n_t > 0))
+
+        # heart vs non-heart: accuracy difference and mean |score| difference (one per unit x tissue)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            def acc_of(kk, nn, m):
+                return kk[..., m].sum(axis=-1) / nn[..., m].sum(axis=-1)
+            d_obs = float(acc_of(k_t, n_t, is_heart) - acc_of(k_t, n_t, ~is_heart))
+            d_boot = acc_of(boot_k, boot_n, is_heart) - acc_of(boot_k, boot_n, ~is_heart)
+        dd = sub.unique(["_unit", "_t"], keep="first", maintain_order=True)
+        a = np.abs(_np(dd, "score"))
+        th = is_heart[dd["_t"].to_numpy().astype(np.int64)] if dd.height else np.zeros(0, bool)
+        dloc = dd["locus"].to_numpy().astype(np.int64)
+        dcodes = np.unique(dloc, return_inverse=True)[1].reshape(-1) if dd.height else dloc
+        m_obs = (float(a[th].mean() - a[~th].mean()) if th.any() and (~th).any() else math.nan)
+        m_boot = np.full(NB, np.nan)
+        if dd.height and NB and np.isfinite(m_obs):
+            done = 0
+            for b in _block_sizes(NB, dd.height):
+                w = locus_bootstrap_weights(dcodes, b, rng)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    m_boot[done:done + b] = ((w * a * th).sum(1) / (w * th).sum(1)
+                                             - (w * a * ~th).sum(1) / (w * ~th).sum(1))
+                done += b
+        lo, hi = _pct_ci(d_boot, confidence) if np.isfinite(d_obs) else (math.nan, math.nan)
+        mlo, mhi = _pct_ci(m_boot, confidence) if np.isfinite(m_obs) else (math.nan, math.nan)
+        hvn.append({"direction": direction, "assay": assay,
+                    "accuracy_heart": float(acc_of(k_t, n_t, is_heart)) if n_t[is_heart].sum() else math.nan,
+                    "accuracy_nonheart": float(acc_of(k_t, n_t, ~is_heart)) if n_t[~is_heart].sum() else math.nan,
+                    "difference": d_obs, "ci_low": lo, "ci_high": hi,
+                    "boot_p": _boot_p_two_sided(d_obs, d_boot) if NB else math.nan,
+                    "n_abs_heart": int(th.sum()), "n_abs_nonheart": int((~th).sum()),
+                    "mean_abs_difference": m_obs, "mean_abs_ci_low": mlo, "mean_abs_ci_high": mhi,
+                    "mean_abs_boot_p": _boot_p_two_sided(m_obs, m_boot) if NB else math.nan,
+                    "n_loci": int(np.unique(dloc).size)})
+    table = pl.DataFrame(rows, schema=_Q1C_SCHEMA)
+    if table.height:
+        cells = ~table["pooled"].to_numpy()
+        q = np.full(table.height, np.nan)
+        q[cells] = bh_adjust(table["perm_p"].to_numpy()[cells])
+        table = table.with_columns(pl.Series("bh_q", q, dtype=pl.Float64))
+    out: dict[str, Any] = {"table": table, "heart_vs_nonheart": pl.DataFrame(hvn, schema=_HVNC_SCHEMA),
+                           "direction": direction, "label": Q1_DIRECTIONS[direction], "seed": _seed_value(seed),
+                           "n_permutations": B, "n_boot": NB, "heart_tissues": sorted(hearts)}
+    if return_null:
+        out["null"] = pl.concat(nulls) if nulls else pl.DataFrame(
+            schema={"assay": pl.Utf8, "tissue": pl.Utf8, "replicate": pl.Int64, "accuracy": pl.Float64})
+    return out
+
+
+_Q2C_SCHEMA = {
+    "assay": pl.Utf8, "n_scores": pl.Int64, "n_rows": pl.Int64, "n_cs": pl.Int64, "n_noncs": pl.Int64,
+    "mean_abs_cs": pl.Float64, "mean_abs_noncs": pl.Float64, "fold": pl.Float64, "fold_ci_low": pl.Float64,
+    "fold_ci_high": pl.Float64, "auroc": pl.Float64, "mwu_u": pl.Float64, "mwu_p_rows": pl.Float64,
+    "mwu_perm_p": pl.Float64, "spearman_rho": pl.Float64, "spearman_perm_p": pl.Float64, "n_loci": pl.Int64,
+    "n_permutations": pl.Int64, "n_boot": pl.Int64,
+}
+
+
+def dedupe_scores(triplets: pl.DataFrame, assay: str) -> pl.DataFrame:
+    """One row per distinct score of ``assay``: per (variant, tissue) for gene-independent
+    assays, per (variant, gene, tissue) for RNA. ``in_cs`` = in any gene's credible set
+    (``cs >= 0``), ``pip`` = the largest PIP, ``score`` and ``locus`` the first (equal
+    within a unit). Needs ``locus`` (:func:`add_loci`). Columns: ``_unit, tissue, locus,
+    score, pip, in_cs, n_rows``."""
+    return (triplets.filter(pl.col("assay") == assay)
+            .with_columns(_unit_expr(assay).alias("_unit"))
+            .group_by("_unit", "tissue")
+            .agg(pl.col("locus").first(), pl.col("score").first(), pl.col("pip").max(),
+                 (pl.col("cs") >= 0).any().alias("in_cs"), pl.len().cast(pl.Int64).alias("n_rows"))
+            .sort("locus", "_unit", "tissue"))
+
+
+def q2_credible_set_enrichment_corrected(triplets: pl.DataFrame, *, n_permutations: int = 1000,
+                                         n_boot: int = 1000, seed: SeedLike, confidence: float = 0.95,
+                                         twas_p_threshold: float | None = DEFAULT_TWAS_P_THRESHOLD
+                                         ) -> pl.DataFrame:
+    """Q2, corrected mode: |score| in vs out of credible sets on **one row per distinct
+    score** (:func:`dedupe_scores`), with locus-level resampling.
+
+    Per assay: ``fold`` = mean |score| in CS / out of CS with a percentile locus-bootstrap
+    interval; ``auroc`` = ``U / (n_cs n_noncs)`` and ``mwu_u`` (``scipy.stats.mannwhitneyu``
+    U of the CS sample) with ``mwu_p_rows`` (scipy's P, which treats de-duplicated scores as
+    independent - for comparison only) and ``mwu_perm_p`` (two-sided, unit scores permuted
+    within loci, :class:`agval.stats.resampling.UnitPermuter`); ``spearman_rho`` of (max)
+    PIP with |score| and its ``spearman_perm_p`` (two-sided, the same permutations).
+
+    Required columns: ``variant_key, gene_id, tissue, assay, pip, cs, score``.
+    """
+    df = _prepare_corrected(triplets, ("gene_id", "tissue", "assay", "pip", "cs", "score"), twas_p_threshold)
+    df = df.filter(pl.col("score").is_finite() & pl.col("cs").is_not_null() & pl.col("pip").is_finite())
+    rng = _rng(seed)
+    B, NB = int(n_permutations), int(n_boot)
+    rows = []
+    for assay in sorted(df["assay"].drop_nulls().unique().to_list()):
+        d = dedupe_scores(df, assay)
+        a = np.abs(_np(d, "score"))
+        cs = d["in_cs"].to_numpy().astype(bool)
+        pip = _np(d, "pip")
+        loc = d["locus"].to_numpy().astype(np.int64)
+        n = d.height
+        m1 = float(a[cs].mean()) if cs.any() else math.nan
+        m0 = float(a[~cs].mean()) if (~cs).any() else math.nan
+        fold = m1 / m0 if np.isfinite(m0) and m0 > 0 else math.nan
+        u, up = _mwu(a[cs], a[~cs])
+        auc = u / (cs.sum() * (~cs).sum()) if np.isfinite(u) else math.nan
+        rho = spearman(pip, a)["rho"]
+        null_auc, null_rho = np.full(B, np.nan), np.full(B, np.nan)
+        if n and B:
+            perm = UnitPermuter(d["_unit"].to_numpy(), d["tissue"].to_numpy(), loc, a)
+            done = 0
+            for b in _block_sizes(B, n):
+                v = perm.draw(b, rng)
+                w = np.isfinite(v).astype(float)
+                v = np.nan_to_num(v)
+                null_auc[done:done + b] = weighted_auroc(v, cs.astype(float), w)
+                null_rho[done:done + b] = weighted_spearman(v, pip, w)
+                done += b
+        boot = np.full(NB, np.nan)
+        if n and NB and np.isfinite(fold):
+            codes = np.unique(loc, return_inverse=True)[1].reshape(-1)
+            done = 0
+            for b in _block_sizes(NB, n):
+                w = locus_bootstrap_weights(codes, b, rng)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    boot[done:done + b] = ((w * a * cs).sum(1) / (w * cs).sum(1)) / \
+                        ((w * a * ~cs).sum(1) / (w * ~cs).sum(1))
+                done += b
+        lo, hi = _pct_ci(boot, confidence)
+        rows.append({"assay": assay, "n_scores": n, "n_rows": int(d["n_rows"].sum()), "n_cs": int(cs.sum()),
+                     "n_noncs": int((~cs).sum()), "mean_abs_cs": m1, "mean_abs_noncs": m0, "fold": fold,
+                     "fold_ci_low": lo, "fold_ci_high": hi, "auroc": auc, "mwu_u": u, "mwu_p_rows": up,
+                     "mwu_perm_p": permutation_p(auc, null_auc, alternative="two-sided") if B else math.nan,
+                     "spearman_rho": rho,
+                     "spearman_perm_p": permutation_p(rho, null_rho, alternative="two-sided") if B else math.nan,
+                     "n_loci": int(np.unique(loc).size), "n_permutations": B, "n_boot": NB})
+    return pl.DataFrame(rows, schema=_Q2C_SCHEMA)
+
+
+class _AGModel:
+    """AG_G = sum pip * score * z_alt per (gene, tissue) of one assay, observed and under
+    unit permutations (rows sorted by gene, tissue)."""
+
+    def __init__(self, sub: pl.DataFrame, assay: str):
+        sub = sub.with_columns(_unit_expr(assay).alias("_unit")).sort("gene_id", "tissue", "variant_key")
+        self.sub = sub
+        g = sub.select("gene_id", "tissue")
+        key = g["gene_id"] + "\x00" + g["tissue"]
+        new = np.r_[True, (key[1:] != key[:-1]).to_numpy()] if sub.height else np.zeros(0, bool)
+        self.gt_code = np.cumsum(new) - 1
+        self.gstart = np.flatnonzero(new)
+        self.n_gt = int(self.gstart.size)
+        self.pz = _np(sub, "pip") * _np(sub, "z_alt")
+        self.score = _np(sub, "score")
+        self.loc_row = sub["locus"].to_numpy().astype(np.int64)
+        self.gt = sub[self.gstart].select("gene_id", "tissue", "twas_z", "locus") if sub.height else \
+            sub.select("gene_id", "tissue", "twas_z", "locus")
+        self.perm = UnitPermuter(sub["_unit"].to_numpy(), sub["tissue"].to_numpy(), self.loc_row, self.score) \
+            if sub.height else None
+
+    def ag(self, scores: np.ndarray) -> np.ndarray:
+        x = np.nan_to_num(scores) * self.pz
+        return np.add.reduceat(x, self.gstart, axis=-1) if self.n_gt else np.zeros(x.shape[:-1] + (0,))
+
+    def null_blocks(self, B: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
+        for b in _block_sizes(B, max(1, self.sub.height)):
+            yield self.ag(self.perm.draw(b, rng))
+
+
+def _tau_b_rows(x: np.ndarray, y: np.ndarray, gene_code: np.ndarray) -> np.ndarray:
+    """Kendall tau-b of ``x`` (b, m) with ``y`` (m,) within each gene (contiguous codes)
+    -> (b, G); equals ``scipy.stats.kendalltau`` (variant "b") per gene."""
+    G = int(gene_code.max()) + 1 if gene_code.size else 0
+    ii, jj = [], []
+    starts = np.flatnonzero(np.r_[True, gene_code[1:] != gene_code[:-1]])
+    ends = np.r_[starts[1:], gene_code.size]
+    for s, e in zip(starts, ends):
+        i, j = np.triu_indices(e - s, 1)
+        ii.append(i + s)
+        jj.append(j + s)
+    ii = np.concatenate(ii) if ii else np.zeros(0, np.int64)
+    jj = np.concatenate(jj) if jj else np.zeros(0, np.int64)
+    pg = gene_code[ii]
+    x2 = np.atleast_2d(x)
+    sx = np.sign(x2[:, ii] - x2[:, jj])
+    sy = np.sign(y[ii] - y[jj])
+    from scipy.sparse import csr_matrix
+
+    onehot = csr_matrix((np.ones(pg.size), (np.arange(pg.size), pg)), shape=(pg.size, G))
+    num = np.asarray((onehot.T @ (sx * sy).T).T)
+    nx = np.asarray((onehot.T @ np.abs(sx).T).T)
+    ny = np.bincount(pg, weights=np.abs(sy), minlength=G)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return num / np.sqrt(nx * ny[None, :])
+
+
+_Q3C_SCHEMA = {
+    "assay": pl.Utf8, "n_genes": pl.Int64, "spearman_rho": pl.Float64, "rho_ci_low": pl.Float64,
+    "rho_ci_high": pl.Float64, "rho_perm_p": pl.Float64, "rho_null_mean": pl.Float64,
+    "n_genes_kendall": pl.Int64, "mean_tau": pl.Float64, "mean_tau_perm_p": pl.Float64,
+    "tau_null_mean": pl.Float64, "n_tau_p_lt_0_05": pl.Int64, "n_loci": pl.Int64, "n_permutations": pl.Int64,
+    "n_boot": pl.Int64,
+}
+
+
+def _spec_np(ag: np.ndarray, gene_of_gt: np.ndarray, n_genes: int, deviation: str) -> np.ndarray:
+    """Specificity per gene from gene-tissue values ``ag`` (b, n_gt) -> (b, n_genes)."""
+    cnt = np.bincount(gene_of_gt, minlength=n_genes).astype(float)
+    sums = np.stack([np.bincount(gene_of_gt, weights=r, minlength=n_genes) for r in ag])
+    d = ag - (sums / cnt)[:, gene_of_gt]
+    if deviation == "mean_abs":
+        return np.stack([np.bincount(gene_of_gt, weights=r, minlength=n_genes) for r in np.abs(d)]) / cnt
+    if deviation == "sd":
+        return np.sqrt(np.stack([np.bincount(gene_of_gt, weights=r, minlength=n_genes) for r in d * d]) / cnt)
+    if deviation == "max_abs":
+        out = np.full((ag.shape[0], n_genes), -np.inf)
+        np.maximum.at(out, (slice(None), gene_of_gt), np.abs(d))
+        return out
+    raise ValueError(f"deviation must be 'mean_abs', 'sd' or 'max_abs', got {deviation!r}")
+
+
+def q3_tissue_specificity_corrected(triplets: pl.DataFrame, *, n_permutations: int = 1000, n_boot: int = 1000,
+                                    seed: SeedLike, min_tissues: int = 2, min_tissues_kendall: int = 3,
+                                    deviation: str = "mean_abs", confidence: float = 0.95,
+                                    twas_p_threshold: float | None = DEFAULT_TWAS_P_THRESHOLD) -> pl.DataFrame:
+    """Q3, corrected mode: ``rho = Spearman(S_AG, S_TWAS)`` across genes and the mean
+    within-gene Kendall tau of AG_G with TWAS.Z across tissues, each with a null.
+
+    S_AG and S_TWAS both grow with a gene's GWAS strength (AG_G contains ``pip * z_alt``),
+    so rho is positive with pure-noise scores (P32). The null keeps that: unit scores are
+    permuted within loci (:class:`agval.stats.resampling.UnitPermuter`), AG_G, S_AG, rho and
+    the taus recomputed; ``rho_perm_p`` and ``mean_tau_perm_p`` are one-sided (greater).
+    ``rho_ci_*``: percentile locus bootstrap of rho (genes weighted by their locus's
+    draw count). ``n_tau_p_lt_0_05`` (scipy's per-gene Kendall P < 0.05) is shown beside
+    only: with 3 tissues no gene can reach it.
+
+    Takes the triplet table (not gene scores): required ``variant_key, gene_id, tissue,
+    assay, pip, z_alt, twas_z, score``.
+    """
+    df = _prepare_corrected(triplets, ("gene_id", "tissue", "assay", "pip", "z_alt", "twas_z", "score"),
+                            twas_p_threshold)
+    df = _valid_gene_rows(df)
+    _check_twas_z_constant(df)
+    rng = _rng(seed)
+    B, NB = int(n_permutations), int(n_boot)
+    rows = []
+    for assay in sorted(df["assay"].unique().to_list()):
+        m = _AGModel(df.filter(pl.col("assay") == assay), assay)
+        gt = m.gt
+        ntis = gt.group_by("gene_id").len()
+        keep_g = set(ntis.filter(pl.col("len") >= min_tissues)["gene_id"].to_list())
+        sel = np.flatnonzero(gt["gene_id"].is_in(list(keep_g)).to_numpy())
+        if sel.size == 0:
+            continue
+        gsel = gt[sel]
+        g_codes, genes = _dense_codes(gsel["gene_id"])
+        G = len(genes)
+        tz = _np(gsel, "twas_z")
+        s_tw = _spec_np(tz[None, :], g_codes, G, deviation)[0]
+        ag_obs = m.ag(m.score)[sel]
+        s_ag = _spec_np(ag_obs[None, :], g_codes, G, deviation)[0]
+        rho = spearman(s_ag, s_tw)["rho"]
+        # Kendall: genes with >= min_tissues_kendall tissues
+        cnt = np.bincount(g_codes, minlength=G)
+        ksel = np.flatnonzero(cnt[g_codes] >= min_tissues_kendall)
+        kg = np.unique(g_codes[ksel], return_inverse=True)[1].reshape(-1) if ksel.size else ksel
+        tau_obs = _tau_b_rows(ag_obs[ksel][None, :], tz[ksel], kg)[0] if ksel.size else np.zeros(0)
+        mean_tau = float(np.nanmean(tau_obs)) if np.isfinite(tau_obs).any() else math.nan
+        n_sig = 0
+        for gi in range(int(kg.max()) + 1 if ksel.size else 0):
+            idx = ksel[kg == gi]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                kp = stats.kendalltau(ag_obs[idx], tz[idx]).pvalue
+            n_sig += bool(np.isfinite(kp) and kp < 0.05)
+        null_rho, null_tau = np.full(B, np.nan), np.full(B, np.nan)
+        if B:
+            done = 0
+            for agb in m.null_blocks(B, rng):
+                b = agb.shape[0]
+                agb = agb[:, sel]
+                null_rho[done:done + b] = weighted_spearman(_spec_np(agb, g_codes, G, deviation), s_tw, None)
+                if ksel.size:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        null_tau[done:done + b] = np.nanmean(_tau_b_rows(agb[:, ksel], tz[ksel], kg), axis=1)
+                done += b
+        boot = np.full(NB, np.nan)
+        gene_loc = np.zeros(G, dtype=np.int64)
+        gene_loc[g_codes] = gsel["locus"].to_numpy().astype(np.int64)
+        if NB and G > 2:
+            lc = np.unique(gene_loc, return_inverse=True)[1].reshape(-1)
+            w = locus_bootstrap_weights(lc, NB, rng)
+            boot = np.asarray(weighted_spearman(s_ag, s_tw, w), dtype=float)
+        lo, hi = _pct_ci(boot, confidence)
+        rows.append({"assay": assay, "n_genes": G, "spearman_rho": rho, "rho_ci_low": lo, "rho_ci_high": hi,
+                     "rho_perm_p": permutation_p(rho, null_rho, alternative="greater") if B else math.nan,
+                     "rho_null_mean": float(np.nanmean(null_rho)) if B and np.isfinite(null_rho).any()
+                     else math.nan,
+                     "n_genes_kendall": int(kg.max()) + 1 if ksel.size else 0, "mean_tau": mean_tau,
+                     "mean_tau_perm_p": permutation_p(mean_tau, null_tau, alternative="greater") if B
+                     else math.nan,
+                     "tau_null_mean": float(np.nanmean(null_tau)) if B and np.isfinite(null_tau).any()
+                     else math.nan,
+                     "n_tau_p_lt_0_05": int(n_sig), "n_loci": int(np.unique(gene_loc).size),
+                     "n_permutations": B, "n_boot": NB})
+    return pl.DataFrame(rows, schema=_Q3C_SCHEMA)
+
+
+_Q4C_SCHEMA = {
+    "assay": pl.Utf8, "tissue": pl.Utf8, "n_genes": pl.Int64, "spearman_rho": pl.Float64,
+    "rho_ci_low": pl.Float64, "rho_ci_high": pl.Float64, "perm_p_greater": pl.Float64,
+    "null_mean": pl.Float64, "bh_q": pl.Float64, "n_loci": pl.Int64, "n_permutations": pl.Int64,
+    "n_boot": pl.Int64,
+}
+
+
+def q4_synthetic_twas_corrected(triplets: pl.DataFrame, *, n_permutations: int = 1000, n_boot: int = 1000,
+                                seed: SeedLike, min_genes: int = 3, confidence: float = 0.95,
+                                twas_p_threshold: float | None = DEFAULT_TWAS_P_THRESHOLD,
+                                return_null: bool = False) -> dict[str, Any]:
+    """Q4, corrected mode: Spearman of AG_G with TWAS.Z across the genes of each tissue,
+    per assay, with the unit-score permutation within loci (P21 and P31: the null keeps the
+    scores' mean bias and every shared score shared), one-sided ``perm_p_greater``, a
+    percentile locus-bootstrap interval, and ``bh_q`` (Benjamini-Hochberg over the whole
+    tissue x assay grid).
+
+    Required columns: ``variant_key, gene_id, tissue, assay, pip, z_alt, twas_z, score``.
+    Returns ``{"table", "seed", "n_permutations", "n_boot"}`` (+ ``"null"``: ``assay,
+    tissue, replicate, rho``).
+    """
+    df = _prepare_corrected(triplets, ("gene_id", "tissue", "assay", "pip", "z_alt", "twas_z", "score"),
+                            twas_p_threshold)
+    df = _valid_gene_rows(df)
+    _check_twas_z_constant(df)
+    rng = _rng(seed)
+    B, NB = int(n_permutations), int(n_boot)
+    rows, nulls = [], []
+    for assay in sorted(df["assay"].unique().to_list()):
+        m = _AGModel(df.filter(pl.col("assay") == assay), assay)
+        gt = m.gt
+        if gt.height == 0:
+            continue
+        ag = m.ag(m.score)
+        tz = _np(gt, "twas_z")
+        t_codes, tissues = _dense_codes(gt["tissue"])
+        cells = [(ti, t, np.flatnonzero(t_codes == ti)) for ti, t in enumerate(tissues)]
+        cells = [c for c in cells if c[2].size >= min_genes]
+        if not cells:
+            continue
+        null = np.full((B, len(cells)), np.nan)
+        if B:
+            done = 0
+            for agb in m.null_blocks(B, rng):
+                b = agb.shape[0]
+                for ci, (_, _, sel) in enumerate(cells):
+                    null[done:done + b, ci] = weighted_spearman(agb[:, sel], tz[sel], None)
+                done += b
+        gl = gt["locus"].to_numpy().astype(np.int64)
+        for ci, (_, tissue, sel) in enumerate(cells):
+            rho = spearman(ag[sel], tz[sel])["rho"]
+            lo = hi = math.nan
+            if NB:
+                lc = np.unique(gl[sel], return_inverse=True)[1].reshape(-1)
+                w = locus_bootstrap_weights(lc, NB, rng)
+                lo, hi = _pct_ci(np.asarray(weighted_spearman(ag[sel], tz[sel], w), dtype=float), confidence)
+            rows.append({"assay": assay, "tissue": tissue, "n_genes": int(sel.size), "spearman_rho": rho,
+                         "rho_ci_low": lo, "rho_ci_high": hi,
+                         "perm_p_greater": permutation_p(rho, null[:, ci], alternative="greater") if B
+                         else math.nan,
+                         "null_mean": float(np.nanmean(null[:, ci])) if B and np.isfinite(null[:, ci]).any()
+                         else math.nan, "bh_q": math.nan, "n_loci": int(np.unique(gl[sel]).size),
+                         "n_permutations": B, "n_boot": NB})
+            if return_null and B:
+                nulls.append(pl.DataFrame({"assay": [assay] * B, "tissue": [tissue] * B,
+                                           "replicate": np.arange(B), "rho": null[:, ci]}))
+    table = pl.DataFrame(rows, schema=_Q4C_SCHEMA)
+    if table.height:
+        table = table.with_columns(pl.Series("bh_q", bh_adjust(table["perm_p_greater"].to_numpy()),
+                                             dtype=pl.Float64))
+    out: dict[str, Any] = {"table": table, "seed": _seed_value(seed), "n_permutations": B, "n_boot": NB}
+    if return_null:
+        out["null"] = pl.concat(nulls) if nulls else pl.DataFrame(
+            schema={"assay": pl.Utf8, "tissue": pl.Utf8, "replicate": pl.Int64, "rho": pl.Float64})
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# leave-one-variant-out TWAS.Z (P30)
+# --------------------------------------------------------------------------------------
+
+def loo_twas_z(weights: Any, z: Any, ld: Any) -> np.ndarray:
+    """LD-conditioned leave-one-variant-out TWAS.Z of one gene-tissue, per variant.
+
+    ``weights`` (m,) eQTL weights, ``z`` (m,) GWAS z (ALT-oriented, the same alleles),
+    ``ld`` (m, m) LD correlation. For variant ``i`` the other variants' z are conditioned
+    on ``z_i`` (``z_c = z_-i - R_-i,i z_i``, covariance ``R_-i,-i - R_-i,i R_i,-i``) and
+    ``TWAS_-i = w_-i' z_c / sqrt(w_-i' Sigma_c w_-i)``. Under a null GWAS (``z ~ N(0, R)``)
+    ``TWAS_-i`` is independent of ``z_i``, so ``sign(z_i * TWAS_-i)`` no longer contains the
+    variant's own eQTL weight x its own z (P30). Selecting genes on TWAS significance from
+    the same GWAS brings dependence back; mediation itself needs colocalisation or
+    Mendelian randomisation, not sign agreement. Returns (m,) (NaN when the conditioned
+    variance is ~0, e.g. only one variant).
+    """
+    w = np.asarray(weights, dtype=float)
+    zz = np.asarray(z, dtype=float)
+    R = np.asarray(ld, dtype=float)
+    m = w.size
+    if zz.shape != (m,) or R.shape != (m, m):
+        raise ValueError(f"weights {w.shape}, z {zz.shape} and ld {R.shape} do not match")
+    out = np.full(m, np.nan)
+    for i in range(m):
+        o = np.arange(m) != i
+        r = R[o, i]
+        zc = zz[o] - r * zz[i]
+        S = R[np.ix_(o, o)] - np.outer(r, r)
+        wo = w[o]
+        var = float(wo @ S @ wo)
+        if var > 1e-12:
+            out[i] = float(wo @ zc) / math.sqrt(var)
     return out
