@@ -8,7 +8,8 @@ P30-P32), so that a calibration in it can fail:
 * **loci**: ``genes_per_locus`` genes share ``variants_per_locus`` variants in LD
   (blocks of ``ld_block`` variants, within-block correlation ``ld_r``, random phase per
   variant: ``R_l = D_l R D_l``);
-* **eQTL**: each gene has one causal variant (a second with probability 0.3), an effect
+* **eQTL**: each gene has one causal variant (the locus's lead variant with probability
+  0.6, so genes share eQTLs; a second causal variant with probability 0.3), an effect
   shared across tissues with a tissue factor in [0.5, 1.2]; eQTL z
   ``ez = E * R_l b + L_l e`` per (gene, tissue) (``E ~ U(3, 6)``); the **marginal eQTL
   slope** ``ez / sqrt(500)`` (ALT-oriented) is given where ``|ez| > 2.5`` (GTEx lists
@@ -62,9 +63,9 @@ def _ld(V: int, block: int, r: float) -> np.ndarray:
     return R
 
 
-def simulate_study(rng: np.random.Generator | int, *, world: str = "null", n_loci: int = 80,
+def simulate_study(rng: np.random.Generator | int, *, world: str = "null", n_loci: int = 100,
                    genes_per_locus: int = 3, variants_per_locus: int = 12, ld_block: int = 4, ld_r: float = 0.9,
-                   tissues: tuple[str, ...] = TISSUES, twas_p_threshold: float = 0.05,
+                   tissues: tuple[str, ...] = TISSUES, twas_p_threshold: float = 0.2,
                    assays: tuple[str, ...] = ASSAYS) -> pl.DataFrame:
     """One simulated study as a long triplet table (see the module docstring).
 
@@ -85,6 +86,8 @@ def simulate_study(rng: np.random.Generator | int, *, world: str = "null", n_loc
     # eQTL effects b (L, G, V, T)
     causal = np.zeros((Lc, G, V))
     first = rng.integers(0, V, size=(Lc, G))
+    lead = rng.integers(0, V, size=(Lc, 1))
+    first = np.where(rng.random((Lc, G)) < 0.6, lead, first)      # genes of a locus often share the lead eQTL
     np.put_along_axis(causal, first[..., None], 1.0, axis=2)
     second = rng.integers(0, V, size=(Lc, G))
     add2 = rng.random((Lc, G)) < 0.3

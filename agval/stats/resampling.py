@@ -742,15 +742,19 @@ class UnitPermuter:
     score, a (variant, gene) for an RNA score. Each unit has one value per *slot* (tissue);
     a row is ``(unit, slot)``. A permutation ``pi`` (drawn within each locus) gives row
     ``(u, t)`` the value of ``(pi(u), t)``, so every row of one unit moves together and
-    a value shared by several rows stays shared (pitfall P31). A row whose source
-    ``(pi(u), t)`` has no value gets NaN in that replicate (callers drop it).
+    a value shared by several rows stays shared (pitfall P31). Units need not have a value
+    in every slot (a gene is significant in some tissues only): when the source
+    ``(pi(u), t)`` has none, ``fill_missing=True`` (default) lends the source's value in its
+    first slot that has one (RNA scores are near-identical across tissues, chromatin scores
+    correlated), so the permuted rows keep the observed rows' distribution; with
+    ``fill_missing=False`` the row gets NaN in that replicate (callers drop it).
 
     Parameters: ``unit`` (n,) ids, ``slot`` (n,) ids, ``locus`` (n,) locus ids (constant
     within a unit), ``values`` (n,) floats (one value per (unit, slot); duplicates must
     agree, the first is kept).
     """
 
-    def __init__(self, unit: Any, slot: Any, locus: Any, values: np.ndarray):
+    def __init__(self, unit: Any, slot: Any, locus: Any, values: np.ndarray, *, fill_missing: bool = True):
         n = len(values)
         u_codes, n_u = cluster_codes(unit, n)
         s_codes, n_s = cluster_codes(slot, n)
@@ -768,6 +772,13 @@ class UnitPermuter:
         mat = np.full((n_u, max(n_s, 1)), np.nan)
         mat[self.row_unit[::-1], s_codes[::-1]] = np.asarray(values, dtype=np.float64)[::-1]
         self.matrix = mat
+        if fill_missing:
+            # a source without a value in a slot lends its value from its first slot that has one
+            miss = np.isnan(mat)
+            has = ~miss.all(axis=1)
+            first = np.argmax(~miss, axis=1)
+            fill = mat[np.arange(n_u), first]
+            mat = np.where(miss & has[:, None], fill[:, None], mat)
         self._flat = mat.ravel()
         self._ns = mat.shape[1]
 
