@@ -91,7 +91,7 @@ def _resolve_paths(obj, base: Path, keys: set[str]):
 
 
 PATH_KEYS = {"table", "tables", "vcf", "precomputed", "standin_world", "reference_fasta", "counts", "sequences",
-             "gwas", "susie", "twas", "tissue_map", "predictions", "measured", "world", "path", "fasta"}
+             "gwas", "susie", "twas", "tissue_map", "predictions", "measured", "world", "path", "fasta", "eqtl"}
 
 
 def read_toml(path: str | Path, *, what: str) -> dict:

@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agval.config import BackendConfig, LookupConfig
 from agval.errors import InputError
+from agval.twas.analysis import MEDIATION_NOTE
 from agval.twas.figures import DEFAULT_LOCI, DEFAULT_SCATTER_TISSUES
 from agval.twas.inputs import DEFAULT_PIP_THRESHOLD, expand_paths
 from agval.twas.triplets import assay_label, output_type_of, variants_to_score
@@ -85,8 +86,14 @@ class TWASStudy(BaseModel):
     predictions: str | None = Field(None, description="precomputed long score table (tidy_scores-like); "
                                                       "no model is called")
     predictions_simulated: bool = Field(False, description="the predictions table came from a stand-in")
+    eqtl: str | list[str] | None = Field(
+        None, description="GTEx v8 <Tissue>.v8.signif_variant_gene_pairs files (file, folder, glob or list): the "
+                          "marginal eQTL slopes (ALT) of Q1's primary estimand; without them only the seed's Q1")
     # -- statistics
-    n_permutations: int = Field(1000, ge=0, description="within-gene permutations (Q1 and Q4)")
+    n_permutations: int = Field(1000, ge=0, description="permutations (Q1-Q4, original and corrected mode)")
+    n_boot: int = Field(1000, ge=0, description="locus-bootstrap replicates (intervals, corrected mode)")
+    primary_cell: str = Field("Heart_Atrial_Appendage/DNASE",
+                              description="pre-specified 'tissue/assay' cell, reported apart and unadjusted")
     seed: int = 0
     heart_tissues: list[str] = Field(default_factory=lambda: ["Heart_Atrial_Appendage", "Heart_Left_Ventricle"])
     q3_min_tissues: int = Field(2, ge=2)
@@ -106,6 +113,14 @@ class TWASStudy(BaseModel):
         if not v:
             raise ValueError("at least one assay")
         return list(dict.fromkeys(output_type_of(a) for a in v))
+
+    @field_validator("primary_cell")
+    @classmethod
+    def _primary_cell(cls, v: str) -> str:
+        from agval.twas.analysis import parse_primary_cell
+
+        t, a = parse_primary_cell(v)
+        return f"{t}/{a}"
 
     @field_validator("null_cell")
     @classmethod
@@ -180,6 +195,9 @@ def twas_concordance(study: TWASStudy, backend: BackendConfig = BackendConfig(),
         simulated = bool(study.predictions_simulated) if model is None else bool(model.simulated)
         inputs: dict[str, Any] = {"gwas": study.gwas, "reference_fasta": study.reference_fasta,
                                   "tissue_map": study.tissue_map, "predictions": study.predictions}
+        if study.eqtl:
+            for i, f in enumerate(expand_paths(study.eqtl, what="eQTL")):
+                inputs[f"eqtl:{i}"] = f
         for role, spec_paths in (("susie", study.susie), ("twas", study.twas)):
             for i, f in enumerate(expand_paths(spec_paths, what=role)):
                 inputs[f"{role}:{i}"] = f
@@ -191,7 +209,7 @@ def twas_concordance(study: TWASStudy, backend: BackendConfig = BackendConfig(),
             if model is not None:
                 rec.set_backend(model.describe())
             rec.note("seeds", seeds.to_dict())
-            notes = [SELF_INCLUSION_NOTE]
+            notes = [SELF_INCLUSION_NOTE, analysis.MEDIATION_NOTE]
 
             # 1. load -----------------------------------------------------------------
             ld = T.load_inputs(study.susie, study.twas, tissue_map=study.tissue_map,
@@ -278,6 +296,11 @@ def twas_concordance(study: TWASStudy, backend: BackendConfig = BackendConfig(),
             tracks = pl.concat([p[1] for p in parts]).unique().sort("tissue", "assay", "track_name", nulls_last=True)
             at = T.attach_scores(trip, values, tracks, tissues=tissues, assays=study.assays, key=key)
             long = at["long"]
+            eqtl = T.load_eqtl(study.eqtl, tissues=tissues, drops=rec.drops) if study.eqtl else None
+            long = T.attach_eqtl(long, eqtl)
+            if eqtl is None:
+                notes.append("No eQTL table ([study] eqtl): Q1's primary estimand (agreement with the marginal "
+                             "eQTL effect) is not computed; only the seed's statistic is.")
             rec.note("tracks_used", at["tracks"].to_dicts())
 
             # 6. Q1-Q4 ----------------------------------------------------------------
@@ -289,6 +312,10 @@ def twas_concordance(study: TWASStudy, backend: BackendConfig = BackendConfig(),
                       min_tissues_kendall=study.q3_min_tissues_kendall, deviation=study.q3_deviation)
             r4 = T.q4(long, n_permutations=study.n_permutations, seed=seeds.q4, twas_p_threshold=thr,
                       min_genes=study.q4_min_genes)
+            rc = T.corrected(long, n_permutations=study.n_permutations, n_boot=study.n_boot, seed=seeds.corrected,
+                             heart_tissues=study.heart_tissues, twas_p_threshold=thr,
+                             min_tissues=study.q3_min_tissues, min_tissues_kendall=study.q3_min_tissues_kendall,
+                             deviation=study.q3_deviation, min_genes=study.q4_min_genes, key=key)
 
             # 7. plots, tables, report ---------------------------------------------------
             figs, fig_warnings = ([], [])
@@ -311,6 +338,7 @@ def twas_concordance(study: TWASStudy, backend: BackendConfig = BackendConfig(),
             settings = {"assays": labels, "pip_threshold": study.pip_threshold,
                         "keep_credible_sets": study.keep_credible_sets, "twas_p_threshold": thr,
                         "score_column": study.score_column, "n_permutations": study.n_permutations,
+                        "n_boot": study.n_boot, "primary_cell": study.primary_cell, "eqtl": bool(study.eqtl),
                         "seeds": seeds.to_dict(), "heart_tissues": study.heart_tissues,
                         "q3_deviation": study.q3_deviation, "q3_min_tissues": study.q3_min_tissues,
                         "q3_min_tissues_kendall": study.q3_min_tissues_kendall,
@@ -318,7 +346,7 @@ def twas_concordance(study: TWASStudy, backend: BackendConfig = BackendConfig(),
                         "tissue_map_source": tmap.source}
             metrics = analysis.build_metrics(data=data, q1=r1, q2=r2, q3=r3, q4=r4, settings=settings,
                                              coverage=at["coverage"], funnel=rec.drops.funnel(), assays=labels,
-                                             notes=notes)
+                                             notes=notes, corrected=rc, primary_cell=study.primary_cell)
             metrics["simulated"] = simulated
             tables_out = {
                 "triplets": long, "twas_pairs": ld["pairs"], "oriented_gwas": oriented, "q1": r1["table"],
@@ -326,29 +354,75 @@ def twas_concordance(study: TWASStudy, backend: BackendConfig = BackendConfig(),
                 "q3_summary": r3["summary"], "q3_genes": r3["genes"], "q3_kendall": r3["kendall"],
                 "gene_scores": r3["gene_scores"], "q4": r4["table"], "q4_null": r4["null"],
                 "track_coverage": at["coverage"], "tracks_used": at["tracks"],
+                "q1_twas_corrected": rc["q1_twas"]["table"],
+                "q1_twas_corrected_heart_vs_nonheart": rc["q1_twas"]["heart_vs_nonheart"],
+                "q2_corrected": rc["q2"], "q3_corrected": rc["q3"], "q4_corrected": rc["q4"]["table"],
             }
+            if rc["q1_eqtl"] is not None:
+                tables_out["q1_eqtl"] = rc["q1_eqtl"]["table"]
+                tables_out["q1_eqtl_heart_vs_nonheart"] = rc["q1_eqtl"]["heart_vs_nonheart"]
             for name, df in tables_out.items():
                 rec.write_table(name, df)
             head = metrics["headline"]
             sections = _sections(study, metrics, tmap.source)
-            report_tables = {
-                "Q1 sign concordance (tissue x assay, pooled)": r1["table"].select(
+            report_tables: dict[str, pl.DataFrame] = {}
+            pc = metrics["primary_cell"]
+            report_tables[f"Pre-specified cell {pc['cell']} (unadjusted)"] = _primary_cell_table(pc)
+            if rc["q1_eqtl"] is not None:
+                report_tables["Q1 primary: RNA score vs marginal eQTL effect (locus permutation P, locus-bootstrap "
+                              "95% CI, BH q)"] = rc["q1_eqtl"]["table"].select(
+                    "tissue", "n", "k", "accuracy", "ci_low", "ci_high", "perm_p", "bh_q", "n_loci")
+            report_tables.update({
+                "Q1 corrected: agreement with the TWAS-weighted eQTL direction (seed replication; locus "
+                "permutation P, 95% CI, BH q)": rc["q1_twas"]["table"].select(
+                    "assay", "tissue", "n", "accuracy", "ci_low", "ci_high", "perm_p", "bh_q", "n_loci"),
+                "Q1 corrected heart vs non-heart (locus bootstrap)": rc["q1_twas"]["heart_vs_nonheart"],
+                "Q2 corrected (one row per distinct score; locus permutation, 95% CI)": rc["q2"].select(
+                    "assay", "n_scores", "n_rows", "fold", "fold_ci_low", "fold_ci_high", "auroc", "mwu_perm_p",
+                    "spearman_rho", "spearman_perm_p", "n_loci"),
+                "Q3 corrected (permutation null of rho and mean tau)": rc["q3"],
+                "Q4 corrected (locus permutation, 95% CI, BH q)": rc["q4"]["table"].select(
+                    "assay", "tissue", "n_genes", "spearman_rho", "rho_ci_low", "rho_ci_high", "perm_p_greater",
+                    "null_mean", "bh_q"),
+            })
+            report_tables.update({
+                "Original (seed) Q1 sign concordance (tissue x assay, pooled)": r1["table"].select(
                     "assay", "tissue", "n", "k", "accuracy", "accuracy_weighted", "binom_p_greater", "perm_p",
                     "perm_p_weighted"),
-                "Q1 heart vs non-heart": r1["heart_vs_nonheart"],
-                "Q2 credible-set enrichment": r2,
-                "Q3 tissue specificity": r3["summary"],
-                "Q4 synthetic TWAS (Spearman AG_G vs TWAS.Z per tissue)": r4["table"],
+                "Original (seed) Q1 heart vs non-heart": r1["heart_vs_nonheart"],
+                "Original (seed) Q2 credible-set enrichment": r2,
+                "Original (seed) Q3 tissue specificity": r3["summary"],
+                "Original (seed) Q4 synthetic TWAS (Spearman AG_G vs TWAS.Z per tissue)": r4["table"],
                 "Tracks per tissue x assay": at["coverage"],
-            }
+            })
             publish_report(rec, title=f"TWAS concordance: {study.name}", key=key, metrics=metrics, figures=figs,
                            tables=report_tables, sections=sections,
-                           warnings=[SELF_INCLUSION_NOTE, *fig_warnings],
+                           warnings=[SELF_INCLUSION_NOTE, analysis.MEDIATION_NOTE, *fig_warnings],
                            summary_md=f"**{head['summary']}**\n\n"
                                       + df_to_markdown(r1["table"].filter(pl.col("pooled")).select(
-                                          "assay", "n", "accuracy", "binom_p_greater", "perm_p")))
+                                          "assay", "n", "accuracy", "binom_p_greater", "perm_p").join(
+                                          rc["q1_twas"]["table"].filter(pl.col("pooled")).select(
+                                              "assay", "ci_low", "ci_high", pl.col("perm_p").alias("locus_perm_p")),
+                                          on="assay", how="left")))
             log.info(head["summary"])
     return {"run_folder": str(rec.folder), "simulated": simulated, "metrics": metrics, "headline": head}
+
+
+def _primary_cell_table(pc: dict[str, Any]) -> pl.DataFrame:
+    """The pre-specified cell's rows as one small table (statistic, estimate, interval, P)."""
+    rows = []
+    for label, r, est, lo, hi, p in (
+            ("Q1 TWAS-weighted eQTL direction (corrected)", pc.get("q1_twas"), "accuracy", "ci_low", "ci_high",
+             "perm_p"),
+            ("Q1 marginal eQTL effect, RNA (primary)", pc.get("q1_eqtl_rna"), "accuracy", "ci_low", "ci_high",
+             "perm_p"),
+            ("Q4 Spearman AG_G vs TWAS.Z (corrected)", pc.get("q4"), "spearman_rho", "rho_ci_low", "rho_ci_high",
+             "perm_p_greater")):
+        if r:
+            rows.append({"statistic": label, "estimate": r[est], "ci_low": r[lo], "ci_high": r[hi],
+                         "p_unadjusted": r[p]})
+    return pl.DataFrame(rows, schema={"statistic": pl.Utf8, "estimate": pl.Float64, "ci_low": pl.Float64,
+                                      "ci_high": pl.Float64, "p_unadjusted": pl.Float64})
 
 
 def _sections(study: TWASStudy, metrics: dict[str, Any], map_source: str) -> list[tuple[str, str]]:
@@ -378,6 +452,19 @@ def _sections(study: TWASStudy, metrics: dict[str, Any], map_source: str) -> lis
          f"Q4: AG_G = sum PIP * score * z_ALT, Spearman with TWAS.Z per tissue, plus the within-gene "
          f"score-permutation null (AG_G shares z_ALT with TWAS.Z, P21). Seeds: "
          f"{metrics['settings']['seeds']}."),
+        ("Corrected statistics",
+         f"The seed's tests above permute each gene-tissue on its own and count rows as independent, but one "
+         f"chromatin score serves every gene near the variant and one RNA score is near-identical across "
+         f"tissues (P31). Corrected mode: loci are connected components of genes sharing retained variants; "
+         f"P values permute each unit's score (variant for ATAC/DNASE/CAGE, variant-gene for RNA, all tissues "
+         f"together) within its locus ({study.n_permutations} permutations); intervals are percentile locus "
+         f"bootstraps ({study.n_boot} replicates); Benjamini-Hochberg q values across the Q1 and Q4 tissue x "
+         f"assay grids; the pre-specified cell {study.primary_cell} is reported apart, unadjusted. Q1's primary "
+         f"estimand is the sign agreement of the RNA score with the variant's marginal eQTL effect in that "
+         f"tissue ({'GTEx slopes given' if study.eqtl else 'not computed: no [study] eqtl table'}); the seed's "
+         f"statistic is agreement with the TWAS-weighted eQTL direction. Q2 counts each distinct score once "
+         f"(in a credible set if in any gene's). Q3's rho and mean Kendall tau are compared with their "
+         f"permutation null (S_AG and S_TWAS share the gene's GWAS strength, P32). {MEDIATION_NOTE}"),
     ]
 
 

@@ -66,12 +66,15 @@ def _ld(V: int, block: int, r: float) -> np.ndarray:
 def simulate_study(rng: np.random.Generator | int, *, world: str = "null", n_loci: int = 100,
                    genes_per_locus: int = 3, variants_per_locus: int = 12, ld_block: int = 4, ld_r: float = 0.9,
                    tissues: tuple[str, ...] = TISSUES, twas_p_threshold: float = 0.2,
-                   assays: tuple[str, ...] = ASSAYS) -> pl.DataFrame:
+                   assays: tuple[str, ...] = ASSAYS, shared_sign: float = 0.0) -> pl.DataFrame:
     """One simulated study as a long triplet table (see the module docstring).
 
     ``world``: ``"null"`` (scores carry no information; GWAS without association) or
     ``"mediation"`` (GWAS effects through expression; RNA scores track the true eQTL
-    direction). ``rng``: a Generator or an int seed.
+    direction). ``rng``: a Generator or an int seed. ``shared_sign``: probability that a
+    gene's eQTL effects have the direction of the locus's first gene (0: independent signs;
+    1: genes sharing a variant also share its direction, so their TWAS.Z agree in sign and
+    the rows of a shared score are copies - the stress case for row-level resampling).
     """
     if world not in ("null", "mediation"):
         raise ValueError(f"world must be 'null' or 'mediation', got {world!r}")
@@ -94,7 +97,10 @@ def simulate_study(rng: np.random.Generator | int, *, world: str = "null", n_loc
     sec = np.zeros((Lc, G, V))
     np.put_along_axis(sec, second[..., None], 1.0, axis=2)
     causal = np.maximum(causal, sec * add2[..., None])
-    eff = causal * rng.uniform(0.5, 1.0, (Lc, G, V)) * rng.choice([-1.0, 1.0], (Lc, G, V))
+    signs = rng.choice([-1.0, 1.0], (Lc, G, V))
+    same = rng.random((Lc, G, 1)) < shared_sign
+    signs = np.where(same, signs[:, :1, :], signs)                   # same direction as the locus's first gene
+    eff = causal * rng.uniform(0.5, 1.0, (Lc, G, V)) * signs
     tf = rng.uniform(0.5, 1.2, (Lc, G, 1, T))
     b = eff[..., None] * tf                                          # (L, G, V, T)
     E = rng.uniform(3.0, 6.0, (Lc, G, 1, 1))

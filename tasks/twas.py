@@ -125,3 +125,29 @@ def q4(long: pl.DataFrame, *, n_permutations: int, seed: int, twas_p_threshold: 
 def plots(out_dir: str | Path, **kw: Any):
     """Every §2.8 figure the data allows: ``(figures, warnings)``."""
     return figures.make_figures(out_dir, **kw)
+
+
+@task(name="twas-load-eqtl", cache_policy=NO_CACHE)
+def load_eqtl(spec: str | list[str], *, tissues: Sequence[str], drops: DropLog) -> pl.DataFrame:
+    """GTEx signif-pairs files -> ``variant_key, gene_id, tissue, eqtl_slope`` (ALT slope)."""
+    return inputs.load_eqtl_slopes(spec, tissues=tissues, drops=drops)
+
+
+@task(name="twas-attach-eqtl", cache_policy=NO_CACHE)
+def attach_eqtl(long: pl.DataFrame, eqtl: pl.DataFrame | None) -> pl.DataFrame:
+    return inputs.attach_eqtl(long, eqtl)
+
+
+@task(name="twas-corrected-statistics", cache_policy=NO_CACHE)
+def corrected(long: pl.DataFrame, *, n_permutations: int, n_boot: int, seed: int,
+              heart_tissues: Sequence[str] | None, twas_p_threshold: float | None, min_tissues: int,
+              min_tissues_kendall: int, deviation: str, min_genes: int, key: str) -> dict[str, Any]:
+    """Q1-Q4 in corrected mode (locus permutations, locus bootstrap, BH; P30-P32)."""
+    res = analysis.run_corrected(long, n_permutations=n_permutations, n_boot=n_boot, seed=seed,
+                                 heart_tissues=heart_tissues, twas_p_threshold=twas_p_threshold,
+                                 min_tissues=min_tissues, min_tissues_kendall=min_tissues_kendall,
+                                 deviation=deviation, min_genes=min_genes)
+    tab = res["q1_eqtl"]["table"] if res["q1_eqtl"] is not None else res["q1_twas"]["table"]
+    create_table_artifact(key=artifact_key(key, "q1-corrected"), table=tab.filter(pl.col("pooled")).to_dicts(),
+                          description="Q1 corrected (pooled): locus-permutation P and locus-bootstrap interval")
+    return res

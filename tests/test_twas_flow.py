@@ -100,7 +100,8 @@ def test_agval_run_twas_end_to_end(cli_run, twas_study):
     assert man["simulated"] is True and man["status"] == "completed" and man["flow"] == "twas_concordance"
     tmap = man["notes"]["tissue_map"]
     assert "tissue_map.tsv" in tmap["source"] and "Lung" in tmap["map"] and tmap["map"]["Whole_Blood"]["ATAC"] == []
-    assert man["notes"]["seeds"] == {"study": 3, "q1": 3, "q4": 4}
+    assert man["notes"]["seeds"] == {"study": 3, "q1": 3, "q4": 4, "corrected": 5}
+    assert any(i["role"].startswith("eqtl") for i in man["inputs"])
     assert any(i["role"] == "gwas" for i in man["inputs"]) and any(i["role"].startswith("susie") for i in man["inputs"])
 
     metrics = json.loads((folder / "metrics.json").read_text())
@@ -130,6 +131,22 @@ def test_agval_run_twas_end_to_end(cli_run, twas_study):
     assert rna["n"] > 0 and rna["accuracy"] > 0.6
     q2 = [r for r in metrics["q2"] if r["assay"] == "RNA"][0]
     assert q2["fold"] > 1
+
+    # corrected mode: intervals, BH q values, the pre-specified cell, the primary Q1 estimand
+    c = metrics["corrected"]
+    eq = [r for r in c["q1_eqtl"] if r["pooled"]][0]
+    # 8 genes = 8 loci: the within-locus permutation has little room, so only the estimate is pinned here
+    # (power is checked in the mediation world, tests/test_twas_corrected.py)
+    assert eq["assay"] == "RNA" and eq["n"] > 0 and eq["accuracy"] > 0.6 and 0 < eq["perm_p"] <= 1
+    assert eq["ci_low"] <= eq["accuracy"] <= eq["ci_high"]
+    cells = [r for r in c["q1_twas"] if not r["pooled"] and r["perm_p"] is not None]
+    assert cells and all(r["bh_q"] >= r["perm_p"] - 1e-12 for r in cells)
+    assert all(r["rho_ci_low"] is not None for r in c["q4"]) and all("bh_q" in r for r in c["q4"])
+    assert metrics["primary_cell"]["cell"] == "Heart_Atrial_Appendage/DNASE"
+    assert metrics["primary_cell"]["adjustment"].startswith("none")
+    h = metrics["headline"]["RNA"]
+    assert len(h["q1_accuracy_ci"]) == 2 and h["q1_eqtl_perm_p"] is not None and "q3_rho_perm_p" in h
+    assert "Pre-specified cell" in html and "colocalisation" in html and "marginal eQTL effect" in html
 
 
 def test_flow_on_a_precomputed_perfect_model(prefect_api, twas_study, world_myvariant):

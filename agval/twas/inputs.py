@@ -20,7 +20,8 @@ from agval.io._common import record_drops, split_drops
 from agval.io.twas import TissueMap, UnknownTissueError, load_fusion_dat, load_susie, load_tissue_map
 
 __all__ = ["expand_paths", "load_susie_files", "load_twas_files", "check_tissues", "retain_susie",
-           "significant_pairs", "dedupe_twas_pairs", "resolve_tissue_map", "DEFAULT_PIP_THRESHOLD"]
+           "significant_pairs", "dedupe_twas_pairs", "resolve_tissue_map", "DEFAULT_PIP_THRESHOLD",
+           "load_eqtl_slopes", "attach_eqtl"]
 
 #: SuSiE variants are kept when in a credible set (``cs >= 0``) or with ``pip`` above this.
 DEFAULT_PIP_THRESHOLD = 0.01
@@ -175,3 +176,56 @@ def retain_susie(susie: pl.DataFrame, *, pip_threshold: float = DEFAULT_PIP_THRE
     if keep_credible_sets:
         keep = keep | (pl.col("cs") >= 0)
     return susie.filter(keep)
+
+
+def load_eqtl_slopes(spec: str | Path | Sequence[str | Path], *, tissues: Sequence[str] | None = None,
+                     drops: DropLog | None = None) -> pl.DataFrame:
+    """The marginal eQTL effects for Q1's primary estimand: GTEx v8
+    ``<Tissue>.v8.signif_variant_gene_pairs.txt.gz`` files (a file, folder, glob or list;
+    :func:`agval.io.load_gtex_signif_pairs`, P1: by header name).
+
+    The tissue is the file name up to ``.v8.`` (GTEx's naming), or the file's ``tissue``
+    column. ``slope`` is the effect of the ALT allele of ``variant_id`` (GTEx convention), so
+    it is already oriented like the scored variant ``chrom:pos:ref>alt``.
+
+    Returns ``variant_key, gene_id, tissue, eqtl_slope`` (one row per key; a duplicated
+    (variant, gene, tissue) keeps the first row), restricted to ``tissues`` when given.
+    Loader drops (malformed ids, missing slopes) go to ``drops`` under stage ``eqtl``.
+    """
+    from agval.io import load_gtex_signif_pairs
+
+    drops = drops if drops is not None else DropLog()
+    parts = []
+    for f in expand_paths(spec, what="eQTL"):
+        tissue = f.name.split(".v8.")[0] if ".v8." in f.name else None
+        df, d = load_gtex_signif_pairs(f, tissue=tissue)
+        drops.extend(d)
+        if "tissue" not in df.columns or df["tissue"].null_count() == df.height:
+            raise InputError("cannot tell the eQTL file's tissue: name it <Tissue>.v8.<...> (GTEx) or give a "
+                             "'tissue' column", file=f)
+        parts.append(df.select(pl.format("{}:{}:{}>{}", "chrom", "pos", "ref", "alt").alias("variant_key"),
+                               "gene_id", pl.col("tissue").cast(pl.Utf8),
+                               pl.col("beta").cast(pl.Float64).alias("eqtl_slope")))
+    out = pl.concat(parts) if parts else pl.DataFrame(
+        schema={"variant_key": pl.Utf8, "gene_id": pl.Utf8, "tissue": pl.Utf8, "eqtl_slope": pl.Float64})
+    if tissues is not None:
+        out = out.filter(pl.col("tissue").is_in(list(tissues)))
+    return out.filter(pl.col("eqtl_slope").is_finite()).unique(["variant_key", "gene_id", "tissue"], keep="first",
+                                                                maintain_order=True)
+
+
+def attach_eqtl(triplets: pl.DataFrame, eqtl: pl.DataFrame | None) -> pl.DataFrame:
+    """``triplets`` with an ``eqtl_slope`` column (ALT of ``variant_key``; null where the
+    eQTL table has no row for the (variant, gene, tissue), or when ``eqtl`` is None). A row
+    listed with REF and ALT swapped is used with its slope negated."""
+    if eqtl is None or eqtl.height == 0:
+        return triplets.drop("eqtl_slope", strict=False).with_columns(
+            pl.lit(None, dtype=pl.Float64).alias("eqtl_slope"))
+    parts = eqtl["variant_key"].str.split_exact(":", 2).struct.unnest()
+    al = parts["field_2"].str.split_exact(">", 1).struct.unnest()
+    swapped = eqtl.with_columns((parts["field_0"] + ":" + parts["field_1"] + ":" + al["field_1"] + ">"
+                                 + al["field_0"]).alias("variant_key"), -pl.col("eqtl_slope"))
+    both = pl.concat([eqtl, swapped]).unique(["variant_key", "gene_id", "tissue"], keep="first",
+                                              maintain_order=True)
+    return triplets.drop("eqtl_slope", strict=False).join(both, on=["variant_key", "gene_id", "tissue"],
+                                                          how="left")

@@ -15,6 +15,9 @@ GTEx tissues of the stand-in catalogue, plus a TOML study file (``agval run twas
 * ``fusion/<tissue>.dat`` - FUSION ``.dat`` TWAS output (all 19 FUSION columns) plus
   ``tissue`` and ``gene_id`` (ENSG without version), one file per tissue; one model
   failure (``NA``) per run;
+* ``eqtl/<tissue>.v8.signif_variant_gene_pairs.txt.gz`` - GTEx v8 significant eQTL pairs
+  (``variant_id`` ``chr_pos_ref_alt_b38``, ``slope`` of ALT = planted eQTL z / sqrt(500)),
+  the marginal eQTL effects of Q1's primary estimand;
 * ``tissue_map.tsv`` - the override (long layout ``tissue, assay, ontology_curie``; an empty
   term = no tracks) adding the three tissues the spec's default map lacks
   (Adipose_Subcutaneous, Artery_Tibial, Lung) from the catalogue's terms; not TOML, so that
@@ -500,6 +503,33 @@ def _write_fusion(folder: Path, loci: list[dict], sims: list[LocusSim], rng) -> 
     return paths
 
 
+def _write_eqtl(folder: Path, loci: list[dict], sims: list[LocusSim]) -> list[Path]:
+    """GTEx v8 ``<Tissue>.v8.signif_variant_gene_pairs.txt.gz`` per tissue: the marginal eQTL
+    effect of ALT (``slope = ez / sqrt(500)``, ``slope_se = 1 / sqrt(500)``) of every
+    candidate variant with nominal P < 1e-4 (``|ez| > 3.89``), as GTEx lists significant
+    pairs only."""
+    folder.mkdir(parents=True, exist_ok=True)
+    se = 1.0 / math.sqrt(EQTL_N)
+    paths = []
+    for t, tissue in enumerate(TISSUES):
+        lines = ["variant_id\tgene_id\ttss_distance\tma_samples\tma_count\tmaf\tpval_nominal\tslope\tslope_se"]
+        for loc, sim in zip(loci, sims):
+            g = loc["gene"]
+            for i, r in enumerate(loc["variants"].iter_rows(named=True)):
+                ez = float(sim.ez[i, t])
+                if abs(ez) <= 3.89:
+                    continue
+                p = float(2 * special.ndtr(-abs(ez)))
+                lines.append("\t".join([f"{r['chrom']}_{r['pos']}_{r['ref']}_{r['alt']}_b38", g["gene_id"],
+                                        str(int(r["pos"]) - int(g["start"])), "100", "110", "0.11", _fmt(p),
+                                        _fmt(ez * se), _fmt(se)]))
+        path = folder / f"{tissue}.v8.signif_variant_gene_pairs.txt.gz"
+        with gzip.open(path, "wt") as fh:
+            fh.write("\n".join(lines) + "\n")
+        paths.append(path)
+    return paths
+
+
 def _write_tissue_map(path: Path) -> Path:
     """Long tab-separated override (``tissue, assay, ontology_curie``; an empty term = no tracks).
     Not TOML: study folders are globbed for ``*.toml`` study files."""
@@ -529,12 +559,15 @@ gwas = "gwas/af_gwas.tsv.gz"
 gwas_build = "hg38"
 susie = "susie"
 twas = "fusion"
+eqtl = "eqtl"
 tissue_map = "tissue_map.tsv"
 reference_fasta = {fasta}
 assays = ["RNA_SEQ", "ATAC", "DNASE", "CAGE"]
 pip_threshold = 0.01
 twas_p_threshold = 4.7e-6
 n_permutations = {n_permutations}
+n_boot = {n_permutations}
+primary_cell = "Heart_Atrial_Appendage/DNASE"
 seed = {seed}
 heart_tissues = ["Heart_Atrial_Appendage", "Heart_Left_Ventricle"]
 
@@ -569,7 +602,7 @@ def generate(world_dir: str | Path, out_dir: str | Path, *, seed: int = 0, null:
     world_dir = Path(world_dir).absolute()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for sub in ("susie", "fusion"):  # files of an earlier generation would be read as part of this study
+    for sub in ("susie", "fusion", "eqtl"):  # files of an earlier generation would be read as part of this study
         shutil.rmtree(out / sub, ignore_errors=True)
     world = World.load(world_dir)
     try:
@@ -584,6 +617,7 @@ def generate(world_dir: str | Path, out_dir: str | Path, *, seed: int = 0, null:
         cases = _write_gwas(gwas_path, loci, sims, world, rng, n_background=n_background, absent_rsid=absent)
         susie_paths = _write_susie(out / "susie", loci, sims, absent_rsid=absent)
         fusion_paths = _write_fusion(out / "fusion", loci, sims, rng)
+        eqtl_paths = _write_eqtl(out / "eqtl", loci, sims)
         tmap = _write_tissue_map(out / "tissue_map.tsv")
         planted = []
         for loc, sim in zip(loci, sims):
@@ -616,4 +650,4 @@ def generate(world_dir: str | Path, out_dir: str | Path, *, seed: int = 0, null:
             n_permutations=n_permutations, world=_toml_str(world_dir), vcf=_toml_str(world_dir / "dbsnp.vcf.gz")))
     finally:
         world.close()
-    return [toml, gwas_path, planted_path, tmap, *fusion_paths, *susie_paths]
+    return [toml, gwas_path, planted_path, tmap, *fusion_paths, *susie_paths, *eqtl_paths]
