@@ -169,6 +169,6 @@ def simulate_study(rng: np.random.Generator | int, *, world: str = "null", n_loc
         pl.format("v{}", pl.col("variant_key")).alias("variant_key"),
         pl.format("G{}", pl.col("gene_id")).alias("gene_id"),
         pl.col("tissue").replace_strict(list(range(T)), list(tissues), return_dtype=pl.Utf8).alias("tissue"),
-        pl.col("score").fill_nan(None),
+        pl.col("score").fill_nan(None), pl.col("eqtl_slope").fill_nan(None),
     ).select("variant_key", "gene_id", "tissue", "assay", "pip", "cs", "z_alt", "twas_z", "twas_p", "score",
              "eqtl_slope", "sim_locus")
