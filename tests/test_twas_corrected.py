@@ -228,3 +228,35 @@ def test_primary_q1_estimand_has_power_in_the_mediation_world():
                                         twas_p_threshold=None)["table"].filter(pl.col("pooled")).row(0, named=True)
         hits += row["perm_p"] <= ALPHA and row["ci_low"] > 0.5
     assert hits >= 8
+
+
+# ------------------------------------------------------------------------------ eQTL input
+
+def test_eqtl_slopes_load_by_gtex_name_and_join_alt_oriented(tmp_path):
+    import gzip
+
+    from agval.errors import InputError
+    from agval.twas.inputs import attach_eqtl, load_eqtl_slopes
+
+    f = tmp_path / "Heart_Atrial_Appendage.v8.signif_variant_gene_pairs.txt.gz"
+    with gzip.open(f, "wt") as fh:
+        fh.write("variant_id\tgene_id\ttss_distance\tpval_nominal\tslope\tslope_se\n"
+                 "chr1_100_A_G_b38\tENSG00000000001.5\t10\t1e-8\t0.4\t0.05\n"
+                 "chr1_200_C_T_b38\tENSG00000000001.5\t20\t1e-6\t-0.3\t0.05\n")
+    eq = load_eqtl_slopes(tmp_path)
+    assert eq.sort("variant_key").to_dicts() == [
+        {"variant_key": "chr1:100:A>G", "gene_id": "ENSG00000000001", "tissue": "Heart_Atrial_Appendage",
+         "eqtl_slope": 0.4},
+        {"variant_key": "chr1:200:C>T", "gene_id": "ENSG00000000001", "tissue": "Heart_Atrial_Appendage",
+         "eqtl_slope": -0.3}]
+    trip = pl.DataFrame({"variant_key": ["chr1:100:A>G", "chr1:200:T>C", "chr1:300:A>C", "chr1:100:A>G"],
+                         "gene_id": ["ENSG00000000001"] * 4,
+                         "tissue": ["Heart_Atrial_Appendage"] * 3 + ["Lung"]})
+    got = attach_eqtl(trip, eq)["eqtl_slope"].to_list()
+    assert got == [0.4, 0.3, None, None]        # swapped REF/ALT: slope negated; other tissue: none
+    assert attach_eqtl(trip, None)["eqtl_slope"].null_count() == 4
+    bad = tmp_path / "other" / "eqtl.txt"
+    bad.parent.mkdir()
+    bad.write_text("variant_id\tgene_id\tslope\nchr1_100_A_G_b38\tENSG1\t0.1\n")
+    with pytest.raises(InputError, match="tissue"):
+        load_eqtl_slopes(bad)
