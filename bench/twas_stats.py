@@ -99,6 +99,16 @@ def main() -> None:
     t_q4 = time.perf_counter() - t0
     print(f"Q2: {t_q2:.2f} s; Q3: {t_q3:.2f} s; Q4 (B = {args.permutations:,}): {t_q4:.2f} s")
 
+    # corrected mode (issue 12): locus-level unit permutations + locus bootstrap, every question
+    from agval.twas.analysis import run_corrected
+
+    t0 = time.perf_counter()
+    run_corrected(df, n_permutations=args.permutations, n_boot=args.permutations, seed=args.seed,
+                  heart_tissues=None, twas_p_threshold=None)
+    t_c = time.perf_counter() - t0
+    print(f"corrected mode, Q1 (twas direction) + Q2 + Q3 + Q4 with B = {args.permutations:,} unit permutations "
+          f"and {args.permutations:,} locus-bootstrap replicates: {t_c:.2f} s")
+
     # ------------------------------------------------------------------------------
     # GWAS harmonization (agval.twas.gwas): time and peak memory to harmonize a
     # 10,000,000-row GWAS summary-statistics file (GWAS-SSF-like, gzip, read lazily with

@@ -48,7 +48,7 @@ from agval.stats.resampling import (
     _seed_value,
     _within_group_sorted_perm,
     permutation_p,
-    weighted_auroc,
+    weighted_pearson,
     weighted_spearman,
 )
 
@@ -903,8 +903,11 @@ def q2_credible_set_enrichment_corrected(triplets: pl.DataFrame, *, n_permutatio
     interval; ``auroc`` = ``U / (n_cs n_noncs)`` and ``mwu_u`` (``scipy.stats.mannwhitneyu``
     U of the CS sample) with ``mwu_p_rows`` (scipy's P, which treats de-duplicated scores as
     independent - for comparison only) and ``mwu_perm_p`` (two-sided, unit scores permuted
-    within loci, :class:`agval.stats.resampling.UnitPermuter`); ``spearman_rho`` of (max)
-    PIP with |score| and its ``spearman_perm_p`` (two-sided, the same permutations).
+    within loci, :class:`agval.stats.resampling.UnitPermuter`; the permuted statistic is the
+    difference of mean |score| ranks in vs out of CS, a monotone function of U); ``spearman_rho``
+    of (max) PIP with |score| and its ``spearman_perm_p`` (two-sided, the same permutations,
+    Pearson of the ranks). Ranks are those of the observed de-duplicated scores (computed
+    once).
 
     Required columns: ``variant_key, gene_id, tissue, assay, pip, cs, score``.
     """
@@ -926,16 +929,30 @@ def q2_credible_set_enrichment_corrected(triplets: pl.DataFrame, *, n_permutatio
         u, up = _mwu(a[cs], a[~cs])
         auc = u / (cs.sum() * (~cs).sum()) if np.isfinite(u) else math.nan
         rho = spearman(pip, a)["rho"]
-        null_auc, null_rho = np.full(B, np.nan), np.full(B, np.nan)
+        # permutation statistics on the observed ranks of |score| (a fixed monotone transform,
+        # so no re-sorting per replicate): the rank-mean difference in vs out of CS (= a
+        # monotone function of U when the permuted values are the observed ones) and the
+        # Pearson correlation of PIP ranks with them (= Spearman likewise)
+        ra = stats.rankdata(a) if n else a
+        rp = stats.rankdata(pip) if n else pip
+        csf = cs.astype(float)
+
+        def _rank_diff(v: np.ndarray, w: np.ndarray) -> np.ndarray:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return (v * w * csf).sum(-1) / (w * csf).sum(-1) - (v * w * (1 - csf)).sum(-1) / \
+                    (w * (1 - csf)).sum(-1)
+
+        t_obs = float(_rank_diff(ra, np.ones(n))) if n else math.nan
+        null_t, null_rho = np.full(B, np.nan), np.full(B, np.nan)
         if n and B:
-            perm = UnitPermuter(d["_unit"].to_numpy(), d["tissue"].to_numpy(), loc, a)
+            perm = UnitPermuter(d["_unit"].to_numpy(), d["tissue"].to_numpy(), loc, ra)
             done = 0
             for b in _block_sizes(B, n):
                 v = perm.draw(b, rng)
                 w = np.isfinite(v).astype(float)
                 v = np.nan_to_num(v)
-                null_auc[done:done + b] = weighted_auroc(v, cs.astype(float), w)
-                null_rho[done:done + b] = weighted_spearman(v, pip, w)
+                null_t[done:done + b] = _rank_diff(v, w)
+                null_rho[done:done + b] = weighted_pearson(v, rp, w)
                 done += b
         boot = np.full(NB, np.nan)
         if n and NB and np.isfinite(fold):
@@ -951,7 +968,7 @@ def q2_credible_set_enrichment_corrected(triplets: pl.DataFrame, *, n_permutatio
         rows.append({"assay": assay, "n_scores": n, "n_rows": int(d["n_rows"].sum()), "n_cs": int(cs.sum()),
                      "n_noncs": int((~cs).sum()), "mean_abs_cs": m1, "mean_abs_noncs": m0, "fold": fold,
                      "fold_ci_low": lo, "fold_ci_high": hi, "auroc": auc, "mwu_u": u, "mwu_p_rows": up,
-                     "mwu_perm_p": permutation_p(auc, null_auc, alternative="two-sided") if B else math.nan,
+                     "mwu_perm_p": permutation_p(t_obs, null_t, alternative="two-sided") if B else math.nan,
                      "spearman_rho": rho,
                      "spearman_perm_p": permutation_p(rho, null_rho, alternative="two-sided") if B else math.nan,
                      "n_loci": int(np.unique(loc).size), "n_permutations": B, "n_boot": NB})
