@@ -33,21 +33,25 @@ def test_connected_loci_joins_genes_through_shared_variants():
 
 
 def test_unit_permuter_moves_a_shared_score_once_within_its_locus():
-    # unit a is shared by three rows (3 genes, same tissue) and has a second tissue
-    unit = np.array(["a", "a", "a", "a", "b", "b", "c", "d"])
-    slot = np.array(["t1", "t1", "t1", "t2", "t1", "t2", "t1", "t1"])
-    locus = np.array([0, 0, 0, 0, 0, 0, 0, 1])
-    vals = np.array([1.0, 1.0, 1.0, 2.0, 3.0, 4.0, 5.0, 9.0])
-    draws = UnitPermuter(unit, slot, locus, vals).draw(200, np.random.default_rng(1))
-    assert draws.shape == (200, 8)
+    # unit a is shared by three rows (3 genes, tissue t1) and has t2; b has t1 and t2; c only t1
+    unit = np.array(["a", "a", "a", "a", "b", "b", "c", "d", "e", "e"])
+    slot = np.array(["t1", "t1", "t1", "t2", "t1", "t2", "t1", "t1", "t1", "t2"])
+    locus = np.array([0, 0, 0, 0, 0, 0, 0, 1, 1, 1])
+    vals = np.array([1.0, 1.0, 1.0, 2.0, 3.0, 4.0, 5.0, 9.0, 7.0, 8.0])
+    up = UnitPermuter(unit, slot, locus, vals)
+    draws = up.draw(300, np.random.default_rng(1))
+    assert draws.shape == (300, 10) and up.n_strata == 4      # {a, b}, {c}, {d}, {e}
     assert (draws[:, 0] == draws[:, 1]).all() and (draws[:, 1] == draws[:, 2]).all()   # copies stay copies
-    assert (draws[:, 7] == 9.0).all()                                                   # locus 1 alone
-    assert set(np.unique(draws[:, 0])) == {1.0, 3.0, 5.0}                              # t1 values of locus 0
-    # unit a's t2 row takes its source's t2 value; c has no t2 and lends its t1 value
-    src_t1 = draws[:, 0]
-    expect_t2 = np.select([src_t1 == 1.0, src_t1 == 3.0, src_t1 == 5.0], [2.0, 4.0, 5.0])
-    np.testing.assert_array_equal(draws[:, 3], expect_t2)
-    nofill = UnitPermuter(unit, slot, locus, vals, fill_missing=False).draw(200, np.random.default_rng(1))
+    assert set(np.unique(draws[:, 0])) == {1.0, 3.0}          # a and b (same locus, same tissues) swap
+    np.testing.assert_array_equal(draws[:, 3], np.where(draws[:, 0] == 1.0, 2.0, 4.0))  # the vector moves
+    assert (draws[:, 6] == 5.0).all() and (draws[:, 7] == 9.0).all()   # alone in its stratum: kept
+    assert not np.isnan(draws).any()
+    # across slot patterns: c may receive a's or b's t1 value, and a missing t2 is lent from t1
+    free = UnitPermuter(unit, slot, locus, vals, match_slots=False).draw(300, np.random.default_rng(1))
+    assert set(np.unique(free[:, 6])) == {1.0, 3.0, 5.0}
+    np.testing.assert_array_equal(free[:, 3], np.select([free[:, 0] == 1.0, free[:, 0] == 3.0], [2.0, 4.0], 5.0))
+    nofill = UnitPermuter(unit, slot, locus, vals, match_slots=False, fill_missing=False).draw(
+        300, np.random.default_rng(1))
     assert np.isnan(nofill[:, 3]).any() and not np.isnan(nofill[:, 0]).any()
 
 

@@ -742,43 +742,54 @@ class UnitPermuter:
     score, a (variant, gene) for an RNA score. Each unit has one value per *slot* (tissue);
     a row is ``(unit, slot)``. A permutation ``pi`` (drawn within each locus) gives row
     ``(u, t)`` the value of ``(pi(u), t)``, so every row of one unit moves together and
-    a value shared by several rows stays shared (pitfall P31). Units need not have a value
-    in every slot (a gene is significant in some tissues only): when the source
-    ``(pi(u), t)`` has none, ``fill_missing=True`` (default) lends the source's value in its
-    first slot that has one (RNA scores are near-identical across tissues, chromatin scores
-    correlated), so the permuted rows keep the observed rows' distribution; with
-    ``fill_missing=False`` the row gets NaN in that replicate (callers drop it).
+    a value shared by several rows stays shared (pitfall P31).
+
+    Units need not have a value in every slot (a gene is significant in some tissues
+    only). With ``match_slots=True`` (default) units are exchanged only with units of the
+    same locus **that have values in the same slots**: every source then has the value a
+    row needs, and the test is an exact conditional permutation test (strata = locus x
+    slot pattern, both fixed by the design, not by the scores); a unit alone in its
+    stratum keeps its values. With ``match_slots=False`` units move across patterns within
+    the locus and a missing source value is lent from the source's first slot that has one
+    (``fill_missing=True``; approximate: copies make the null slightly conservative) or is
+    NaN (``fill_missing=False``; callers drop it).
 
     Parameters: ``unit`` (n,) ids, ``slot`` (n,) ids, ``locus`` (n,) locus ids (constant
     within a unit), ``values`` (n,) floats (one value per (unit, slot); duplicates must
     agree, the first is kept).
     """
 
-    def __init__(self, unit: Any, slot: Any, locus: Any, values: np.ndarray, *, fill_missing: bool = True):
+    def __init__(self, unit: Any, slot: Any, locus: Any, values: np.ndarray, *, match_slots: bool = True,
+                 fill_missing: bool = True):
         n = len(values)
         u_codes, n_u = cluster_codes(unit, n)
         s_codes, n_s = cluster_codes(slot, n)
         l_codes, _ = cluster_codes(locus, n)
         unit_locus = np.zeros(n_u, dtype=np.int64)
         unit_locus[u_codes] = l_codes
-        # units sorted by locus: a unit's position in that order is its index
-        order = np.argsort(unit_locus, kind="stable")
+        mat = np.full((n_u, max(n_s, 1)), np.nan)
+        mat[u_codes[::-1], s_codes[::-1]] = np.asarray(values, dtype=np.float64)[::-1]
+        group = unit_locus
+        if match_slots and n_u:
+            pattern = np.unique(~np.isnan(mat), axis=0, return_inverse=True)[1].reshape(-1)
+            group = np.unique(np.stack([unit_locus, pattern], axis=1), axis=0, return_inverse=True)[1].reshape(-1)
+        # units sorted by stratum: a unit's position in that order is its index
+        order = np.argsort(group, kind="stable")
         pos = np.empty(n_u, dtype=np.int64)
         pos[order] = np.arange(n_u)
         self.row_unit = pos[u_codes] if n else np.zeros(0, np.int64)
         self.row_slot = s_codes
-        self.locus_sorted = unit_locus[order]
+        self.group_sorted = group[order]
         self.n_units = n_u
-        mat = np.full((n_u, max(n_s, 1)), np.nan)
-        mat[self.row_unit[::-1], s_codes[::-1]] = np.asarray(values, dtype=np.float64)[::-1]
-        self.matrix = mat
-        if fill_missing:
-            # a source without a value in a slot lends its value from its first slot that has one
+        self.n_strata = int(np.unique(group).size) if n_u else 0
+        mat = mat[order]
+        if fill_missing and not match_slots:
             miss = np.isnan(mat)
             has = ~miss.all(axis=1)
             first = np.argmax(~miss, axis=1)
             fill = mat[np.arange(n_u), first]
             mat = np.where(miss & has[:, None], fill[:, None], mat)
+        self.matrix = mat
         self._flat = mat.ravel()
         self._ns = mat.shape[1]
 
@@ -786,7 +797,7 @@ class UnitPermuter:
         """``(b, n)`` permuted row values (a block of ``b`` replicates)."""
         if self.n_units == 0:
             return np.zeros((b, 0))
-        perm = _within_group_sorted_perm(self.locus_sorted, b, rng)
+        perm = _within_group_sorted_perm(self.group_sorted, b, rng)
         src = perm[:, self.row_unit]
         return self._flat[src * self._ns + self.row_slot[None, :]]
 

@@ -598,7 +598,8 @@ def q4_synthetic_twas(triplets: pl.DataFrame, *, n_permutations: int = 1000, see
 #   the variant for gene-independent scores (ATAC, DNASE, CAGE: one score per variant and
 #   tissue, shared by every gene near it) and the (variant, gene) for RNA (one gene's
 #   score, near-identical across tissues); the whole tissue vector of a unit moves
-#   (:class:`agval.stats.resampling.UnitPermuter`), within its locus;
+#   (:class:`agval.stats.resampling.UnitPermuter`), to a unit of the same locus that has
+#   scores in the same tissues (an exact conditional permutation test);
 # * enrichment tests count a gene-independent score once (Q2).
 #
 # Shared conventions: ``seed`` as above; ``n_permutations`` permutations (P values
@@ -722,9 +723,8 @@ def q1_direction_agreement(triplets: pl.DataFrame, *, direction: str = "twas", n
     Rows: ``score`` finite and non-zero and ``e`` non-zero. Accuracy ``k/n``. P value
     (one-sided, agreement above the null): every unit's score vector (variant for
     ATAC/DNASE/CAGE, variant-gene for RNA; all its tissues together) is permuted among the
-    units of its locus (:class:`agval.stats.resampling.UnitPermuter`); a row whose source
-    has no score in its tissue is left out of that replicate. Interval: percentile locus
-    bootstrap. ``bh_q``: Benjamini-Hochberg over the tissue cells of the table (pooled rows
+    units of its locus that have scores in the same tissues
+    (:class:`agval.stats.resampling.UnitPermuter`). Interval: percentile locus bootstrap. ``bh_q``: Benjamini-Hochberg over the tissue cells of the table (pooled rows
     excluded), across assays.
 
     Required columns: ``variant_key, gene_id, tissue, assay, score`` and ``z_alt, twas_z``
