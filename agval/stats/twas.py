@@ -721,10 +721,13 @@ def q1_direction_agreement(triplets: pl.DataFrame, *, direction: str = "twas", n
     estimand; by default only the ``RNA`` assay.
 
     Rows: ``score`` finite and non-zero and ``e`` non-zero. Accuracy ``k/n``. P value
-    (one-sided, agreement above the null): every unit's score vector (variant for
+    (one-sided, agreement above the null; statistic = ``k`` with ties broken by the
+    PIP-weighted accuracy, as the count alone is discrete): every unit's score vector (variant for
     ATAC/DNASE/CAGE, variant-gene for RNA; all its tissues together) is permuted among the
     units of its locus that have scores in the same tissues
-    (:class:`agval.stats.resampling.UnitPermuter`). Interval: percentile locus bootstrap. ``bh_q``: Benjamini-Hochberg over the tissue cells of the table (pooled rows
+    (:class:`agval.stats.resampling.UnitPermuter`) for the pooled rows, and among the units
+    of its locus scored in that tissue for a tissue's cell. Interval: percentile locus
+    bootstrap. ``bh_q``: Benjamini-Hochberg over the tissue cells of the table (pooled rows
     excluded), across assays.
 
     Required columns: ``variant_key, gene_id, tissue, assay, score`` and ``z_alt, twas_z``
@@ -773,18 +776,35 @@ def q1_direction_agreement(triplets: pl.DataFrame, *, direction: str = "twas", n
         c_obs = (np.sign(score) == e) & ev
         k_t = _group_sum(t_codes, T, c_obs.astype(float))
         n_t = _group_sum(t_codes, T, ev.astype(float))
-        null_k = np.zeros((B, T))
-        null_n = np.zeros((B, T))
+        # the P value's statistic is the count k with ties broken by the PIP-weighted
+        # accuracy (in [0, 1), so k + it orders like (k, weighted accuracy)): the count alone
+        # is discrete and its permutation P conservative in small cells
+        pipw = np.nan_to_num(_np(sub, "pip")) if "pip" in sub.columns else np.zeros(n_all)
+        wk_t = _group_sum(t_codes, T, pipw * c_obs)
+        ws_t = _group_sum(t_codes, T, pipw * ev)
+        # pooled over tissues: units exchanged within (locus, tissue pattern); one tissue:
+        # units with a score in that tissue exchanged within the locus (the strata each
+        # statistic needs: finer strata would only make the null more discrete)
+        null_k, null_n, null_wk, null_ws = (np.zeros((B, T)) for _ in range(4))
+        cell_k, cell_n, cell_wk, cell_ws = (np.zeros((B, T)) for _ in range(4))
+        units = sub["_unit"].to_numpy()
         if n_all and B:
-            perm = UnitPermuter(sub["_unit"].to_numpy(), t_codes, loc, score)
-            done = 0
-            for b in _block_sizes(B, n_all):
-                v = perm.draw(b, rng)
-                ok = np.isfinite(v) & (v != 0) & ev
-                c = ok & (np.sign(v) == e)
-                null_k[done:done + b] = _group_sum(t_codes, T, c.astype(float))
-                null_n[done:done + b] = _group_sum(t_codes, T, ok.astype(float))
-                done += b
+            jobs = [(np.arange(n_all), (null_k, null_n, null_wk, null_ws))]
+            jobs += [(np.flatnonzero(t_codes == ti), (cell_k, cell_n, cell_wk, cell_ws))
+                     for ti in range(T) if n_t[ti] > 0]
+            for idx, (kk, nn, wk, ws) in jobs:
+                perm = UnitPermuter(units[idx], t_codes[idx], loc[idx], score[idx])
+                tc, pw = t_codes[idx], pipw[idx]
+                done = 0
+                for b in _block_sizes(B, idx.size):
+                    v = perm.draw(b, rng)
+                    ok = np.isfinite(v) & (v != 0) & ev[idx]
+                    c = ok & (np.sign(v) == e[idx])
+                    kk[done:done + b] += _group_sum(tc, T, c.astype(float))
+                    nn[done:done + b] += _group_sum(tc, T, ok.astype(float))
+                    wk[done:done + b] += _group_sum(tc, T, c * pw)
+                    ws[done:done + b] += _group_sum(tc, T, ok * pw)
+                    done += b
         boot_k = np.zeros((NB, T))
         boot_n = np.zeros((NB, T))
         if n_all and NB:
@@ -799,8 +819,13 @@ def q1_direction_agreement(triplets: pl.DataFrame, *, direction: str = "twas", n
             n = int(n_t[mask].sum())
             k = int(k_t[mask].sum())
             acc = k / n if n else math.nan
+            nk, nn, nwk, nws = (null_k, null_n, null_wk, null_ws) if pooled else (cell_k, cell_n, cell_wk, cell_ws)
             with np.errstate(divide="ignore", invalid="ignore"):
-                nacc = null_k[:, mask].sum(axis=1) / null_n[:, mask].sum(axis=1)
+                nacc = nk[:, mask].sum(axis=1) / nn[:, mask].sum(axis=1)
+                ws_obs = ws_t[mask].sum()
+                t_obs = k + (wk_t[mask].sum() / ws_obs if ws_obs > 0 else 0.0)
+                nws_m = nws[:, mask].sum(axis=1)
+                t_null = nk[:, mask].sum(axis=1) + np.where(nws_m > 0, nwk[:, mask].sum(axis=1) / nws_m, 0.0)
                 bacc = boot_k[:, mask].sum(axis=1) / boot_n[:, mask].sum(axis=1)
             lo, hi = _pct_ci(bacc, confidence) if n else (math.nan, math.nan)
             rm = np.isin(t_codes, np.flatnonzero(mask)) & ev
@@ -809,7 +834,7 @@ def q1_direction_agreement(triplets: pl.DataFrame, *, direction: str = "twas", n
                                            "replicate": np.arange(B), "accuracy": nacc}))
             return {"direction": direction, "assay": assay, "tissue": label, "pooled": pooled, "n": n, "k": k,
                     "accuracy": acc, "ci_low": lo, "ci_high": hi,
-                    "perm_p": permutation_p(acc, nacc, alternative="greater") if n and B else math.nan,
+                    "perm_p": permutation_p(t_obs, t_null, alternative="greater") if n and B else math.nan,
                     "perm_null_mean": float(np.nanmean(nacc)) if n and B else math.nan, "bh_q": math.nan,
                     "n_loci": int(np.unique(loc[rm]).size), "n_units": int(sub.filter(pl.Series(rm))["_unit"]
                                                                              .n_unique()) if n else 0,
@@ -1158,8 +1183,8 @@ def q4_synthetic_twas_corrected(triplets: pl.DataFrame, *, n_permutations: int =
                                 twas_p_threshold: float | None = DEFAULT_TWAS_P_THRESHOLD,
                                 return_null: bool = False) -> dict[str, Any]:
     """Q4, corrected mode: Spearman of AG_G with TWAS.Z across the genes of each tissue,
-    per assay, with the unit-score permutation within loci (P21 and P31: the null keeps the
-    scores' mean bias and every shared score shared), one-sided ``perm_p_greater``, a
+    per assay, with the unit-score permutation within loci among the units scored in that
+    tissue (P21 and P31: the null keeps the scores' mean bias and every shared score shared), one-sided ``perm_p_greater``, a
     percentile locus-bootstrap interval, and ``bh_q`` (Benjamini-Hochberg over the whole
     tissue x assay grid).
 
@@ -1188,12 +1213,16 @@ def q4_synthetic_twas_corrected(triplets: pl.DataFrame, *, n_permutations: int =
             continue
         null = np.full((B, len(cells)), np.nan)
         if B:
-            done = 0
-            for agb in m.null_blocks(B, rng):
-                b = agb.shape[0]
-                for ci, (_, _, sel) in enumerate(cells):
-                    null[done:done + b, ci] = weighted_spearman(agb[:, sel], tz[sel], None)
-                done += b
+            asub = df.filter(pl.col("assay") == assay)
+            for ci, (_, tissue, sel) in enumerate(cells):
+                # one tissue: its units exchanged within loci (AG_G of this tissue only)
+                mt = _AGModel(asub.filter(pl.col("tissue") == tissue), assay)
+                order = np.searchsorted(mt.gt["gene_id"].to_numpy(), gt["gene_id"].to_numpy()[sel])
+                done = 0
+                for agb in mt.null_blocks(B, rng):
+                    b = agb.shape[0]
+                    null[done:done + b, ci] = weighted_spearman(agb[:, order], tz[sel], None)
+                    done += b
         gl = gt["locus"].to_numpy().astype(np.int64)
         for ci, (_, tissue, sel) in enumerate(cells):
             rho = spearman(ag[sel], tz[sel])["rho"]
