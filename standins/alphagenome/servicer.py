@@ -294,6 +294,7 @@ class StandinCore:
     quantile backgrounds and sequence predictions. Shared by the DNA and Atlas services."""
 
     def __init__(self, world, config: StandinConfig):
+        from standins.catalogue import model_curies, world_catalogue_kind
         from standins.scoring_math import LocalScorer
         from standins.seqmodel import SequenceModel
 
@@ -312,12 +313,16 @@ class StandinCore:
         self.exons: pl.DataFrame = world.exons
         self._exon_blocks = {gid: np.stack([sub["start"].to_numpy() - 1, sub["end"].to_numpy()], axis=1)
                              for (gid,), sub in self.exons.group_by(["gene_id"])}
+        self._exon_index = self._build_exon_index()
         self._gene_info = {r["gene_id"]: r for r in self.genes.select(
             "gene_id", "gene_name", "gene_type", "strand").iter_rows(named=True)}
         tracks = world.tracks
         self.catalogue: dict[str, pl.DataFrame] = {}
         self._by_type: dict[tuple[str, str], pl.DataFrame] = {}
         self._contexts: dict[tuple[str, str], list] = {}
+        #: (organism, output type) -> (distinct contexts, per-track index into them, first track of each)
+        self._unique: dict[tuple[str, str], tuple[list, np.ndarray, np.ndarray]] = {}
+        self.catalogue_kind = world_catalogue_kind(meta)
         self._track_pd: dict[tuple[str, str], pd.DataFrame] = {}
         self._track_protos: dict[tuple[str, str], list[pb.TrackMetadata]] = {}
         self._merge_masks: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
@@ -333,7 +338,12 @@ class StandinCore:
                 sub = cat.filter(pl.col("output_type") == ot)
                 key = (org, ot)
                 self._by_type[key] = sub
-                self._contexts[key] = SequenceModel.contexts_of(sub)
+                ctxs = SequenceModel.contexts_of(sub, model_curies(sub, self.catalogue_kind))
+                self._contexts[key] = ctxs
+                uniq: dict = {}
+                inv = np.array([uniq.setdefault(c, len(uniq)) for c in ctxs], dtype=np.int64)
+                first = np.unique(inv, return_index=True)[1]
+                self._unique[key] = (list(uniq), inv, first)
                 pdf = self._to_sdk_metadata(sub)
                 self._track_pd[key] = pdf
                 if ot in JUNCTION_OUTPUTS:
@@ -347,6 +357,8 @@ class StandinCore:
                 self._merged_protos[key] = list(track_data_utils.metadata_to_proto(merged).metadata)
         self._models: dict[str, object] = {}
         self._scorers: dict[str, object] = {}
+        self._batch: dict[str, object] = {}
+        self._engines: dict[str, object] = {}
         self._model_lock = threading.Lock()
         self.backgrounds = BackgroundCache(self._compute_background)
         self._predict_slots = threading.BoundedSemaphore(2)  # long predictions at a time (memory)
@@ -354,6 +366,27 @@ class StandinCore:
         self._results: collections.OrderedDict = collections.OrderedDict()
         self._results_lock = threading.Lock()
         self._bg_variants: list[Variant] | None = None
+
+    def _build_exon_index(self) -> dict[str, tuple[list[str], np.ndarray, np.ndarray, np.ndarray]]:
+        """chrom -> (gene ids in genome order, exon starts0, exon ends0, exon gene index)."""
+        out = {}
+        genes = self.genes.with_row_index("_i").sort(["start", "_i"])
+        for (chrom,), sub in genes.group_by(["chrom"], maintain_order=True):
+            gids = sub["gene_id"].to_list()
+            rows = [(gi, a, b) for gi, g in enumerate(gids) for a, b in self._exon_blocks.get(g, np.zeros((0, 2))).tolist()]
+            arr = np.array(rows, dtype=np.int64).reshape(-1, 3)
+            out[chrom] = (gids, arr[:, 1], arr[:, 2], arr[:, 0])
+        return out
+
+    def genes_in(self, chrom: str, start0: int, end0: int) -> list[str]:
+        """Gene ids with at least one exon base in ``[start0, end0)``, genome order (as
+        ``LocalScorer.genes_in``)."""
+        idx = self._exon_index.get(chrom)
+        if idx is None:
+            return []
+        gids, s, e, gi = idx
+        hit = np.unique(gi[(s < end0) & (e > start0)])
+        return [gids[i] for i in hit.tolist()]
 
     # ---------------------------------------------------------------- catalogue
     @staticmethod
@@ -384,7 +417,14 @@ class StandinCore:
         return d.get((organism, output_type), [])
 
     def contexts(self, organism: str, output_type: str) -> list:
+        """The model context of each track (catalogue order)."""
         return self._contexts.get((organism, output_type), [])
+
+    def unique_contexts(self, organism: str, output_type: str) -> tuple[list, np.ndarray, np.ndarray]:
+        """``(distinct contexts, inv, first)``: tracks sharing a context share their signal,
+        so scores are computed per distinct context and broadcast with ``values[..., inv]``;
+        ``first[u]`` is the first track of context ``u``."""
+        return self._unique.get((organism, output_type), ([], np.zeros(0, np.int64), np.zeros(0, np.int64)))
 
     # ---------------------------------------------------------------- weights
     def model(self, version: str):
@@ -399,17 +439,28 @@ class StandinCore:
                     if version != DEFAULT_MODEL_VERSION:
                         params = params.perturbed(_seed("agval-standin", self.world_seed, "rev", c.revision,
                                                         "fold", version), c.fold_scale)
+                    from standins.fastmodel import BatchModel, GeneMaskEngine
+
                     m = self._SequenceModel(params)
-                    # publish the scorer before the model: ``model()``'s lock-free fast path
-                    # reads ``_models``, so a thread that sees the model must also see its
-                    # scorer (concurrent first RNA_SEQ calls once failed with KeyError)
-                    self._scorers[version] = self._LocalScorer(m, self.genome, self.genes, self.exons)
+                    bm = BatchModel(m)
+                    # publish everything else before the model: ``model()``'s lock-free fast
+                    # path reads ``_models``, so a thread that sees the model must also see
+                    # its scorer (concurrent first RNA_SEQ calls once failed with KeyError)
+                    self._batch[version] = bm
+                    self._engines[version] = GeneMaskEngine(bm, self.genome.fetch, self._exon_blocks)
+                    self._scorers[version] = self._LocalScorer(m, self.genome, self.genes, self.exons,
+                                                               tracks_fn=bm.tracks)
                     self._models[version] = m
         return m
 
     def gene_scorer(self, version: str):
         self.model(version)
         return self._scorers[version]
+
+    def batch_model(self, version: str):
+        """The version's :class:`standins.fastmodel.BatchModel` (many contexts at once)."""
+        self.model(version)
+        return self._batch[version]
 
     def model_fingerprint(self, version: str = DEFAULT_MODEL_VERSION) -> str:
         return self.model(version).params.fingerprint()
@@ -487,6 +538,7 @@ class StandinCore:
                spec: ScorerSpec) -> tuple[np.ndarray, list[str]]:
         _, start, end = interval
         ctxs = self.contexts(organism, spec.output_type)
+        uctx, inv, _ = self.unique_contexts(organism, spec.output_type)
         model = self.model(version)
         if not ctxs:
             n_obs = 1 if spec.kind == "center_mask" else 0
@@ -494,12 +546,14 @@ class StandinCore:
         if spec.kind == "center_mask":
             from standins.scoring_math import center_window
 
-            local = self._LocalScorer(model, self.genome.within(start, end))
+            local = self._LocalScorer(model, self.genome.within(start, end),
+                                      tracks_fn=self.batch_model(version).tracks)
             a, b = center_window(variant.start0, spec.width)
-            reach = model.reach_for({c.output_type for c in ctxs})
-            ref, alt = local.ref_alt(variant, ctxs, a, b, reach=reach)
-            return aggregate_center(ref, alt, spec.aggregation)[None, :], []
-        gids, lfc = self._gene_scores(version, variant, ctxs, start, end)
+            reach = model.reach_for({c.output_type for c in uctx})
+            ref, alt = local.ref_alt(variant, uctx, a, b, reach=reach)
+            return aggregate_center(ref, alt, spec.aggregation)[inv][None, :], []
+        gids, lfc = self._gene_scores(version, variant, uctx, start, end)
+        lfc = lfc[:, inv]
         if gids:
             gs = np.array([self._gene_info[g]["strand"] for g in gids])[:, None]
             ts = np.array([c.strand for c in ctxs])[None, :]
@@ -513,22 +567,52 @@ class StandinCore:
         model's reach of the allele are 0 without computing their REF exon sums (their
         ALT and REF exon means are identical, so the LFC is exactly 0)."""
         scorer = self.gene_scorer(version)
-        gids = scorer.genes_in(variant.chrom, start, end)
+        gids = self.genes_in(variant.chrom, start, end)
         out = np.zeros((len(gids), len(ctxs)))
         if not gids:
             return gids, out
-        reach = self.model(version).reach_for({c.output_type for c in ctxs}) + 1
+        model = self.model(version)
+        reach = model.reach_for({c.output_type for c in ctxs}) + 1
         lo, hi = variant.start0 - reach, variant.end0 + reach
+        near = []
         for gi, gid in enumerate(gids):
             ex = self._exon_blocks.get(gid)
             if ex is not None and np.any((ex[:, 0] < hi) & (ex[:, 1] > lo)):
-                out[gi] = scorer.gene_lfc(variant, gid, ctxs, (start, end))
+                near.append(gi)
+        if not near:
+            return gids, out
+        if len(variant.ref) != len(variant.alt) or any(c.output_type != "RNA_SEQ" for c in ctxs):
+            for gi in near:  # indels: the exact per-base path
+                out[gi] = scorer.gene_lfc(variant, gids[gi], ctxs, (start, end))
+            return gids, out
+        from standins.fastmodel import lfc_from_sums
+
+        eng = self._engines[version]
+        curies = tuple(dict.fromkeys(c.curie for c in ctxs))
+        col = np.array([curies.index(c.curie) for c in ctxs])
+        use_p = np.array([c.strand in "+." for c in ctxs])[None, :]
+        use_m = np.array([c.strand in "-." for c in ctxs])[None, :]
+        blocks = [eng.blocks(gids[gi], start, end) for gi in near]
+        dsp, dsm = eng.delta_sums(variant.chrom, variant.start0, variant.ref, variant.alt, blocks, curies)
+        refs = [eng.ref_sums(variant.chrom, gids[gi], start, end, curies) for gi in near]
+        sp = np.stack([r[0] for r in refs])[:, col]
+        sm = np.stack([r[1] for r in refs])[:, col]
+        ref_s = np.where(use_p, sp, 0.0) + np.where(use_m, sm, 0.0)
+        d_s = np.where(use_p, dsp[:, col], 0.0) + np.where(use_m, dsm[:, col], 0.0)
+        n = np.array([r[2] for r in refs])
+        out[near] = lfc_from_sums(ref_s, d_s, n, model.params.output_gains.get("RNA_SEQ", 1.0))
         return gids, out
 
     def quantiles(self, version: str, organism: str, spec: ScorerSpec, raw: np.ndarray) -> np.ndarray:
+        """Quantile scores of ``raw`` ``[n_obs, n_tracks]``; computed once per distinct
+        context (tracks sharing a context have the same raw scores and background)."""
         if raw.size == 0:
             return np.zeros(raw.shape)
-        return self.backgrounds.get((spec, organism, version, self.config.revision)).quantiles(raw)
+        bg = self.backgrounds.get((spec, organism, version, self.config.revision))
+        _, inv, first = self.unique_contexts(organism, spec.output_type)
+        if len(first) == raw.shape[1] or len(inv) != raw.shape[1]:
+            return bg.quantiles(raw)
+        return bg.quantiles(raw[:, first], columns=first)[:, inv]
 
     def merge(self, organism: str, spec: ScorerSpec, gids: list[str], *arrays: np.ndarray) -> list[np.ndarray]:
         """Server-side ``merge_stranded_gene_tracks`` (the SDK's algorithm)."""
@@ -600,24 +684,26 @@ class StandinCore:
         if self.stop_event.is_set():
             raise Abort(grpc.StatusCode.UNAVAILABLE, "the stand-in is stopping")
 
-    def _tiled_tracks(self, model, seq: str, df: pl.DataFrame) -> np.ndarray:
-        """``model.tracks(seq, df)`` computed in tiles of ``PREDICT_TILE`` bp with ``reach``
-        margins: the model is exactly local, so the result is identical while peak memory
-        stays bounded (a 1 Mb x 50-track prediction in one piece needs > 2 GB)."""
+    def _tiled_contexts(self, bm, seq: str, ctxs: list) -> np.ndarray:
+        """Per-base signal ``[len(seq), len(ctxs)]`` of the batched model, computed in tiles
+        with ``reach`` margins (the model is exactly local, so the result is identical) that
+        shrink with the number of tracks, so a tile's arrays stay ~64 M values."""
         n = len(seq)
-        if not df.height:
+        if not ctxs:
             return np.zeros((n, 0), np.float32)
-        if n <= PREDICT_TILE:
-            return model.tracks(seq, df)
-        ctxs = model.contexts_of(df)
-        margin = model.reach_for({c.output_type for c in ctxs}) + 1
+        tile = PREDICT_TILE
+        while tile > 4096 and tile * len(ctxs) > (1 << 26):
+            tile //= 2
+        if n <= tile:
+            return bm.tracks(seq, ctxs)
+        margin = bm.model.reach_for({c.output_type for c in ctxs}) + 1
         out = np.empty((n, len(ctxs)), np.float32)
         with self._predict_slots:
-            for a in range(0, n, PREDICT_TILE):
+            for a in range(0, n, tile):
                 self._check_stopping()
-                b = min(n, a + PREDICT_TILE)
+                b = min(n, a + tile)
                 lo, hi = max(0, a - margin), min(n, b + margin)
-                out[a:b] = model.tracks_for_contexts(seq[lo:hi], ctxs)[a - lo:b - lo]
+                out[a:b] = bm.tracks(seq[lo:hi], ctxs)[a - lo:b - lo]
         return out
 
     def predict(self, version: str, organism: str, seq: str, output_type: str,
@@ -627,11 +713,12 @@ class StandinCore:
         pdf = self._track_pd.get((organism, output_type))
         if pdf is None:
             pdf = pd.DataFrame(columns=["name", "strand"])
+        ctxs = self.contexts(organism, output_type)
         if curies is not None:
             keep = np.array([c in curies for c in df["ontology_curie"].to_list()], dtype=bool)
-            df = df.filter(pl.Series(keep))
+            ctxs = [c for c, k in zip(ctxs, keep) if k]
             pdf = pdf[keep].reset_index(drop=True)
-        values = self._tiled_tracks(self.model(version), seq, df)
+        values = self._tiled_contexts(self.batch_model(version), seq, ctxs)
         res = BINNED_OUTPUTS.get(output_type, 1)
         if res > 1:
             values = values.reshape(len(seq) // res, res, values.shape[1]).mean(axis=1)
