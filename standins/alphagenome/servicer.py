@@ -91,6 +91,9 @@ class StandinConfig:
     * ``call_log_size``: the call log keeps the most recent records only.
     * ``result_cache_size``: raw scores kept in an LRU cache (0 = off); answers are the
       same either way, only the stand-in's CPU time changes.
+    * ``compute_threads``: variant scores computed at the same time (default: the number
+      of CPUs // 2: the client usually shares the machine); more requests wait (numpy under the GIL gains nothing from more, and
+      loses to contention and memory churn).
     """
 
     latency_ms: float = 0.0
@@ -112,6 +115,7 @@ class StandinConfig:
     atlas_page_size: int = 32
     call_log_size: int = 200_000
     result_cache_size: int = 20_000
+    compute_threads: int | None = None
 
     def __post_init__(self):
         if self.bytes_per_chunk and self.bytes_per_chunk < 4:
@@ -366,6 +370,9 @@ class StandinCore:
         self._results: collections.OrderedDict = collections.OrderedDict()
         self._results_lock = threading.Lock()
         self._bg_variants: list[Variant] | None = None
+        import os
+
+        self._compute_slots = threading.BoundedSemaphore(max(1, config.compute_threads or (os.cpu_count() or 2) // 2))
 
     def _build_exon_index(self) -> dict[str, tuple[list[str], np.ndarray, np.ndarray, np.ndarray]]:
         """chrom -> (gene ids in genome order, exon starts0, exon ends0, exon gene index)."""
@@ -511,7 +518,8 @@ class StandinCore:
                 if hit is not None:
                     self._results.move_to_end(key)
                     return hit
-        raw, gids = self._score(version, organism, variant, interval, spec)
+        with self._compute_slots:
+            raw, gids = self._score(version, organism, variant, interval, spec)
         raw.flags.writeable = False
         if key is not None:
             with self._results_lock:
