@@ -186,3 +186,26 @@ def test_concurrent_first_rna_calls_all_succeed(world_dir, monkeypatch):
         assert outcomes == ["OK"] * len(vs)
     finally:
         handle.stop(grace=0.2)
+
+
+def test_prewarm_fills_the_gene_cache_and_changes_no_answer(world_dir, alphagenome_standin, sdk_client):
+    from standins.alphagenome import serve
+
+    v = _snvs(world_dir, 1, offset=4_321)[0]
+    iv = v.reference_interval.resize(2 ** 20)
+    want = sdk_client.score_variant(iv, v, [REC["RNA_SEQ"], REC["DNASE"]])
+    handle = serve(world_dir, port=0, config=standin_test_config(prewarm=True))
+    try:
+        eng = handle.core._engines["ALL_FOLDS"]
+        n_genes = pl.read_parquet(world_dir / "genes.parquet").height
+        assert len(eng._ref) == n_genes
+        assert len(handle.core.backgrounds.keys()) == 2
+        ch = sdk_channel_for(handle.address)
+        got = dna_client.DnaClient(channel=ch).score_variant(iv, v, [REC["RNA_SEQ"], REC["DNASE"]])
+        ch.close()
+        assert len(eng._ref) == n_genes  # nothing new computed
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a.X, b.X)
+            np.testing.assert_array_equal(a.layers["quantiles"], b.layers["quantiles"])
+    finally:
+        handle.stop(grace=0.2)
