@@ -108,7 +108,7 @@ def test_metadata_through_the_sdk_matches_the_csv(real_client):
 
 
 @needs_csv
-def test_scored_variant_has_every_track_of_its_output_type(real_client, real_world_dir):
+def test_scored_variant_has_every_track_of_its_output_type(real_client, real_standin, real_world_dir):
     v = _snvs(real_world_dir, 1, offset=777)[0]
     iv = v.reference_interval.resize(2 ** 20)
     dn, rna = real_client.score_variant(iv, v, [REC["DNASE"], REC["RNA_SEQ"]])
@@ -125,6 +125,12 @@ def test_scored_variant_has_every_track_of_its_output_type(real_client, real_wor
     assert np.nanmax(np.abs(q)) <= 0.99999
     # tracks of one biosample share a model context; distinct contexts give distinct scores
     assert len({round(float(x), 9) for x in dn.X[0]}) > 10
+    # the stand-in caches one column per distinct model context, and answers alike from it
+    cached = [raw for raw, _ in real_standin.core._results.values()]
+    assert cached and max(r.shape[1] for r in cached) < 305
+    dn2, rna2 = real_client.score_variant(iv, v, [REC["DNASE"], REC["RNA_SEQ"]])
+    np.testing.assert_array_equal(dn2.X, dn.X)
+    np.testing.assert_array_equal(rna2.layers["quantiles"], rna.layers["quantiles"])
     # splicing and contact maps are listed but not computed
     from alphagenome.models import dna_output
 

@@ -90,7 +90,8 @@ class StandinConfig:
     * ``atlas``: also serve the AtlasService; ``atlas_page_size``: its default page size.
     * ``call_log_size``: the call log keeps the most recent records only.
     * ``result_cache_size``: raw scores kept in an LRU cache (0 = off); answers are the
-      same either way, only the stand-in's CPU time changes.
+      same either way, only the stand-in's CPU time changes. ``result_cache_mb`` bounds
+      its memory too (entries hold one column per distinct model context).
     * ``compute_threads``: variant scores computed at the same time (default: the number
       of CPUs // 2: the client usually shares the machine); more requests wait (numpy under the GIL gains nothing from more, and
       loses to contention and memory churn).
@@ -118,6 +119,7 @@ class StandinConfig:
     atlas_page_size: int = 32
     call_log_size: int = 200_000
     result_cache_size: int = 20_000
+    result_cache_mb: float = 256.0
     compute_threads: int | None = None
     prewarm: bool = False
 
@@ -373,6 +375,7 @@ class StandinCore:
         self.stop_event = threading.Event()  # set when the server stops: long loops give up
         self._results: collections.OrderedDict = collections.OrderedDict()
         self._results_lock = threading.Lock()
+        self._results_bytes = 0
         self._bg_variants: list[Variant] | None = None
         import os
 
@@ -537,20 +540,33 @@ class StandinCore:
         they depend on, so the stand-in's own CPU time does not dominate client benchmarks;
         the returned arrays are read-only."""
         key = self._result_key(version, organism, variant, interval, spec)
+        _, inv, first = self.unique_contexts(organism, spec.output_type)
         if key is not None:
             with self._results_lock:
                 hit = self._results.get(key)
                 if hit is not None:
                     self._results.move_to_end(key)
-                    return hit
+            if hit is not None:
+                compact, gids = hit
+                raw = compact[:, inv] if compact.shape[1] != len(inv) else compact
+                raw.flags.writeable = False
+                return raw, gids
         with self._compute_slots:
             raw, gids = self._score(version, organism, variant, interval, spec)
         raw.flags.writeable = False
         if key is not None:
+            # one column per distinct context (the rest are copies of it)
+            compact = raw[:, first] if raw.shape[1] == len(inv) and len(first) < len(inv) else raw
+            budget = self.config.result_cache_mb * (1 << 20)
             with self._results_lock:
-                self._results[key] = (raw, gids)
-                while len(self._results) > self.config.result_cache_size:
-                    self._results.popitem(last=False)
+                old = self._results.pop(key, None)
+                if old is not None:
+                    self._results_bytes -= old[0].nbytes
+                self._results[key] = (compact, gids)
+                self._results_bytes += compact.nbytes
+                while self._results and (len(self._results) > self.config.result_cache_size
+                                         or self._results_bytes > budget):
+                    self._results_bytes -= self._results.popitem(last=False)[1][0].nbytes
         return raw, gids
 
     def _result_key(self, version, organism, variant: Variant, interval, spec: ScorerSpec):
