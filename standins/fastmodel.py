@@ -511,6 +511,77 @@ class GeneMaskEngine:
         return dsp, dsm
 
 
+    # ------------------------------------------------------------------ ALT - REF (indels)
+    def _tss_local(self, local: str, base: int, lo: int, hi: int, W_acc, W_prom, bias):
+        """TSS (+, -) ``[U, hi - lo]`` at positions ``lo..hi-1`` of a local sequence that
+        starts at coordinate ``base`` and covers ``[lo - P - 2, hi + P + 2)``."""
+        P = self.P
+        seq = local[lo - P - 2 - base:hi + P + 2 - base]
+        acc, pp, pm = self._acc_prom(seq, W_acc, W_prom, bias)
+        sl = slice(P + 2, P + 2 + hi - lo)
+        f = self._box_mean_at(acc, R_ENH, P + 2, hi - lo)
+        f *= self.p.enh_boost
+        f += 1.0
+        f *= acc[:, sl]
+        return f * pp[:, sl], np.multiply(f, pm[:, sl], out=f)
+
+    @staticmethod
+    def _clip_blocks(blocks: np.ndarray, lo: int, hi: int) -> np.ndarray:
+        c = np.stack([np.maximum(blocks[:, 0], lo), np.minimum(blocks[:, 1], hi)], axis=1) if len(blocks) else blocks
+        return c[c[:, 1] > c[:, 0]] if len(c) else c.reshape(0, 2)
+
+    def delta_sums_indel(self, chrom: str, v0: int, ref: str, alt: str, blocks_list: list[np.ndarray],
+                         curies: tuple):
+        """ALT - REF exon sums for any variant (``delta_sums`` is the fast special case of
+        substitutions): ``(dS+ [G, U], dS- [G, U], dDot [G, U], offset [G])``.
+
+        ALT is aligned to REF coordinates as :func:`standins.scoring_math.align_alt_to_ref`
+        does (inserted bases: their maximum at the anchor base; deleted bases: 0). A
+        ``.``-strand context's delta is ``dS+ + dS- + dDot`` (``dDot`` corrects the
+        insertion maximum, taken over the summed strands); ``offset`` (in transcription
+        units) removes the 0.001 pseudo-signal of deleted exon bases, for every context."""
+        P, lr, la = self.P, len(ref), len(alt)
+        d, k = la - lr, min(lr, la)
+        p0 = v0 + k - 1                                  # the anchor base
+        W_acc, W_prom, bias = self.bm.weights(list(curies))
+        G, U = len(blocks_list), len(curies)
+        w_lo, w_hi = v0 - P - _SPAN - 2, v0 + lr + P + _SPAN + 2   # kernel support (REF coords)
+        base = w_lo - P - 4
+        ref_local = self._fetch(chrom, base, w_hi + P + 4)
+        i = v0 - base
+        alt_local = ref_local[:i] + alt + ref_local[i + lr:]
+        tr = self._tss_local(ref_local, base, w_lo, w_hi, W_acc, W_prom, bias)
+        ta = self._tss_local(alt_local, base, w_lo, w_hi + d, W_acc, W_prom, bias)
+        # where aligned ALT transcription can differ from REF, per strand (+ boxes look left)
+        zones = ((v0 - P, v0 + lr + P + _SPAN), (v0 - P - _SPAN, v0 + lr + P))
+        dsp, dsm, ddot = np.zeros((G, U)), np.zeros((G, U)), np.zeros((G, U))
+        offset = np.zeros(G)
+        for gi, blocks in enumerate(blocks_list):
+            maxes = []
+            for si, (z_lo, z_hi) in enumerate(zones):
+                e = self._clip_blocks(blocks, z_lo, z_hi)
+                kr = exon_kernels(e, w_lo, w_hi)[si]
+                # the same exon bases in ALT coordinates
+                left = self._clip_blocks(e, -(1 << 62), p0 + (0 if la > lr else 1))
+                right = self._clip_blocks(e, v0 + lr, 1 << 62) + d
+                ka = exon_kernels(np.concatenate([left, right]), w_lo, w_hi + d)[si]
+                delta = np.einsum("un,n->u", ta[si], ka) - np.einsum("un,n->u", tr[si], kr)
+                anchor = la > lr and bool(np.any((e[:, 0] <= p0) & (e[:, 1] > p0)))
+                if anchor:  # inserted bases: the maximum of ALT over p0 .. p0 + d
+                    vals = np.stack([np.einsum("un,n->u", ta[si], exon_kernels(np.array([[j, j + 1]]), w_lo,
+                                                                                  w_hi + d)[si])
+                                     for j in range(p0, p0 + d + 1)])        # [d + 1, U]
+                    delta += vals.max(axis=0)
+                    maxes.append(vals)
+                (dsp if si == 0 else dsm)[gi] = delta
+            if len(maxes) == 2:
+                ddot[gi] = (maxes[0] + maxes[1]).max(axis=0) - maxes[0].max(axis=0) - maxes[1].max(axis=0)
+            if lr > la:  # deleted exon bases carry no signal at all in the aligned ALT
+                gone = self._clip_blocks(blocks, v0 + k, v0 + lr)
+                offset[gi] = -0.001 * float((gone[:, 1] - gone[:, 0]).sum()) if len(gone) else 0.0
+        return dsp, dsm, ddot, offset
+
+
 def lfc_from_sums(ref_s: np.ndarray, delta_s: np.ndarray, n: np.ndarray, gain: float) -> np.ndarray:
     """Gene-mask LFC ``ln(mean ALT + 0.001) - ln(mean REF + 0.001)`` from exon sums of the
     transcription signal: ``ref_s``/``delta_s`` ``[G, C]`` (REF, ALT - REF), ``n`` ``[G]``

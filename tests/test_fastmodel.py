@@ -130,3 +130,50 @@ def test_gene_mask_engine_equals_the_exact_local_scorer(model):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=2e-6)
         checked += int(np.abs(want).max() > 1e-4)
     assert checked >= 3  # the comparison saw real effects, not only zeros
+
+
+def test_indel_gene_mask_equals_the_exact_local_scorer(model):
+    """Insertions and deletions (ALT aligned to REF: inserted bases as their maximum at the
+    anchor base, deleted bases 0) through the engine's general path, near and inside exons."""
+    sites: list[int] = []
+    seq = _seq(80_000, 4, model.params, sites)
+    genes = pl.DataFrame({"gene_id": ["G1", "G2"], "gene_name": ["A", "B"], "chrom": ["chr1"] * 2,
+                          "start": [20_001, 41_001], "end": [36_000, 60_000], "strand": ["+", "-"],
+                          "gene_type": ["protein_coding"] * 2, "tss": [20_001, 60_000]})
+    exons = pl.DataFrame({"gene_id": ["G1", "G1", "G1", "G2", "G2"], "exon_number": [1, 2, 3, 1, 2],
+                          "chrom": ["chr1"] * 5, "start": [20_001, 26_001, 35_001, 58_001, 41_001],
+                          "end": [20_300, 26_200, 36_000, 60_000, 42_000]})
+    g = _Genome(seq)
+    ctxs = [TrackContext(c, "RNA_SEQ", None, None, s) for c in ("CL:0000624", "generic:07") for s in "+-."]
+    curies = ("CL:0000624", "generic:07")
+    exact = LocalScorer(model, g, genes, exons)
+    blocks = {gid: np.stack([sub["start"].to_numpy() - 1, sub["end"].to_numpy()], axis=1)
+              for (gid,), sub in exons.group_by(["gene_id"])}
+    eng = GeneMaskEngine(BatchModel(model), g.fetch, blocks)
+    gain = model.params.output_gains["RNA_SEQ"]
+    interval = (0, 80_000)
+    near = [p + 1 for p in sites if 19_800 < p < 20_400 or 35_000 < p < 36_100 or 58_500 < p < 60_000]
+    cases = []
+    for j, pos in enumerate(near[::max(1, len(near) // 6)] + [20_100, 35_500, 59_000]):
+        ref = seq[pos - 1]
+        cases.append(Variant("chr1", pos, seq[pos - 1:pos + 3], ref))              # 3 bp deletion
+        cases.append(Variant("chr1", pos, ref, ref + "GGGGCGGGGC"[:1 + j % 9]))   # insertion (SP1-like)
+    checked = 0
+    for v in cases:
+        want = np.stack([exact.gene_lfc(v, gid, ctxs, interval) for gid in ("G1", "G2")])
+        bl = [eng.blocks(gid, *interval) for gid in ("G1", "G2")]
+        dsp, dsm, ddot, offset = eng.delta_sums_indel("chr1", v.start0, v.ref, v.alt, bl, curies)
+        rs = [eng.ref_sums("chr1", gid, *interval, curies) for gid in ("G1", "G2")]
+        cols = []
+        for c in ctxs:
+            u = curies.index(c.curie)
+            r = np.array([(rs[gi][0][u] if c.strand in "+." else 0) + (rs[gi][1][u] if c.strand in "-." else 0)
+                          for gi in range(2)])
+            dd = (dsp[:, u] if c.strand in "+." else 0) + (dsm[:, u] if c.strand in "-." else 0) \
+                + (ddot[:, u] if c.strand == "." else 0) + offset
+            cols.append((r, dd))
+        n = np.array([rs[0][2], rs[1][2]])
+        got = lfc_from_sums(np.stack([c[0] for c in cols], 1), np.stack([c[1] for c in cols], 1), n, gain)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=2e-6, err_msg=str(v))
+        checked += int(np.abs(want).max() > 1e-4)
+    assert checked >= 6

@@ -630,8 +630,8 @@ class StandinCore:
                 near.append(gi)
         if not near:
             return gids, out
-        if len(variant.ref) != len(variant.alt) or any(c.output_type != "RNA_SEQ" for c in ctxs):
-            for gi in near:  # indels: the exact per-base path
+        if any(c.output_type != "RNA_SEQ" for c in ctxs):
+            for gi in near:  # not expression tracks: the exact per-base path
                 out[gi] = scorer.gene_lfc(variant, gids[gi], ctxs, (start, end))
             return gids, out
         from standins.fastmodel import lfc_from_sums
@@ -642,12 +642,18 @@ class StandinCore:
         use_p = np.array([c.strand in "+." for c in ctxs])[None, :]
         use_m = np.array([c.strand in "-." for c in ctxs])[None, :]
         blocks = [eng.blocks(gids[gi], start, end) for gi in near]
-        dsp, dsm = eng.delta_sums(variant.chrom, variant.start0, variant.ref, variant.alt, blocks, curies)
+        if len(variant.ref) == len(variant.alt):
+            dsp, dsm = eng.delta_sums(variant.chrom, variant.start0, variant.ref, variant.alt, blocks, curies)
+            extra = 0.0
+        else:
+            dsp, dsm, ddot, offset = eng.delta_sums_indel(variant.chrom, variant.start0, variant.ref, variant.alt,
+                                                          blocks, curies)
+            extra = np.where(use_p & use_m, ddot[:, col], 0.0) + offset[:, None]
         refs = [eng.ref_sums(variant.chrom, gids[gi], start, end, curies) for gi in near]
         sp = np.stack([r[0] for r in refs])[:, col]
         sm = np.stack([r[1] for r in refs])[:, col]
         ref_s = np.where(use_p, sp, 0.0) + np.where(use_m, sm, 0.0)
-        d_s = np.where(use_p, dsp[:, col], 0.0) + np.where(use_m, dsm[:, col], 0.0)
+        d_s = np.where(use_p, dsp[:, col], 0.0) + np.where(use_m, dsm[:, col], 0.0) + extra
         n = np.array([r[2] for r in refs])
         out[near] = lfc_from_sums(ref_s, d_s, n, model.params.output_gains.get("RNA_SEQ", 1.0))
         return gids, out
