@@ -338,6 +338,7 @@ class StandinCore:
         self._merge_masks: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
         self._merged_protos: dict[tuple[str, str], list[pb.TrackMetadata]] = {}
         self._junction_protos: dict[tuple[str, str], pb.JunctionsMetadata] = {}
+        self._md_templates: dict[tuple[str, str, bool], pb.VariantMetadata] = {}
         org_col = tracks["organism"].cast(pl.Utf8).str.to_uppercase().str.replace("^ORGANISM_", "")
         ot_col = tracks["output_type"].cast(pl.Utf8).str.to_uppercase().str.replace("^OUTPUT_TYPE_", "")
         tracks = tracks.with_columns(org_col.alias("organism"), ot_col.alias("output_type"))
@@ -419,6 +420,16 @@ class StandinCore:
         """Output types in the organism's catalogue (``computed``: only those the stand-in
         predicts and scores, :data:`COMPUTED_OUTPUTS`)."""
         return [ot for (org, ot) in self._by_type if org == organism and (not computed or ot in COMPUTED_OUTPUTS)]
+
+    def metadata_template(self, organism: str, output_type: str, merged: bool = False) -> pb.VariantMetadata:
+        """A ``VariantMetadata`` holding only the track metadata of ``output_type`` (merged
+        stranded tracks with ``merged``), built once; callers ``CopyFrom`` it."""
+        key = (organism, output_type, merged)
+        t = self._md_templates.get(key)
+        if t is None:
+            t = pb.VariantMetadata(track_metadata=self.track_protos(organism, output_type, merged=merged))
+            self._md_templates[key] = t
+        return t
 
     def junction_protos(self, organism: str, output_type: str) -> pb.JunctionsMetadata | None:
         return self._junction_protos.get((organism, output_type))
@@ -1042,17 +1053,19 @@ class DnaModelService(svc_grpc.DnaModelServiceServicer):
         for spec in specs:
             raw, gids = core.score(version, organism, var, (chrom, start, end), spec)
             q = core.quantiles(version, organism, spec, raw)
-            tracks = core.track_protos(organism, spec.output_type)
-            if spec.kind == "gene_mask_lfc" and request.merge_stranded_gene_tracks:
+            merged = spec.kind == "gene_mask_lfc" and request.merge_stranded_gene_tracks
+            if merged:
                 raw, q = core.merge(organism, spec, gids, raw, q)
-                tracks = core.track_protos(organism, spec.output_type, merged=True)
             values = np.stack([raw, q]).astype(np.float32)
             tensor, chunks = self._pack(values, self.config.score_dtype)
-            out = pb.ScoreVariantOutput(variant_data=pb.VariantData(
-                values=tensor,
-                metadata=pb.VariantMetadata(variant=request.variant, track_metadata=tracks,
-                                            gene_metadata=core.gene_protos(gids))))
-            msgs.append(svc.ScoreVariantResponse(output=out))
+            resp = svc.ScoreVariantResponse()
+            vd = resp.output.variant_data
+            vd.values.CopyFrom(tensor)
+            # the track metadata (hundreds of tracks) is copied from a prebuilt message
+            vd.metadata.CopyFrom(core.metadata_template(organism, spec.output_type, merged))
+            vd.metadata.variant.CopyFrom(request.variant)
+            vd.metadata.gene_metadata.extend(core.gene_protos(gids))
+            msgs.append(resp)
             msgs.extend(svc.ScoreVariantResponse(tensor_chunk=c) for c in chunks)
         return msgs
 
