@@ -215,3 +215,20 @@ def test_prewarm_fills_the_gene_cache_and_changes_no_answer(world_dir, alphageno
             np.testing.assert_array_equal(a.layers["quantiles"], b.layers["quantiles"])
     finally:
         handle.stop(grace=0.2)
+
+
+@needs_csv
+def test_tiled_binned_predictions_equal_one_piece(real_standin, monkeypatch):
+    import standins.alphagenome.servicer as servicer_mod
+
+    core = real_standin.core
+    ctxs = core.contexts("HOMO_SAPIENS", "CHIP_HISTONE")[:200]
+    seq = core.genome.fetch("chr1", 300_000, 300_000 + 40_960)
+    bm = core.batch_model("ALL_FOLDS")
+    whole = bm.tracks(seq, ctxs)
+    want = whole.reshape(320, 128, len(ctxs)).mean(axis=1)
+    monkeypatch.setattr(servicer_mod, "PREDICT_TILE", 8_192)
+    got = core._tiled_contexts(bm, seq, ctxs, 128)
+    assert got.shape == (320, 200)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(core._tiled_contexts(bm, seq, ctxs[:3], 1), whole[:, :3])

@@ -750,27 +750,38 @@ class StandinCore:
         if self.stop_event.is_set():
             raise Abort(grpc.StatusCode.UNAVAILABLE, "the stand-in is stopping")
 
-    def _tiled_contexts(self, bm, seq: str, ctxs: list) -> np.ndarray:
-        """Per-base signal ``[len(seq), len(ctxs)]`` of the batched model, computed in tiles
-        with ``reach`` margins (the model is exactly local, so the result is identical) that
-        shrink with the number of tracks, so a tile's arrays stay ~64 M values."""
+    def _tiled_contexts(self, bm, seq: str, ctxs: list, res: int = 1) -> np.ndarray:
+        """Signal ``[len(seq) // res, len(ctxs)]`` float32 of the batched model (per base, or
+        the mean of ``res``-bp bins), computed per distinct context in tiles with ``reach``
+        margins (the model is exactly local, so the result is identical) that shrink with
+        the number of contexts, so a tile's arrays stay ~64 M values."""
         n = len(seq)
-        if not ctxs:
-            return np.zeros((n, 0), np.float32)
+        uniq: dict = {}
+        inv = np.array([uniq.setdefault(c, len(uniq)) for c in ctxs], dtype=np.int64)
+        uctx = list(uniq)
+        if not uctx:
+            return np.zeros((n // res, 0), np.float32)
         tile = PREDICT_TILE
-        while tile > 4096 and tile * len(ctxs) > (1 << 26):
+        while tile > 4096 and tile * len(uctx) > (1 << 26):
             tile //= 2
+        margin = bm.model.reach_for({c.output_type for c in uctx}) + 1
+        out = np.empty((n // res, len(uctx)), np.float32)
+
+        def put(a: int, vals: np.ndarray) -> None:
+            if res > 1:
+                vals = vals.reshape(vals.shape[0] // res, res, vals.shape[1]).mean(axis=1)
+            out[a // res:a // res + vals.shape[0]] = vals
+
         if n <= tile:
-            return bm.tracks(seq, ctxs)
-        margin = bm.model.reach_for({c.output_type for c in ctxs}) + 1
-        out = np.empty((n, len(ctxs)), np.float32)
-        with self._predict_slots:
-            for a in range(0, n, tile):
-                self._check_stopping()
-                b = min(n, a + tile)
-                lo, hi = max(0, a - margin), min(n, b + margin)
-                out[a:b] = bm.tracks(seq[lo:hi], ctxs)[a - lo:b - lo]
-        return out
+            put(0, bm.tracks(seq, uctx))
+        else:
+            with self._predict_slots:
+                for a in range(0, n, tile):
+                    self._check_stopping()
+                    b = min(n, a + tile)
+                    lo, hi = max(0, a - margin), min(n, b + margin)
+                    put(a, bm.tracks(seq[lo:hi], uctx)[a - lo:b - lo])
+        return out[:, inv]
 
     def predict(self, version: str, organism: str, seq: str, output_type: str,
                 curies: set[str] | None) -> tuple[np.ndarray, pd.DataFrame, int]:
@@ -784,11 +795,9 @@ class StandinCore:
             keep = np.array([c in curies for c in df["ontology_curie"].to_list()], dtype=bool)
             ctxs = [c for c, k in zip(ctxs, keep) if k]
             pdf = pdf[keep].reset_index(drop=True)
-        values = self._tiled_contexts(self.batch_model(version), seq, ctxs)
         res = BINNED_OUTPUTS.get(output_type, 1)
-        if res > 1:
-            values = values.reshape(len(seq) // res, res, values.shape[1]).mean(axis=1)
-        return values.astype(np.float32), pdf, res
+        values = self._tiled_contexts(self.batch_model(version), seq, ctxs, res)
+        return values.astype(np.float32, copy=False), pdf, res
 
 
 # --------------------------------------------------------------------------- runtime + call wrapper
