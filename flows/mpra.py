@@ -95,6 +95,8 @@ class MPRAStudy(BaseModel):
                                       description="track ontology terms (mouse adipocyte CL:0000136; 3T3-L1 "
                                                   "EFO:0001084)")
     outputs: list[str] = Field(default_factory=lambda: ["DNASE", "CAGE", "RNA_SEQ"])
+    all_tracks: bool = Field(False, description="explicit opt-in to an empty ontology_terms: average EVERY track "
+                             "of the requested outputs (pitfall P14: 305 DNase tracks are not one cell type)")
     sensitivity_ontology_terms: list[str] = Field(
         default_factory=list, description="a named sensitivity run with other tracks (e.g. K562 EFO:0002067)")
     sensitivity_organism: Literal["MUS_MUSCULUS", "HOMO_SAPIENS"] = "HOMO_SAPIENS"
@@ -128,6 +130,12 @@ class MPRAStudy(BaseModel):
     def _check(self):
         if not self.counts and not (self.predictions and self.measured_column):
             raise ValueError("give count files, or a predictions table with measured_column")
+        if not self.ontology_terms and not self.all_tracks and not self.predictions:
+            raise ValueError("ontology_terms is empty: that would average every track of every biosample "
+                             "(pitfall P14); name the tracks' ontology terms, or set all_tracks = true to "
+                             "average all of them on purpose")
+        if self.ontology_terms and self.all_tracks:
+            raise ValueError("all_tracks = true contradicts a non-empty ontology_terms; give one of them")
         bad = [o for o in self.outputs if o.upper() not in OUTPUT_TYPES]
         if bad or not self.outputs:
             raise ValueError(f"outputs must be among {list(OUTPUT_TYPES)}, got {self.outputs}")
@@ -226,6 +234,7 @@ def mpra_benchmark(study: MPRAStudy, backend: BackendConfig = BackendConfig()) -
     from agval.mpra.analysis import (effect_statistics, headline, light_statistics, robustness, strata_tables,
                                      track_statistics)
     from agval.mpra.effects import effects_long, wt_mutant_effects
+    from agval.scoring.precomputed import table_provenance
     from agval.mpra.predictions import attach_predictions, load_predictions, measured_from_predictions
     from agval.mpra.measurements import activity_summary
     from agval.report import Figure
@@ -237,7 +246,10 @@ def mpra_benchmark(study: MPRAStudy, backend: BackendConfig = BackendConfig()) -
     key = f"mpra-{study.name}"
     session = contextlib.nullcontext((None, None)) if plan["precomputed"] else backend_session(backend)
     with session as (model, _spec):
-        simulated = bool(study.predictions_simulated) if model is None else bool(model.simulated)
+        # a predictions table's provenance comes from the table itself (data_source / simulated / metadata)
+        provenance = table_provenance(study.predictions) if study.predictions and model is None else None
+        simulated = (bool(study.predictions_simulated) or (provenance or {}).get("provenance") == "simulated"
+                     if model is None else bool(model.simulated))
         inputs = {f"counts:{i}": p for i, p in enumerate(study.counts)}
         inputs.update(sequences=study.sequences, predictions=study.predictions)
         if study.backbone == "reference" or study.element_source == "reference":
@@ -250,6 +262,9 @@ def mpra_benchmark(study: MPRAStudy, backend: BackendConfig = BackendConfig()) -
                 record_model(rec, model)
             warn_texts: list[str] = []
             metrics: dict[str, Any] = {"study": study.name, "simulated": simulated}
+            if provenance is not None:
+                metrics["predictions_provenance"] = provenance
+                rec.note("predictions_provenance", provenance)
 
             # 1. measured activity ------------------------------------------------------
             if study.counts:

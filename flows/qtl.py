@@ -41,6 +41,7 @@ from agval.qtl.harmonize import lookup_ids  # noqa: E402
 from agval.qtl.modality import plan_analyses, scorers_for  # noqa: E402
 from agval.qtl.pipeline import analysis_rows, build_metrics, genome_path, report_parts, table_marks  # noqa: E402
 from agval.qtl.study import QTLStudy  # noqa: E402
+from agval.scoring.precomputed import table_provenance  # noqa: E402
 from flows._common import RESULT_STORAGE, backend_session, lookup_session, start_run  # noqa: E402
 from flows.runners import task_runner_from_env  # noqa: E402
 from tasks.alleles import lookup_alleles  # noqa: E402
@@ -76,9 +77,12 @@ def qtl_validation(study: QTLStudy, backend: BackendConfig = BackendConfig(),
     log = get_run_logger()
     with contextlib.ExitStack() as stack:
         # -- the backend decides whether this run is simulated (stand-in label in its metadata)
+        provenance = None
         if study.predictions:
             b = spec = None
-            simulated = _simulated_without_backend(backend)
+            # provenance comes from the predictions table itself (data_source / simulated / metadata)
+            provenance = table_provenance(study.predictions)
+            simulated = _simulated_without_backend(backend) or provenance["provenance"] == "simulated"
         else:
             b, spec = stack.enter_context(backend_session(backend))
             simulated = bool(b.simulated)
@@ -97,7 +101,9 @@ def qtl_validation(study: QTLStudy, backend: BackendConfig = BackendConfig(),
                 # 2-3. no lookup: orient beta by the declared convention on the table's own alleles
                 h = harmonize_qtl(study, loaded, None, lookup=None, drops=rec.drops)
                 predictions, pcols = load_qtl_predictions(study)
-                rec.set_backend({"backend": "precomputed", "table": study.predictions, "simulated": simulated})
+                rec.set_backend({"backend": "precomputed", "table": study.predictions, "simulated": simulated,
+                                 "provenance": provenance["provenance"],
+                                 "provenance_evidence": provenance["evidence"]})
             else:
                 genome = genome_path(study, backend.standin_world)
                 looked = None
@@ -143,6 +149,8 @@ def qtl_validation(study: QTLStudy, backend: BackendConfig = BackendConfig(),
                       "drop_events": len(rec.drops)}
             metrics = build_metrics(result, counts=counts, route=h.route, convention=h.convention,
                                     scoring=scoring_info)
+            if provenance is not None:
+                metrics["predictions_provenance"] = provenance
             rec.add_metrics(metrics)
             sections, warnings, tables = report_parts(result, counts=counts, route=h.route, harmonize_notes=h.notes)
         # 8. report, once the run record is complete (its provenance says "completed")

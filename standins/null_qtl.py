@@ -18,7 +18,7 @@ cannot see the anti-conservative P values that row-level tests give (pitfall P31
 Under every null the test statistic's P value must be uniform at the true unit; row-level
 P values are not. Draws are vectorised numpy; each function takes a
 ``numpy.random.Generator``. ``effect`` > 0 plants an association (for power): the score
-gains ``effect`` x the standardised log beta (caQTL magnitude), the beta (hQTL) or the
+gains a scale ``exp(2 effect z)`` with ``z`` the standardised log beta (caQTL magnitude), the beta (hQTL) or the
 locus effect (MPRA).
 """
 
@@ -100,18 +100,20 @@ def null_caqtl(rng: np.random.Generator, *, n_blocks: int = 60, effect: float = 
     scale = np.exp(rng.normal(0.0, 0.5, n_blocks))
     u = rng.normal(0.0, 1.0, n_blocks)
     z_snp = u[snp_block] + 0.5 * rng.normal(0.0, 1.0, n_snp)
+    snp_scale = scale[snp_block]
     if effect:
+        # planted: larger |score| for larger beta (the magnitude the caQTL headline tests)
         snp_log_beta = v[snp_block] + w
-        z_snp = z_snp + effect * snp_log_beta / snp_log_beta.std()
-    atac_snp = 0.05 + 0.3 * scale[snp_block] * z_snp
-    dnase_snp = 0.8 * atac_snp + 0.1 * scale[snp_block] * rng.normal(0.0, 1.0, n_snp)
+        snp_scale = snp_scale * np.exp(effect * 2.0 * snp_log_beta / snp_log_beta.std())
+    atac_snp = 0.05 + 0.3 * snp_scale * z_snp
+    dnase_snp = 0.8 * atac_snp + 0.1 * snp_scale * rng.normal(0.0, 1.0, n_snp)
     snp_ids = np.char.add("rs", (1000 + np.arange(n_snp)).astype(str))
     peak_ids = np.char.add(np.char.add("peak", row_block.astype(str)), np.char.add("_", row_peak_local.astype(str)))
     return NullCaQTL(snp=snp_ids[row_snp].astype(object), peak=peak_ids.astype(object),
                      atac=atac_snp[row_snp], dnase=dnase_snp[row_snp], beta=beta)
 
 
-def null_hqtl(rng: np.random.Generator, *, n_snps: int = 150, effect: float = 0.0) -> NullHQTL:
+def null_hqtl(rng: np.random.Generator, *, n_snps: int = 300, effect: float = 0.0) -> NullHQTL:
     """An hQTL study of ``n_snps`` SNPs (about 1.55 mark rows per SNP)."""
     u = rng.random(n_snps)
     has = np.stack([u < 0.92, (u < 0.55) | (u >= 0.92)], axis=1)       # both .55, K27ac .37, K4me1 .08

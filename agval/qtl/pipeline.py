@@ -311,6 +311,13 @@ def run_plain(study: QTLStudy, *, backend=None, lookup_source=None, record=None,
     t0 = time.perf_counter()
     drops = record.drops if record is not None else DropLog()
     sim = bool(simulated if simulated is not None else getattr(backend, "simulated", False))
+    provenance = None
+    if study.predictions:
+        from agval.scoring.precomputed import table_provenance
+
+        # the predictions table says where it came from; a stand-in table is simulated whatever the caller says
+        provenance = table_provenance(study.predictions)
+        sim = sim or provenance["provenance"] == "simulated"
     loaded = load_study_table(study)
     drops.extend(loaded.drops)
     t["load"] = time.perf_counter() - t0
@@ -353,6 +360,8 @@ def run_plain(study: QTLStudy, *, backend=None, lookup_source=None, record=None,
               "analysed_rows": result.headline.get("n"), "dropped_rows": drops.frame()["row_id"].drop_nulls().n_unique(),
               "drop_events": len(drops)}
     metrics = build_metrics(result, counts=counts, route=h.route, convention=h.convention, scoring=scoring_info)
+    if provenance is not None:
+        metrics["predictions_provenance"] = provenance
     if record is not None:
         record.write_table("rows", h.table)
         record.write_table("per_track", result.per_track)

@@ -80,10 +80,12 @@ class QTLStudy(BaseModel):
     output_types: list[str] | None = Field(None, description="override the corrected mode's output types "
                                            "(generic default: ATAC, DNASE)")
     marks: list[str] | None = Field(None, description="hqtl: marks to analyse (default: every mark in the table)")
-    effect_allele: str = Field("unknown", description="allele of a positive beta, declared a priori: 'alt', "
+    effect_allele: str | None = Field(None, description="allele of a positive beta, declared a priori: 'alt', "
                                "'ref', 'unknown' or 'column:<name>' (a column of the loaded table, e.g. "
                                "column:ref for the hQTL file's Ref Allele). 'alt'/'ref' are the table's own "
-                               "allele columns (allele_columns, ordered ref, alt) when it has them, else dbSNP's")
+                               "allele columns (allele_columns, ordered ref, alt) when it has them, else dbSNP's. "
+                               "Default: 'alt' for GTEx tables (their slope is for the ALT of "
+                               "chr_pos_ref_alt_b38), 'unknown' otherwise")
     other_allele: str | None = Field(None, description="with effect_allele column:<name>: the other allele's column")
     allele_columns: list[str] | None = Field(None, description="with alt/ref/unknown: the study's allele columns "
                                              "in the order ref, alt, used to pick and verify the dbSNP record "
@@ -118,7 +120,9 @@ class QTLStudy(BaseModel):
 
     @field_validator("effect_allele")
     @classmethod
-    def _convention(cls, v: str) -> str:
+    def _convention(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
         try:
             return str(EffectConvention.parse(v))
         except ConfigError as e:
@@ -136,6 +140,9 @@ class QTLStudy(BaseModel):
         fmt, bios, orig, sens, negate = KIND_DEFAULTS[self.kind]
         if self.format is None:
             self.format = fmt  # type: ignore[assignment]
+        if self.effect_allele is None:
+            # GTEx v8 slopes are for the ALT allele of chr_pos_ref_alt_b38 (STUDIES.md P1)
+            self.effect_allele = "alt" if self.format == "gtex" else "unknown"
         if self.biosample is None:
             self.biosample = bios
         if self.original_biosample is None:
