@@ -350,7 +350,13 @@ def mpra_benchmark(study: MPRAStudy, backend: BackendConfig = BackendConfig()) -
                     n_boot=min(study.n_boot, 500), seed=study.seed)
             metrics["primary_aggregate"] = primary
             strata = strata_tables(frame, primary, study.strata, cluster_col=cluster_col,
-                                   min_size=study.strata_min_size, n_boot=min(study.n_boot, 500), seed=study.seed)
+                                   min_size=study.strata_min_size, n_boot=min(study.n_boot, 500),
+                                   n_perm=min(study.n_perm, 1000), seed=study.seed)
+            metrics["multiplicity"] = {
+                "method": "benjamini-hochberg", "primary_aggregate": primary,
+                "primary": "pre-specified (primary_aggregate); its P values are reported unadjusted",
+                "families": ["the aggregate grid (aggregates.<a>.<stat>_perm_q)",
+                             "every stratum of every strata table (strata.<by>[].q_bh)"]}
             metrics["strata"] = {k: v.to_dicts() for k, v in strata.items()}
             tables: dict[str, pl.DataFrame] = {}
             if per_track is not None and per_track.height:
@@ -410,7 +416,8 @@ def mpra_benchmark(study: MPRAStudy, backend: BackendConfig = BackendConfig()) -
             metrics["headline"] = head
             summary_table = pl.DataFrame([{"aggregate": a, **{k: s.get(k) for k in (
                 "n", "n_distinct_inputs", "n_clusters", "pearson_r", "pearson_ci_low", "pearson_ci_high",
-                "pearson_ci_low_naive", "pearson_ci_high_naive", "pearson_perm_p", "spearman_rho", "spearman_p",
+                "pearson_ci_low_naive", "pearson_ci_high_naive", "pearson_perm_p", "pearson_perm_q", "spearman_rho",
+                "spearman_p",
                 "auroc", "threshold", "n_positive", "n_negative", "within_pearson_r")}} for a, s in stats.items()])
             tables = {"Statistics per aggregate": summary_table, **tables}
             if metrics.get("aggregates_by_strand"):
