@@ -443,6 +443,8 @@ def _fmt(v: Any) -> str:
 
 def _sections(study: MPRAStudy, plan: dict[str, Any], metrics: dict[str, Any], primary: str,
               cluster_col: str) -> list[tuple[str, str]]:
+    from agval.stats.pvalues import format_p
+
     act = metrics.get("activity", {})
     inp = metrics["inputs"]
     st = metrics["aggregates"][primary]
@@ -460,7 +462,8 @@ def _sections(study: MPRAStudy, plan: dict[str, Any], metrics: dict[str, Any], p
                     f"Element source: {plan['source']}; each insert centred in {study.sequence_length} bp "
                     f"({'neutral backbone, seed ' + str(study.backbone_seed) if study.backbone == 'neutral' else 'reference flanks'}), "
                     f"genomic + orientation, never N-padded. {mi['n_rows']} rows, {mi['n_distinct_inputs']} distinct "
-                    f"model inputs. Organism {study.organism}, ontology terms {', '.join(study.ontology_terms)}; "
+                    f"model inputs. Organism {study.organism}, ontology terms "
+                    f"{', '.join(study.ontology_terms) or 'ALL tracks (all_tracks = true)'}; "
                     f"outputs {', '.join(plan['outputs'])}. Centre window {study.center_window} bp centred at "
                     f"{study.sequence_length // 2}."))
     out.append(("Statistics",
@@ -468,7 +471,10 @@ def _sections(study: MPRAStudy, plan: dict[str, Any], metrics: dict[str, Any], p
                 f"{st['n_positive']} positive, {st['n_negative']} negative. Confidence intervals: percentile "
                 f"bootstrap resampling {cluster_col} clusters ({inp['n_clusters']} clusters, {study.n_boot} "
                 f"replicates); permutation p-values move predictions across clusters ({study.n_perm} permutations). "
-                f"Row-bootstrap ('naive') intervals are shown beside them for comparison. {inp['message']}."))
+                f"Row-bootstrap ('naive') intervals are shown beside them for comparison. {inp['message']}. "
+                f"Pre-specified primary aggregate: {primary} (P values unadjusted: cluster permutation P = "
+                f"{format_p(st.get('pearson_perm_p'))}); Benjamini-Hochberg q values over the aggregate grid "
+                "(pearson_perm_q) and over every stratum of every strata table (q_bh)."))
     if "sensitivity" in metrics:
         out.append(("Sensitivity run", f"Cross-species sensitivity run with {metrics['sensitivity']['organism']} "
                                        f"tracks {', '.join(study.sensitivity_ontology_terms)}; reported separately "
