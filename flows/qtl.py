@@ -15,9 +15,13 @@ Methods, in the order the flow runs them:
    of the modality for the seed's biosample; ``corrected`` = raw scores of the matched
    tracks (caQTL ATAC/DNASE, hQTL the row's mark on GM12878 with CL:0000236 as
    sensitivity, eQTL the tissue's RNA_SEQ for the row's gene).
-6. **Statistics**: Spearman/Pearson with p-values, cluster bootstrap CIs (peaks/loci,
-   seeded), sign concordance on orientation-verified rows, magnitude correlation, R^2,
-   per-track table, corrected-vs-original difference.
+6. **Statistics** at the true unit (connected components of {peak, SNP}; the SNP for
+   hQTL): Spearman/Pearson with row-level and cluster permutation P values, cluster
+   bootstrap CIs (seeded), sign concordance on orientation-verified rows, magnitude
+   correlation (the caQTL headline: effect allele unknown), R^2; cells (caQTL ATAC primary,
+   DNase secondary, pooled sensitivity; hQTL per mark, per SNP, pooled sensitivity) with
+   Benjamini-Hochberg q values and the study's pre-specified primary cell reported apart;
+   per-track table (BH over every track), corrected-vs-original difference.
 7. **Plots** and 8. **report** (``report.html``, ``metrics.json``, Prefect artifacts).
 
 ``STUDY_MODEL`` / ``FLOW`` are what :mod:`flows.registry` runs for ``agval run qtl FILE``.
