@@ -257,6 +257,21 @@ def test_qtl_precomputed_run_takes_provenance_from_the_predictions(world_dir, tm
     assert out["result"].simulated is False
     assert out["metrics"]["predictions_provenance"]["provenance"] == "unknown"
     json.dumps(out["metrics"], default=str)
+    # an underflowed P is printed from its log10 value, never as 0 (report tables and summary)
+    from agval.qtl.pipeline import cells_table, comparison_table, report_parts
+
+    res = out["result"]
+    st = res.stats["corrected"]
+    st.update(spearman_p=0.0, spearman_log10_p=-450.3, magnitude_spearman_p=0.0, magnitude_spearman_log10_p=-612.5)
+    st["cells"]["pooled"].update(estimate_p=0.0, magnitude_spearman_log10_p=-612.5, spearman_log10_p=-450.3)
+    res.headline.update(estimate_p=0.0, magnitude_spearman_log10_p=-612.5)
+    ct = comparison_table(res)
+    row = dict(zip(ct["statistic"], ct["corrected"]))
+    assert row["spearman_p"] == "5.01e-451" and row["magnitude_spearman_p"] == "3.16e-613"
+    assert cells_table(res)["row_p"][0] == "3.16e-613"
+    sections, _, _ = report_parts(res, counts={"input_rows": 1}, route="precomputed")
+    summary = dict(sections)["Summary"]
+    assert "row-level P = 3.16e-613" in summary and "P = 0 " not in summary and "P = 0)" not in summary
 
 
 def test_mpra_empty_ontology_terms_needs_explicit_all_tracks():

@@ -121,12 +121,26 @@ def analyse(study: QTLStudy, rows: pl.DataFrame, *, scores: pl.DataFrame | None 
 
 
 def comparison_table(result: QTLResult) -> pl.DataFrame:
-    """``statistic`` x analyses (one column per analysis), for the report."""
+    """``statistic`` x analyses (one column per analysis), for the report: numbers as
+    printed strings, P values through :func:`agval.stats.pvalues.format_p` (an underflowed P
+    is never shown as 0; the row-level P uses its log10 value)."""
+    from agval.report import format_value
+
     names = list(result.stats)
     rows = []
     for k in ANALYSIS_KEYS:
-        rows.append({"statistic": k, **{n: _num(result.stats[n].get(k)) for n in names}})
-    return pl.DataFrame(rows, schema={"statistic": pl.Utf8, **{n: pl.Float64 for n in names}})
+        row: dict[str, str | None] = {"statistic": k}
+        for n in names:
+            st = result.stats[n]
+            v = st.get(k)
+            if k.endswith("_p") or k.endswith("_perm_p") or k == "sign_p_two_sided":
+                lk = {"spearman_p": "spearman_log10_p", "pearson_p": "pearson_log10_p",
+                      "magnitude_spearman_p": "magnitude_spearman_log10_p"}.get(k)
+                row[n] = format_p(v, st.get(lk) if lk else None)
+            else:
+                row[n] = format_value(v) if v is not None else None
+        rows.append(row)
+    return pl.DataFrame(rows, schema={"statistic": pl.Utf8, **{n: pl.Utf8 for n in names}})
 
 
 def _log10(h: dict[str, Any]) -> Any:
