@@ -161,3 +161,22 @@ def test_per_track_table_has_cluster_p_and_bh():
         ref = cluster_permutation_test(x, ca.beta, "spearman", clusters=units.astype(str), n_perm=150, seed=2)
         assert row["perm_p"] == ref["p"]
     np.testing.assert_allclose(tab["q_bh"].to_numpy(), stats.false_discovery_control(tab["perm_p"].to_numpy()))
+
+
+def test_calibration_module_interface():
+    """bench/_calibration_qtl.py: the interface bench/calibration.py imports."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "_calibration_qtl.py"
+    spec = importlib.util.spec_from_file_location("_calibration_qtl", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    res = mod.calibrate(3, 1, n_power_studies=1)
+    assert set(res) >= {"type1", "power", "original"} and res["n_studies"] == 3
+    assert len(res["type1"]) == 17 and all(0.0 <= v <= 1.0 for v in res["type1"].values())
+    assert {"caqtl_atac_magnitude_cluster_perm", "hqtl_H3K27ac_spearman_cluster_perm",
+            "hqtl_per_snp_spearman_cluster_perm", "hqtl_pooled_spearman_cluster_perm",
+            "mpra_pearson_cluster_perm"} <= set(res["type1"])
+    assert all(k.endswith("_row") for k in res["original"]) and set(res["power"]) <= set(res["type1"])
+    assert mod.calibrate(3, 1, n_power_studies=1)["type1"] == res["type1"], "seeded"
