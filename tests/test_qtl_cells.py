@@ -81,6 +81,14 @@ def test_caqtl_cells_atac_primary_dnase_secondary_pool_sensitivity(caqtl):
     assert h["pearson_ci_low"] <= h["pearson_r"] <= h["pearson_ci_high"]
 
 
+def test_single_output_type_is_the_primary_cell(caqtl):
+    study, sel, ca = caqtl
+    atac_only = Selected(sel.analysis, sel.long.filter(pl.col("output_type") == "ATAC"), sel.pooled, sel.frame)
+    st = analysis_statistics(atac_only, study)
+    assert list(st["cells"]) == ["ATAC"] and st["primary_cell"] == "ATAC"
+    assert headline(study, {"corrected": st}, None)["primary_cell_available"] is True
+
+
 def test_primary_cell_is_read_from_the_study(caqtl):
     study, sel, _ = caqtl
     s2 = study.model_copy(update={"primary_cell": "DNASE"})

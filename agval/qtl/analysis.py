@@ -224,6 +224,8 @@ def analysis_cells(sel: Selected, study: QTLStudy) -> list[tuple[str, str, pl.Da
                           j.rename({"_xt": "x"}).select(cols)))
         cells.append(("pooled", "primary" if primary == "pooled" else "sensitivity", f.select(cols)))
         return cells
+    if a.mode == "corrected" and len(types) == 1 and types[0].upper() == primary.upper():
+        return [(types[0], "primary", f.select(cols))]   # one output type: the pool is that track type
     return [("pooled", "all", f.select(cols))]
 
 
