@@ -252,10 +252,12 @@ def analysis_statistics(sel: Selected, study: QTLStudy) -> dict[str, Any]:
         q = spearman(_arr(f["x_quantile"]), _arr(f["y"]))
         st["quantile_spearman_rho"], st["quantile_spearman_p"] = q["rho"], q["p"]
     cells: dict[str, dict[str, Any]] = {}
-    for name, role, frame in analysis_cells(sel, study):
+    cell_list = analysis_cells(sel, study)
+    for name, role, frame in cell_list:
         if frame.height < 3:
             continue
-        cst = st if name == "pooled" else _cell_stats(frame, study)
+        # the pool (and a lone cell, which is the pool) reuses the analysis' statistics
+        cst = st if (name == "pooled" or len(cell_list) == 1) else _cell_stats(frame, study)
         key = headline_key(cst)
         lo, hi = _CI_KEYS[key]
         cells[name] = {"role": role, "headline_statistic": key, "estimate": cst[key], "estimate_ci_low": cst[lo],
