@@ -4,13 +4,19 @@ service (SIMULATED) running in its own process with added latency.
     python bench/standin_throughput.py                 # 1,000 variants, 50 ms, workers 1 4 16 64
     python bench/standin_throughput.py --quick         # 100 variants (smoke run)
     python bench/standin_throughput.py --world DIR     # reuse a world (else a small one is built)
+    python bench/standin_throughput.py --catalogue real --latency-ms 0 --workers 1 16 64
+                                                       # the real 5,563-track catalogue, DNASE and RNA_SEQ
 
-One scorer (the recommended DNASE centre mask), 1 Mb intervals centred on each variant,
-the unmodified ``DnaClient`` on a channel with ``dna_client.create()``'s options. The
-scorer's quantile background is computed by one warm-up call before timing. Prints
-seconds and variants/s per concurrency next to the latency-only ideal
-(``latency x n / workers``). This is the baseline the scoring engine is compared with
-(issue 4's ``bench/scoring.py``).
+One scorer at a time (the recommended DNASE centre mask; with ``--catalogue real`` also
+the RNA_SEQ gene mask), 1 Mb intervals centred on each variant, the unmodified
+``DnaClient`` on a channel with ``dna_client.create()``'s options, against the stand-in
+in its own process. The scorer's quantile background is computed by one warm-up call
+before timing. Each concurrency gets its own variants (the stand-in keeps an LRU of
+answers, so repeating variants would time that cache); the first round also pays the
+stand-in's one-off per-gene REF exon sums for RNA_SEQ (``cold genes`` in the output).
+Prints seconds and variants/s per concurrency next to the latency-only ideal
+(``latency x n / workers``) and the client's and stand-in's CPU seconds. This is the
+baseline the scoring engine is compared with (issue 4's ``bench/scoring.py``).
 """
 
 from __future__ import annotations
@@ -63,15 +69,34 @@ def time_score_variants(client, variants, scorer, workers: int, width: int = 2 *
     return dt
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (Linux /proc; 0.0 elsewhere)."""
+    import os
+
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--world", type=Path, help="existing world folder (default: build a small one, seed 7)")
-    ap.add_argument("--n", type=int, default=None, help="variants (default 1000; 100 with --quick)")
+    ap.add_argument("--catalogue", choices=["demo", "real"], default="demo",
+                    help="track catalogue of the built world (real: AlphaGenome's 5,563 human tracks)")
+    ap.add_argument("--scorers", nargs="+", default=None,
+                    help="recommended scorers to time, one at a time (default DNASE; DNASE RNA_SEQ with "
+                         "--catalogue real)")
+    ap.add_argument("--n", type=int, default=None, help="variants per round (default 1000; 100 with --quick)")
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 4, 16, 64])
     ap.add_argument("--latency-ms", type=float, default=50.0)
     ap.add_argument("--quick", action="store_true", help="smoke run: 100 variants")
+    ap.add_argument("--prewarm", action="store_true", help="start the stand-in with --prewarm (every gene's REF "
+                                                           "exon sums and the backgrounds computed before timing)")
     args = ap.parse_args(argv)
     n = args.n or (100 if args.quick else 1000)
+    scorer_names = args.scorers or (["DNASE", "RNA_SEQ"] if args.catalogue == "real" else ["DNASE"])
 
     from alphagenome.models import variant_scorers
 
@@ -84,26 +109,35 @@ def main(argv: list[str] | None = None) -> int:
             from standins.world import build_world
 
             t = time.perf_counter()
-            world = Path(build_world(tmp / "world", seed=7, size="small"))
-            print(f"built a small world in {time.perf_counter() - t:.1f} s: {world}")
-        variants = world_variants(world, n)
-        scorer = variant_scorers.RECOMMENDED_VARIANT_SCORERS["DNASE"]
+            world = Path(build_world(tmp / "world", seed=7, size="small", catalogue=args.catalogue))
+            print(f"built a small world ({args.catalogue} catalogue) in {time.perf_counter() - t:.1f} s: {world}")
+        rounds = len(args.workers)
+        variants = world_variants(world, n * rounds + 1)
         t = time.perf_counter()
-        with start_service("alphagenome", world, "--latency-ms", f"{args.latency_ms:g}", log_dir=tmp) as svc:
+        extra = ["--prewarm"] if args.prewarm else []
+        with start_service("alphagenome", world, "--latency-ms", f"{args.latency_ms:g}", *extra, log_dir=tmp,
+                           timeout=900 if args.prewarm else 60) as svc:
             print(f"stand-in (SIMULATED) started in {time.perf_counter() - t:.1f} s on {svc.address}, "
                   f"{args.latency_ms:g} ms latency per request")
             client = sdk_client(svc.address)
-            t = time.perf_counter()
-            time_score_variants(client, variants[:1], scorer, 1)  # warm-up: the DNASE quantile background
-            print(f"warm-up (quantile background) {time.perf_counter() - t:.1f} s")
-            print(f"\nbare SDK score_variants: {n} variants, 1 scorer (DNASE centre mask), 1 Mb intervals")
-            print(f"{'max_workers':>11} {'seconds':>9} {'variants/s':>11} {'ideal s':>9}")
-            rows = []
-            for w in args.workers:
-                dt = time_score_variants(client, variants, scorer, w)
-                ideal = args.latency_ms / 1000 * n / w
-                rows.append((w, dt, n / dt))
-                print(f"{w:>11} {dt:>9.2f} {n / dt:>11.1f} {ideal:>9.2f}", flush=True)
+            pid = svc.proc.pid if hasattr(svc, "proc") else None
+            for name in scorer_names:
+                scorer = variant_scorers.RECOMMENDED_VARIANT_SCORERS[name]
+                t = time.perf_counter()
+                time_score_variants(client, variants[-1:], scorer, 1)  # warm-up: the quantile background
+                print(f"\n{name}: warm-up (quantile background) {time.perf_counter() - t:.1f} s")
+                print(f"bare SDK score_variants: {n} new variants per round, 1 scorer ({name}), 1 Mb intervals")
+                print(f"{'max_workers':>11} {'seconds':>9} {'variants/s':>11} {'ideal s':>9} "
+                      f"{'client cpu':>10} {'server cpu':>10}")
+                for r, w in enumerate(args.workers):
+                    chunk = variants[r * n:(r + 1) * n]
+                    c0, s0 = time.process_time(), _cpu_seconds(pid) if pid else 0.0
+                    dt = time_score_variants(client, chunk, scorer, w)
+                    c1, s1 = time.process_time(), _cpu_seconds(pid) if pid else 0.0
+                    ideal = args.latency_ms / 1000 * n / w
+                    note = "  (cold genes)" if r == 0 and name == "RNA_SEQ" and not args.prewarm else ""
+                    print(f"{w:>11} {dt:>9.2f} {n / dt:>11.1f} {ideal:>9.2f} {c1 - c0:>10.1f} {s1 - s0:>10.1f}{note}",
+                          flush=True)
         return 0
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -95,6 +95,8 @@ class MPRAStudy(BaseModel):
                                       description="track ontology terms (mouse adipocyte CL:0000136; 3T3-L1 "
                                                   "EFO:0001084)")
     outputs: list[str] = Field(default_factory=lambda: ["DNASE", "CAGE", "RNA_SEQ"])
+    all_tracks: bool = Field(False, description="explicit opt-in to an empty ontology_terms: average EVERY track "
+                             "of the requested outputs (pitfall P14: 305 DNase tracks are not one cell type)")
     sensitivity_ontology_terms: list[str] = Field(
         default_factory=list, description="a named sensitivity run with other tracks (e.g. K562 EFO:0002067)")
     sensitivity_organism: Literal["MUS_MUSCULUS", "HOMO_SAPIENS"] = "HOMO_SAPIENS"
@@ -128,6 +130,12 @@ class MPRAStudy(BaseModel):
     def _check(self):
         if not self.counts and not (self.predictions and self.measured_column):
             raise ValueError("give count files, or a predictions table with measured_column")
+        if not self.ontology_terms and not self.all_tracks and not self.predictions:
+            raise ValueError("ontology_terms is empty: that would average every track of every biosample "
+                             "(pitfall P14); name the tracks' ontology terms, or set all_tracks = true to "
+                             "average all of them on purpose")
+        if self.ontology_terms and self.all_tracks:
+            raise ValueError("all_tracks = true contradicts a non-empty ontology_terms; give one of them")
         bad = [o for o in self.outputs if o.upper() not in OUTPUT_TYPES]
         if bad or not self.outputs:
             raise ValueError(f"outputs must be among {list(OUTPUT_TYPES)}, got {self.outputs}")
@@ -226,6 +234,7 @@ def mpra_benchmark(study: MPRAStudy, backend: BackendConfig = BackendConfig()) -
     from agval.mpra.analysis import (effect_statistics, headline, light_statistics, robustness, strata_tables,
                                      track_statistics)
     from agval.mpra.effects import effects_long, wt_mutant_effects
+    from agval.scoring.precomputed import table_provenance
     from agval.mpra.predictions import attach_predictions, load_predictions, measured_from_predictions
     from agval.mpra.measurements import activity_summary
     from agval.report import Figure
@@ -237,7 +246,10 @@ def mpra_benchmark(study: MPRAStudy, backend: BackendConfig = BackendConfig()) -
     key = f"mpra-{study.name}"
     session = contextlib.nullcontext((None, None)) if plan["precomputed"] else backend_session(backend)
     with session as (model, _spec):
-        simulated = bool(study.predictions_simulated) if model is None else bool(model.simulated)
+        # a predictions table's provenance comes from the table itself (data_source / simulated / metadata)
+        provenance = table_provenance(study.predictions) if study.predictions and model is None else None
+        simulated = (bool(study.predictions_simulated) or (provenance or {}).get("provenance") == "simulated"
+                     if model is None else bool(model.simulated))
         inputs = {f"counts:{i}": p for i, p in enumerate(study.counts)}
         inputs.update(sequences=study.sequences, predictions=study.predictions)
         if study.backbone == "reference" or study.element_source == "reference":
@@ -250,6 +262,9 @@ def mpra_benchmark(study: MPRAStudy, backend: BackendConfig = BackendConfig()) -
                 record_model(rec, model)
             warn_texts: list[str] = []
             metrics: dict[str, Any] = {"study": study.name, "simulated": simulated}
+            if provenance is not None:
+                metrics["predictions_provenance"] = provenance
+                rec.note("predictions_provenance", provenance)
 
             # 1. measured activity ------------------------------------------------------
             if study.counts:
@@ -335,7 +350,13 @@ def mpra_benchmark(study: MPRAStudy, backend: BackendConfig = BackendConfig()) -
                     n_boot=min(study.n_boot, 500), seed=study.seed)
             metrics["primary_aggregate"] = primary
             strata = strata_tables(frame, primary, study.strata, cluster_col=cluster_col,
-                                   min_size=study.strata_min_size, n_boot=min(study.n_boot, 500), seed=study.seed)
+                                   min_size=study.strata_min_size, n_boot=min(study.n_boot, 500),
+                                   n_perm=min(study.n_perm, 1000), seed=study.seed)
+            metrics["multiplicity"] = {
+                "method": "benjamini-hochberg", "primary_aggregate": primary,
+                "primary": "pre-specified (primary_aggregate); its P values are reported unadjusted",
+                "families": ["the aggregate grid (aggregates.<a>.<stat>_perm_q)",
+                             "every stratum of every strata table (strata.<by>[].q_bh)"]}
             metrics["strata"] = {k: v.to_dicts() for k, v in strata.items()}
             tables: dict[str, pl.DataFrame] = {}
             if per_track is not None and per_track.height:
@@ -395,7 +416,8 @@ def mpra_benchmark(study: MPRAStudy, backend: BackendConfig = BackendConfig()) -
             metrics["headline"] = head
             summary_table = pl.DataFrame([{"aggregate": a, **{k: s.get(k) for k in (
                 "n", "n_distinct_inputs", "n_clusters", "pearson_r", "pearson_ci_low", "pearson_ci_high",
-                "pearson_ci_low_naive", "pearson_ci_high_naive", "pearson_perm_p", "spearman_rho", "spearman_p",
+                "pearson_ci_low_naive", "pearson_ci_high_naive", "pearson_perm_p", "pearson_perm_q", "spearman_rho",
+                "spearman_p",
                 "auroc", "threshold", "n_positive", "n_negative", "within_pearson_r")}} for a, s in stats.items()])
             tables = {"Statistics per aggregate": summary_table, **tables}
             if metrics.get("aggregates_by_strand"):
@@ -421,6 +443,8 @@ def _fmt(v: Any) -> str:
 
 def _sections(study: MPRAStudy, plan: dict[str, Any], metrics: dict[str, Any], primary: str,
               cluster_col: str) -> list[tuple[str, str]]:
+    from agval.stats.pvalues import format_p
+
     act = metrics.get("activity", {})
     inp = metrics["inputs"]
     st = metrics["aggregates"][primary]
@@ -438,7 +462,8 @@ def _sections(study: MPRAStudy, plan: dict[str, Any], metrics: dict[str, Any], p
                     f"Element source: {plan['source']}; each insert centred in {study.sequence_length} bp "
                     f"({'neutral backbone, seed ' + str(study.backbone_seed) if study.backbone == 'neutral' else 'reference flanks'}), "
                     f"genomic + orientation, never N-padded. {mi['n_rows']} rows, {mi['n_distinct_inputs']} distinct "
-                    f"model inputs. Organism {study.organism}, ontology terms {', '.join(study.ontology_terms)}; "
+                    f"model inputs. Organism {study.organism}, ontology terms "
+                    f"{', '.join(study.ontology_terms) or 'ALL tracks (all_tracks = true)'}; "
                     f"outputs {', '.join(plan['outputs'])}. Centre window {study.center_window} bp centred at "
                     f"{study.sequence_length // 2}."))
     out.append(("Statistics",
@@ -446,7 +471,10 @@ def _sections(study: MPRAStudy, plan: dict[str, Any], metrics: dict[str, Any], p
                 f"{st['n_positive']} positive, {st['n_negative']} negative. Confidence intervals: percentile "
                 f"bootstrap resampling {cluster_col} clusters ({inp['n_clusters']} clusters, {study.n_boot} "
                 f"replicates); permutation p-values move predictions across clusters ({study.n_perm} permutations). "
-                f"Row-bootstrap ('naive') intervals are shown beside them for comparison. {inp['message']}."))
+                f"Row-bootstrap ('naive') intervals are shown beside them for comparison. {inp['message']}. "
+                f"Pre-specified primary aggregate: {primary} (P values unadjusted: cluster permutation P = "
+                f"{format_p(st.get('pearson_perm_p'))}); Benjamini-Hochberg q values over the aggregate grid "
+                "(pearson_perm_q) and over every stratum of every strata table (q_bh)."))
     if "sensitivity" in metrics:
         out.append(("Sensitivity run", f"Cross-species sensitivity run with {metrics['sensitivity']['organism']} "
                                        f"tracks {', '.join(study.sensitivity_ontology_terms)}; reported separately "

@@ -15,9 +15,13 @@ Methods, in the order the flow runs them:
    of the modality for the seed's biosample; ``corrected`` = raw scores of the matched
    tracks (caQTL ATAC/DNASE, hQTL the row's mark on GM12878 with CL:0000236 as
    sensitivity, eQTL the tissue's RNA_SEQ for the row's gene).
-6. **Statistics**: Spearman/Pearson with p-values, cluster bootstrap CIs (peaks/loci,
-   seeded), sign concordance on orientation-verified rows, magnitude correlation, R^2,
-   per-track table, corrected-vs-original difference.
+6. **Statistics** at the true unit (connected components of {peak, SNP}; the SNP for
+   hQTL): Spearman/Pearson with row-level and cluster permutation P values, cluster
+   bootstrap CIs (seeded), sign concordance on orientation-verified rows, magnitude
+   correlation (the caQTL headline: effect allele unknown), R^2; cells (caQTL ATAC primary,
+   DNase secondary, pooled sensitivity; hQTL per mark, per SNP, pooled sensitivity) with
+   Benjamini-Hochberg q values and the study's pre-specified primary cell reported apart;
+   per-track table (BH over every track), corrected-vs-original difference.
 7. **Plots** and 8. **report** (``report.html``, ``metrics.json``, Prefect artifacts).
 
 ``STUDY_MODEL`` / ``FLOW`` are what :mod:`flows.registry` runs for ``agval run qtl FILE``.
@@ -41,6 +45,7 @@ from agval.qtl.harmonize import lookup_ids  # noqa: E402
 from agval.qtl.modality import plan_analyses, scorers_for  # noqa: E402
 from agval.qtl.pipeline import analysis_rows, build_metrics, genome_path, report_parts, table_marks  # noqa: E402
 from agval.qtl.study import QTLStudy  # noqa: E402
+from agval.scoring.precomputed import table_provenance  # noqa: E402
 from flows._common import RESULT_STORAGE, backend_session, lookup_session, start_run  # noqa: E402
 from flows.runners import task_runner_from_env  # noqa: E402
 from tasks.alleles import lookup_alleles  # noqa: E402
@@ -76,9 +81,12 @@ def qtl_validation(study: QTLStudy, backend: BackendConfig = BackendConfig(),
     log = get_run_logger()
     with contextlib.ExitStack() as stack:
         # -- the backend decides whether this run is simulated (stand-in label in its metadata)
+        provenance = None
         if study.predictions:
             b = spec = None
-            simulated = _simulated_without_backend(backend)
+            # provenance comes from the predictions table itself (data_source / simulated / metadata)
+            provenance = table_provenance(study.predictions)
+            simulated = _simulated_without_backend(backend) or provenance["provenance"] == "simulated"
         else:
             b, spec = stack.enter_context(backend_session(backend))
             simulated = bool(b.simulated)
@@ -97,7 +105,9 @@ def qtl_validation(study: QTLStudy, backend: BackendConfig = BackendConfig(),
                 # 2-3. no lookup: orient beta by the declared convention on the table's own alleles
                 h = harmonize_qtl(study, loaded, None, lookup=None, drops=rec.drops)
                 predictions, pcols = load_qtl_predictions(study)
-                rec.set_backend({"backend": "precomputed", "table": study.predictions, "simulated": simulated})
+                rec.set_backend({"backend": "precomputed", "table": study.predictions, "simulated": simulated,
+                                 "provenance": provenance["provenance"],
+                                 "provenance_evidence": provenance["evidence"]})
             else:
                 genome = genome_path(study, backend.standin_world)
                 looked = None
@@ -143,6 +153,8 @@ def qtl_validation(study: QTLStudy, backend: BackendConfig = BackendConfig(),
                       "drop_events": len(rec.drops)}
             metrics = build_metrics(result, counts=counts, route=h.route, convention=h.convention,
                                     scoring=scoring_info)
+            if provenance is not None:
+                metrics["predictions_provenance"] = provenance
             rec.add_metrics(metrics)
             sections, warnings, tables = report_parts(result, counts=counts, route=h.route, harmonize_notes=h.notes)
         # 8. report, once the run record is complete (its provenance says "completed")

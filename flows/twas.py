@@ -192,7 +192,11 @@ def twas_concordance(study: TWASStudy, backend: BackendConfig = BackendConfig(),
     seeds = analysis.QuestionSeeds(study.seed)
     session = contextlib.nullcontext((None, None)) if study.predictions else backend_session(backend)
     with session as (model, spec):
-        simulated = bool(study.predictions_simulated) if model is None else bool(model.simulated)
+        from agval.scoring.precomputed import table_provenance  # provenance from the table itself
+
+        provenance = table_provenance(study.predictions) if study.predictions and model is None else None
+        simulated = (bool(study.predictions_simulated) or (provenance or {}).get("provenance") == "simulated"
+                     if model is None else bool(model.simulated))
         inputs: dict[str, Any] = {"gwas": study.gwas, "reference_fasta": study.reference_fasta,
                                   "tissue_map": study.tissue_map, "predictions": study.predictions}
         if study.eqtl:
@@ -206,6 +210,8 @@ def twas_concordance(study: TWASStudy, backend: BackendConfig = BackendConfig(),
                          "lookup": lookup.model_dump(mode="json")},
                         simulated=simulated, seed=study.seed, inputs=inputs)
         with rec:
+            if provenance is not None:
+                rec.note("predictions_provenance", provenance)
             if model is not None:
                 rec.set_backend(model.describe())
             rec.note("seeds", seeds.to_dict())

@@ -158,8 +158,11 @@ class LocalScorer:
     """
 
     def __init__(self, model: SequenceModel, genome, genes: pl.DataFrame | None = None,
-                 exons: pl.DataFrame | None = None):
+                 exons: pl.DataFrame | None = None, tracks_fn: Callable | None = None):
         self.model = model
+        #: ``(seq, contexts) -> float32 [len(seq), n]``; default the model's own (one context
+        #: at a time); the stand-in passes ``standins.fastmodel.BatchModel.tracks``
+        self._tracks = tracks_fn or model.tracks_for_contexts
         self._fetch = _fetcher(genome)
         self.genes = genes
         self._exons_by_gene: dict[str, np.ndarray] = {}
@@ -187,8 +190,8 @@ class LocalScorer:
         seq = self._fetch(variant.chrom, L0, L1)
         i = v0 - L0
         alt_seq = seq[:i] + variant.alt + seq[i + lr:]
-        ref_sig = self.model.tracks_for_contexts(seq, contexts).astype(np.float64)
-        alt_sig = self.model.tracks_for_contexts(alt_seq, contexts).astype(np.float64)
+        ref_sig = self._tracks(seq, contexts).astype(np.float64)
+        alt_sig = self._tracks(alt_seq, contexts).astype(np.float64)
         alt_al = align_alt_to_ref(alt_sig, i, lr, la)
         return ref_sig[lo - L0:hi - L0], alt_al[lo - L0:hi - L0]
 
@@ -260,7 +263,7 @@ class LocalScorer:
                 groups.append([[s, e]])
         for grp in groups:
             a, b = grp[0][0], grp[-1][1]
-            sig = self.model.tracks_for_contexts(self._fetch(chrom, a - R, b + R), ctxs)
+            sig = self._tracks(self._fetch(chrom, a - R, b + R), ctxs)
             for s, e in grp:
                 sums[(s, e)] = sig[s - a + R:e - a + R].sum(axis=0, dtype=np.float64)
         with self._lock:
@@ -280,7 +283,7 @@ class LocalScorer:
                 with self._lock:
                     v = self._ref_cache.get(ck)
                 if v is None:
-                    sig = self.model.tracks_for_contexts(self._fetch(chrom, s - R, e + R), ctxs)
+                    sig = self._tracks(self._fetch(chrom, s - R, e + R), ctxs)
                     v = sig[R:R + e - s].sum(axis=0, dtype=np.float64)
                     with self._lock:
                         self._ref_cache[ck] = v

@@ -519,8 +519,9 @@ class SequenceModel:
 
     # ------------------------------------------------------------------ public API
     @staticmethod
-    def contexts_of(tracks: pl.DataFrame) -> list[TrackContext]:
-        """The model context of each track row (in row order)."""
+    def contexts_of(tracks: pl.DataFrame, curies: list | None = None) -> list[TrackContext]:
+        """The model context of each track row (in row order). ``curies``: per-row context
+        CURIEs replacing ``ontology_curie`` (``standins.catalogue.model_curies``)."""
         cols = tracks.columns
 
         def col(name):
@@ -528,6 +529,10 @@ class SequenceModel:
 
         ot, cu, hm, tf, st = col("output_type"), col("ontology_curie"), col("histone_mark"), \
             col("transcription_factor"), col("strand")
+        if curies is not None:
+            if len(curies) != tracks.height:
+                raise ValueError(f"{len(curies)} context curies for {tracks.height} tracks")
+            cu = list(curies)
         return [TrackContext(_norm(c), str(_norm(o) or "ATAC").upper(), _norm(h), _norm(t), _strand(s))
                 for o, c, h, t, s in zip(ot, cu, hm, tf, st)]
 

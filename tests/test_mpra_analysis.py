@@ -195,3 +195,26 @@ def test_generic_per_barcode_count_table(tmp_path):
     assert t["element_id"].to_list() == ["e0", "e1", "e2"] and t["n_rows"].to_list() == [3, 3, 3]
     assert t["log2_ratio"][0] == pytest.approx(np.log2((10 + 11 + 12 + 1) / (20 + 21 + 22 + 1)))
     assert m.summary["filters"]["aggregate"] == "sum" and m.summary["n_constructs"] == 3
+
+
+def test_strata_and_aggregate_grid_carry_cluster_p_and_bh():
+    """BH over every stratum of every strata table (one family) and over the aggregate grid;
+    each stratum's P is the cluster permutation of its own rows."""
+    from agval.stats.resampling import cluster_permutation_test
+
+    df = _library(seed=4).with_columns((pl.col("dnase_center") * 0.5 + 0.1).alias("cage_center"))
+    tabs = strata_tables(df, "dnase_center", ["strand", "tf"], cluster_col="locus_id", min_size=10, n_boot=50,
+                         n_perm=150, seed=3)
+    allp = np.concatenate([tabs[k]["perm_p"].to_numpy() for k in ("strand", "tf")])
+    allq = np.concatenate([tabs[k]["q_bh"].to_numpy() for k in ("strand", "tf")])
+    np.testing.assert_allclose(allq, stats.false_discovery_control(allp), atol=1e-15)
+    plus = df.filter(pl.col("strand") == "+")
+    ref = cluster_permutation_test(plus["dnase_center"].to_numpy(), plus["log2_ratio"].to_numpy(), "pearson",
+                                   clusters=plus["locus_id"].to_numpy(), n_perm=150, seed=3)
+    assert tabs["strand"].filter(pl.col("stratum") == "+")["perm_p"][0] == ref["p"]
+    st = aggregate_statistics(df, ["dnase_center", "cage_center"], cluster_col="locus_id", n_boot=50, n_perm=150,
+                              seed=3)
+    for k in ("pearson", "spearman", "auroc"):
+        p = [st[a][f"{k}_perm_p"] for a in st]
+        np.testing.assert_allclose([st[a][f"{k}_perm_q"] for a in st], stats.false_discovery_control(p),
+                                   atol=1e-15)

@@ -53,6 +53,11 @@ def _check_run_folder(folder: Path, *, n_figures: int) -> dict:
     assert "Original vs corrected" in html and "Drop funnel" in html
     metrics = json.loads((folder / "metrics.json").read_text())
     assert {"headline", "analyses", "per_track", "counts", "comparison", "scoring"} <= set(metrics)
+    h = metrics["headline"]
+    assert h["primary_cell"] == metrics["primary_cell"] and 0 < h["estimate_perm_p"] <= 1
+    assert h["estimate_ci_low"] <= h["estimate"] <= h["estimate_ci_high"]
+    assert all("q_bh" in r and "perm_p" in r for r in metrics["per_track"])
+    assert "Cells (primary, secondary, sensitivity)" in html and "cluster permutation P" in html
     assert (folder / "dropped.parquet").is_file() and (folder / "tables" / "scores.parquet").is_file()
     return metrics
 

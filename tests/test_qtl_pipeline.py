@@ -21,7 +21,7 @@ from agval.qtl import QTLStudy, plan_analyses, scorers_for
 from agval.qtl.harmonize import finalize, harmonize_coordinates, harmonize_lookup, lookup_ids
 from agval.qtl.load import load_study_table
 from agval.qtl.pipeline import run_plain
-from agval.stats import bootstrap_ci
+from agval.stats import bootstrap_ci, cluster_permutation_test
 from standins.world.studies import qtl as gen
 
 TOL = 1e-9
@@ -129,11 +129,19 @@ def test_statistics_equal_scipy_oracles(demo):
     mag = stats.spearmanr(np.abs(x), np.abs(y))
     assert abs(st["magnitude_spearman_rho"] - mag.statistic) < TOL
     assert abs(st["score_sd"] - np.std(x, ddof=1)) < TOL and abs(st["beta_mean"] - np.mean(y)) < TOL
-    # the bootstrap resamples peaks (clusters), seeded: the library's own call reproduces it
+    # the bootstrap resamples units = connected components of {peak, SNP}, seeded: the library's own
+    # call reproduces it; a SNP that is a QTL for two peaks puts both peaks in one unit
     peaks = f["cluster_id"].to_numpy()
-    assert st["bootstrap_unit"] == "cluster" and st["n_clusters"] == len(set(peaks)) < len(x)
-    ref = bootstrap_ci(x, y, "spearman", clusters=peaks, n_boot=300, seed=study.seed)
+    units = f["unit"].to_numpy()
+    assert st["bootstrap_unit"] == "cluster" and st["n_clusters"] == len(set(units)) <= len(set(peaks)) < len(x)
+    for key, g in f.group_by("variant_key"):
+        assert g["unit"].n_unique() == 1
+    ref = bootstrap_ci(x, y, "spearman", clusters=units, n_boot=300, seed=study.seed)
     assert (st["spearman_ci_low"], st["spearman_ci_high"]) == (ref["ci_low"], ref["ci_high"])
+    ref_p = cluster_permutation_test(x, y, "spearman", clusters=units, n_perm=study.n_perm, seed=study.seed)
+    assert st["spearman_perm_p"] == ref_p["p"] and st["permutation_unit"] == "cluster"
+    prb = bootstrap_ci(x, y, "pearson", clusters=units, n_boot=300, seed=study.seed)
+    assert (st["pearson_ci_low"], st["pearson_ci_high"]) == (prb["ci_low"], prb["ci_high"])
     # caQTL: effect allele unknown -> no direction claim at all
     assert st["n_orientation_verified"] == 0 and st["sign_n"] == 0
     # per-track table: the same scipy numbers

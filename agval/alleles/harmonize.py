@@ -263,8 +263,13 @@ def harmonize(study: pl.DataFrame, lookup: pl.DataFrame, genome: ReferenceGenome
                                       what=f"study alleles of {src or 'study'}", min_rows=placeholder_min_rows)
         if lookup.height:
             check_single_build(lookup["assembly"], what="allele lookup coordinates")
-    norm, why = rsid_check_expr("rsid")
-    work = study.with_columns(norm.alias("_rsid"), why.alias("_why"), pl.int_range(pl.len()).alias("_i"))
+    # the raw id as the file gave it: a loader that keeps only rs ids in ``rsid`` carries the cell
+    # in ``variant_id``, so a 'chr1:100' or 'esv123' is dropped as "not an rsID", not "no rsID given"
+    raw_id = (pl.coalesce(pl.col("rsid").cast(pl.Utf8), pl.col("variant_id").cast(pl.Utf8))
+              if "variant_id" in study.columns else pl.col("rsid").cast(pl.Utf8))
+    norm, why = rsid_check_expr(raw_id)
+    work = study.with_columns(norm.alias("_rsid"), why.alias("_why"), raw_id.alias("_raw_id"),
+                              pl.int_range(pl.len()).alias("_i"))
     classes = classify_lookup(lookup) if lookup.height else pl.DataFrame(
         schema={"query": pl.Utf8, "lookup_class": pl.Utf8, "n_hits": pl.Int64})
     class_of = dict(zip(classes["query"].to_list(), classes["lookup_class"].to_list()))
@@ -275,7 +280,7 @@ def harmonize(study: pl.DataFrame, lookup: pl.DataFrame, genome: ReferenceGenome
         hits.setdefault(q, []).append((rs, ch, int(p), r or "", a or "", af))
     refcheck = _RefCheck(genome if isinstance(genome, ReferenceGenome) else ReferenceGenome(genome))
 
-    cols = ["row_id", "_rsid", "_why", "rsid", beta_col]
+    cols = ["row_id", "_rsid", "_why", "_raw_id", beta_col]
     e_idx = o_idx = f_idx = None
     if effect_col:
         e_idx = len(cols)
@@ -311,7 +316,8 @@ def harmonize(study: pl.DataFrame, lookup: pl.DataFrame, genome: ReferenceGenome
         rid, rsid, why, raw_rsid, beta = row[0], row[1], row[2], row[3], row[4]
         if why is not None:
             detail = ("no rsID given" if why == "missing_rsid" else f"{raw_rsid!r} is not an rsID"
-                      + (" (looks like a position)" if raw_rsid and ":" in str(raw_rsid) else ""))
+                      + (" (looks like a position; positions in rsID tables are not used for the lookup)"
+                         if raw_rsid and ":" in str(raw_rsid) else ""))
             drop(rid, None, "invalid", "lookup", why, detail)
             continue
         lclass = class_of.get(rsid)

@@ -144,7 +144,8 @@ def load_gse116193_hqtl(path: str | Path, *, dataset: str = "hQTL",
     SNP in several rows) stay separate rows (P9).
 
     Output columns: ``row_id``, ``source_file``, ``source_row``, ``rsid`` (null unless it
-    starts with ``rs``; downstream lookup counts those), ``hg19_chrom``, ``hg19_pos``,
+    starts with ``rs``; downstream lookup counts those), ``variant_id`` (the raw id cell, so a
+    ``chr1:100`` or ``esv123`` is dropped as "not an rsID" naming it), ``hg19_chrom``, ``hg19_pos``,
     ``ref``, ``alt`` (upper-case, as in the file), ``beta`` (``log2 (effect size)``,
     sign as published: orientation is decided a priori in the study, never here, P4),
     ``marks``, ``mark``, ``mark_p``, ``p_<mark>`` per mark column (null = not
@@ -181,6 +182,7 @@ def load_gse116193_hqtl(path: str | Path, *, dataset: str = "hQTL",
     pcols = {mark: f"p_{mark}" for mark in marks}
     df = df.with_columns(
         rsid_expr(pl.col(found["rsid"])).alias("rsid"),
+        clean_text(df, found["rsid"]).alias("variant_id"),
         chrom_expr(pl.col(found["chrom"])).alias("hg19_chrom"),
         parse_int(df, found["pos"], file=path).alias("hg19_pos"),
         clean_text(df, found["ref"]).str.to_uppercase().alias("ref"),
@@ -206,8 +208,8 @@ def load_gse116193_hqtl(path: str | Path, *, dataset: str = "hQTL",
     else:
         df = df.with_columns(pl.lit(None, dtype=pl.Utf8).alias("mark"),
                              pl.lit(None, dtype=pl.Float64).alias("mark_p"))
-    out = df.select(["row_id", "source_file", "source_row", "rsid", "hg19_chrom", "hg19_pos", "ref", "alt",
-                     "beta", "marks", "mark", "mark_p", *pcols.values()]).with_columns(
+    out = df.select(["row_id", "source_file", "source_row", "rsid", "variant_id", "hg19_chrom", "hg19_pos", "ref",
+                     "alt", "beta", "marks", "mark", "mark_p", *pcols.values()]).with_columns(
         pl.lit(None, dtype=pl.Utf8).alias("effect_allele"),
         pl.lit(Build.GRCh37.value).alias("build"),
         pl.lit(dataset).alias("dataset"),

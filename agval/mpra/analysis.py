@@ -14,7 +14,8 @@ columns, ``input_id`` (distinct model input) and a cluster column (``locus_id`` 
   (used for the per-strand aggregates);
 * :func:`strata_tables`: per stratum (strand, TF tokens, chromosome, ...) with a minimum
   size, row-level statistics (:func:`agval.stats.mpra.stratified_statistics`) plus a
-  cluster-bootstrap CI of Pearson r;
+  cluster-bootstrap CI of Pearson r, its cluster permutation P (``perm_p``) and the
+  Benjamini-Hochberg q over **every** stratum of every table (``q_bh``, one family);
 * :func:`track_statistics`: the same per individual track and window;
 * :func:`effect_statistics`: wild type vs mutant deltas (measured delta vs predicted
   delta), clusters = loci;
@@ -32,7 +33,8 @@ import polars as pl
 from agval.frames import checked_join
 from agval.stats.correlation import pearson, spearman
 from agval.stats.mpra import DEFAULT_WARN_RATIO, auroc_median_split, mpra_statistics, stratified_statistics
-from agval.stats.resampling import bootstrap_ci
+from agval.stats.pvalues import bh_adjust, format_p
+from agval.stats.resampling import bootstrap_ci, cluster_permutation_test
 
 __all__ = ["within_cluster_pearson", "aggregate_statistics", "light_statistics", "strata_tables", "track_statistics",
            "effect_statistics", "robustness", "headline"]
@@ -64,7 +66,11 @@ def aggregate_statistics(frame: pl.DataFrame, aggregates: Sequence[str], *, meas
     """``{aggregate: statistics}`` (the ``aggregates`` block of ``metrics.json``).
 
     Each aggregate uses the same ``seed``, so every aggregate sees the same bootstrap
-    draws of clusters and the results do not depend on the order of the aggregates."""
+    draws of clusters and the results do not depend on the order of the aggregates.
+
+    Multiplicity: ``{pearson,spearman,auroc}_perm_q`` are the Benjamini-Hochberg adjusted
+    cluster permutation P values over the aggregates given (the per-metric grid is one
+    family); the pre-specified primary aggregate is read unadjusted from ``*_perm_p``."""
     cl_col = cluster_col or input_col
     out = {}
     m = frame[measured].cast(pl.Float64).to_numpy()
@@ -78,6 +84,10 @@ def aggregate_statistics(frame: pl.DataFrame, aggregates: Sequence[str], *, meas
         st.update(within_cluster_pearson(m, p, clusters))
         st["prediction_constant"] = bool(np.nanmax(p) == np.nanmin(p)) if np.isfinite(p).any() else True
         out[a] = st
+    for stat in ("pearson", "spearman", "auroc"):
+        qs = bh_adjust([out[a].get(f"{stat}_perm_p") for a in out])
+        for a, q in zip(out, qs):
+            out[a][f"{stat}_perm_q"] = float(q)
     return out
 
 
@@ -112,10 +122,12 @@ def _list_or_scalar(frame: pl.DataFrame, by: str) -> pl.DataFrame:
 
 def strata_tables(frame: pl.DataFrame, aggregate: str, strata: Sequence[str], *, measured: str = "log2_ratio",
                   input_col: str = "input_id", cluster_col: str | None = None, min_size: int = 10,
-                  n_boot: int = 500, seed: int = 0) -> dict[str, pl.DataFrame]:
+                  n_boot: int = 500, n_perm: int = 1000, seed: int = 0) -> dict[str, pl.DataFrame]:
     """``{stratum column: table}`` for the strata columns present in ``frame``; each table
     is :func:`agval.stats.mpra.stratified_statistics` plus ``ci_low``/``ci_high`` (cluster
-    bootstrap of Pearson r) and ``n_clusters``."""
+    bootstrap of Pearson r), ``n_clusters``, ``perm_p`` (two-sided cluster permutation P
+    of Pearson r, predictions moved across clusters) and ``q_bh`` (Benjamini-Hochberg over
+    every stratum row of every returned table: one family)."""
     cl_col = cluster_col or input_col
     out: dict[str, pl.DataFrame] = {}
     for by in strata:
@@ -126,21 +138,35 @@ def strata_tables(frame: pl.DataFrame, aggregate: str, strata: Sequence[str], *,
         if t.height == 0:
             out[by] = t.with_columns(pl.lit(None, dtype=pl.Float64).alias("ci_low"),
                                      pl.lit(None, dtype=pl.Float64).alias("ci_high"),
-                                     pl.lit(None, dtype=pl.Int64).alias("n_clusters"))
+                                     pl.lit(None, dtype=pl.Int64).alias("n_clusters"),
+                                     pl.lit(None, dtype=pl.Float64).alias("perm_p"))
             continue
         ex = _list_or_scalar(frame, by).with_columns(pl.col(by).cast(pl.String))
-        lows, highs, ncl = [], [], []
+        lows, highs, ncl, perm = [], [], [], []
         for s in t["stratum"].to_list():
             part = ex.filter(pl.col(by) == s)
-            b = bootstrap_ci(part[aggregate].cast(pl.Float64).fill_null(np.nan).to_numpy(),
-                             part[measured].cast(pl.Float64).to_numpy(), "pearson",
-                             clusters=part[cl_col].cast(pl.String).to_numpy(), n_boot=n_boot, seed=int(seed))
+            pred = part[aggregate].cast(pl.Float64).fill_null(np.nan).to_numpy()
+            meas = part[measured].cast(pl.Float64).to_numpy()
+            cl = part[cl_col].cast(pl.String).to_numpy()
+            b = bootstrap_ci(pred, meas, "pearson", clusters=cl, n_boot=n_boot, seed=int(seed))
             lows.append(b["ci_low"])
             highs.append(b["ci_high"])
             ncl.append(b["n_clusters"])
+            perm.append(cluster_permutation_test(pred, meas, "pearson", clusters=cl, n_perm=n_perm,
+                                                 seed=int(seed))["p"] if n_perm > 0 else math.nan)
         out[by] = t.with_columns(pl.Series("ci_low", lows, dtype=pl.Float64),
                                  pl.Series("ci_high", highs, dtype=pl.Float64),
-                                 pl.Series("n_clusters", ncl, dtype=pl.Int64))
+                                 pl.Series("n_clusters", ncl, dtype=pl.Int64),
+                                 pl.Series("perm_p", perm, dtype=pl.Float64))
+    # one family: every stratum of every table
+    keys = list(out)
+    allp = np.concatenate([out[k]["perm_p"].cast(pl.Float64).to_numpy() for k in keys]) if keys else np.array([])
+    q = bh_adjust(allp)
+    i = 0
+    for k in keys:
+        h = out[k].height
+        out[k] = out[k].with_columns(pl.Series("q_bh", q[i:i + h], dtype=pl.Float64))
+        i += h
     return out
 
 
@@ -235,4 +261,5 @@ def headline(aggregate: str, st: dict[str, Any]) -> str:
             f"{_f(st.get('pearson_ci_high'))}], rho = {_f(st.get('spearman_rho'))} "
             f"[{_f(st.get('spearman_ci_low'))}, {_f(st.get('spearman_ci_high'))}], AUROC = {_f(st.get('auroc'))} "
             f"(n = {st.get('n')} rows, {st.get('n_distinct_inputs')} distinct inputs, "
-            f"{st.get('n_clusters')} clusters; permutation p = {_f(st.get('pearson_perm_p'), 4)})")
+            f"{st.get('n_clusters')} clusters; cluster permutation P = {format_p(st.get('pearson_perm_p'))}, "
+            f"row-level P = {format_p(st.get('pearson_p'))})")

@@ -8,10 +8,17 @@
   scores in the corrected mode, never quantiles (P7).
 * :func:`select_precomputed` - the same from a predictions table (``row_id`` -> columns).
 * :func:`analysis_frame` - the rows of an analysis: ``row_id, rsid, variant_key,
-  cluster_id, orientation_verified, x`` (pooled score), ``y`` (beta of the analysis),
-  ``x_quantile``; joined on ``row_id`` with asserted cardinality (P9, P19).
-* :func:`analysis_statistics` - :func:`agval.stats.qtl.qtl_statistics` plus a cluster
-  bootstrap CI of the magnitude correlation and the secondary quantile correlation.
+  cluster_id, unit, orientation_verified, x`` (pooled score), ``y`` (beta of the analysis),
+  ``x_quantile``; joined on ``row_id`` with asserted cardinality (P9, P19). ``unit`` is the
+  resampling unit (:func:`agval.stats.qtl.qtl_clusters` of {variant, cluster_id}: caQTL
+  peaks joined by shared SNPs, hQTL the SNP).
+* :func:`analysis_cells` - the cells of an analysis: caQTL/generic corrected per output
+  type (ATAC primary, DNase secondary) with the pool as a sensitivity row; hQTL corrected
+  per mark, per SNP (one row per SNP, its marks' scores averaged: one beta is one unit),
+  and the pool of mark rows as a sensitivity row; otherwise the pool alone.
+* :func:`analysis_statistics` - :func:`agval.stats.qtl.qtl_statistics` of the pool (the
+  top-level keys) and of every cell (``cells``), with Benjamini-Hochberg q values over the
+  cells (the pre-specified primary cell is named and reported unadjusted).
 * :func:`per_track_statistics` - :func:`agval.stats.qtl.per_track_table` per analysis.
 * :func:`compare_analyses` - corrected vs original on their common rows: ``|rho_c| -
   |rho_o|`` with a paired cluster bootstrap CI (same draws for both).
@@ -36,11 +43,13 @@ from agval.qtl.modality import Analysis
 from agval.qtl.study import QTLStudy
 from agval.scoring import match_genes
 from agval.stats import bootstrap_ci, spearman
-from agval.stats.qtl import per_track_table, qtl_statistics
+from agval.stats.pvalues import bh_adjust
+from agval.stats.qtl import per_track_table, qtl_clusters, qtl_statistics, unit_means
 from agval.stats.resampling import weighted_spearman
 
 __all__ = ["Selected", "select_tracks", "select_precomputed", "analysis_frame", "analysis_statistics",
-           "per_track_statistics", "compare_analyses", "headline", "track_label", "ROW_COLUMNS"]
+           "analysis_cells", "per_track_statistics", "compare_analyses", "headline", "track_label",
+           "ROW_COLUMNS", "headline_key"]
 
 #: columns of the harmonized rows an analysis carries along
 ROW_COLUMNS = ("row_id", "rsid", "variant_key", "cluster_id", "orientation_verified", "beta", "beta_alt",
@@ -149,28 +158,118 @@ def analysis_frame(rows: pl.DataFrame, pooled: pl.DataFrame, analysis: Analysis,
                                                          f"({analysis.selection.to_dict()})").alias("detail")),
                         stage="analyse", reason="no_selected_track", source_file=source_file)
     out = j.filter(pl.col("x").is_not_null() & pl.col("x").is_finite())
-    return out.with_columns(pl.col(analysis.beta_col).cast(pl.Float64).alias("y"))
+    out = out.with_columns(pl.col(analysis.beta_col).cast(pl.Float64).alias("y"))
+    return out.with_columns(pl.Series("unit", _units(out), dtype=pl.Utf8))
+
+
+def _units(f: pl.DataFrame) -> np.ndarray:
+    """The resampling unit of each row: connected components of {variant, cluster_id}."""
+    if f.height == 0:
+        return np.array([], dtype=object)
+    snp = next((f[c] for c in ("variant_key", "rsid") if c in f.columns and f[c].null_count() < f.height),
+               f["row_id"])
+    snp = snp.cast(pl.Utf8).fill_null(f["row_id"])
+    peak = f["cluster_id"].cast(pl.Utf8) if "cluster_id" in f.columns else None
+    return qtl_clusters(snp, peak)
 
 
 def _arr(s: pl.Series) -> np.ndarray:
     return s.cast(pl.Float64).fill_null(float("nan")).to_numpy()
 
 
-def analysis_statistics(sel: Selected, study: QTLStudy) -> dict[str, Any]:
-    """Statistics of one analysis (keys documented in ``docs/metrics-qtl.md``)."""
+def headline_key(st: dict[str, Any]) -> str:
+    """The statistic a cell leads with: ``magnitude_spearman_rho`` when no row's effect
+    allele is verified (caQTL: only magnitude is valid, pitfall P3), else ``spearman_rho``."""
+    return "spearman_rho" if st.get("n_orientation_verified") else "magnitude_spearman_rho"
+
+
+_PERM_KEY = {"spearman_rho": "spearman_perm_p", "magnitude_spearman_rho": "magnitude_perm_p"}
+_ROW_P_KEY = {"spearman_rho": "spearman_p", "magnitude_spearman_rho": "magnitude_spearman_p"}
+_CI_KEYS = {"spearman_rho": ("spearman_ci_low", "spearman_ci_high"),
+            "magnitude_spearman_rho": ("magnitude_spearman_ci_low", "magnitude_spearman_ci_high")}
+
+
+def analysis_cells(sel: Selected, study: QTLStudy) -> list[tuple[str, str, pl.DataFrame]]:
+    """``[(cell, role, frame)]`` of an analysis; ``frame`` has ``x, y, unit,
+    orientation_verified`` (see the module docstring). Roles: ``primary`` (the study's
+    ``primary_cell``), ``secondary``, ``sensitivity`` (pools that count one unit several
+    times or mix assays), ``all`` (the only cell of a single-selection analysis)."""
     f = sel.frame
     a = sel.analysis
-    x, y = _arr(f["x"]), _arr(f["y"])
-    clusters = f["cluster_id"].cast(pl.Utf8).fill_null(f["row_id"]).to_numpy() if "cluster_id" in f.columns else None
-    st = qtl_statistics(x, y, clusters=clusters, orientation_verified=f["orientation_verified"].fill_null(False),
-                        n_boot=study.n_boot, confidence=study.confidence, seed=study.seed)
-    mag = bootstrap_ci(np.abs(x), np.abs(y), "spearman", clusters=clusters, n_boot=study.n_boot,
-                       confidence=study.confidence, seed=study.seed)
-    st["magnitude_spearman_ci_low"] = mag["ci_low"]
-    st["magnitude_spearman_ci_high"] = mag["ci_high"]
+    cols = ["row_id", "x", "y", "unit", "orientation_verified"]
+    primary = study.primary_cell or "pooled"
+    cells: list[tuple[str, str, pl.DataFrame]] = []
+    if a.mode == "corrected" and a.match == "mark" and "mark" in f.columns:
+        marks = sorted(f["mark"].drop_nulls().unique().to_list())
+        for m in marks:
+            cells.append((m, "primary" if m.lower() == primary.lower() else "secondary",
+                          f.filter(pl.col("mark") == m).select(cols)))
+        x, y, u = unit_means(f["x"], f["y"], f["unit"])
+        ver = f.group_by("unit", maintain_order=True).agg(pl.col("orientation_verified").fill_null(False).all())
+        per_snp = checked_join(pl.DataFrame({"unit": u.astype(str), "x": x, "y": y}), ver, "unit", how="left",
+                               validate="1:1", what="per-SNP means x verified")
+        cells.append(("per_snp", "primary" if primary == "per_snp" else "secondary",
+                      per_snp.with_columns(pl.col("unit").alias("row_id")).select(cols)))
+        cells.append(("pooled", "primary" if primary == "pooled" else "sensitivity", f.select(cols)))
+        return cells
+    types = sorted(sel.long["output_type"].drop_nulls().unique().to_list()) if sel.long.height else []
+    if a.mode == "corrected" and len(types) > 1:
+        order = sorted(types, key=lambda t: (t.upper() != primary.upper(), t))
+        for t in order:
+            per = (sel.long.filter(pl.col("output_type") == t).group_by("row_id")
+                   .agg(pl.col("score").mean().alias("_xt")))
+            j = checked_join(f.select([c for c in cols if c != "x"]), per, "row_id", how="inner",
+                             validate="1:1", what=f"rows x {t} scores")
+            cells.append((t, "primary" if t.upper() == primary.upper() else "secondary",
+                          j.rename({"_xt": "x"}).select(cols)))
+        cells.append(("pooled", "primary" if primary == "pooled" else "sensitivity", f.select(cols)))
+        return cells
+    if a.mode == "corrected" and len(types) == 1 and types[0].upper() == primary.upper():
+        return [(types[0], "primary", f.select(cols))]   # one output type: the pool is that track type
+    return [("pooled", "all", f.select(cols))]
+
+
+def _cell_stats(frame: pl.DataFrame, study: QTLStudy) -> dict[str, Any]:
+    return qtl_statistics(_arr(frame["x"]), _arr(frame["y"]), clusters=frame["unit"].to_numpy(),
+                          orientation_verified=frame["orientation_verified"].fill_null(False),
+                          n_boot=study.n_boot, n_perm=study.n_perm, confidence=study.confidence, seed=study.seed)
+
+
+def analysis_statistics(sel: Selected, study: QTLStudy) -> dict[str, Any]:
+    """Statistics of one analysis (keys documented in ``docs/metrics-qtl.md``).
+
+    Top-level keys: :func:`agval.stats.qtl.qtl_statistics` over every row of the analysis
+    (resampling ``unit``). ``cells``: ``{cell: {"role", "headline_statistic", "estimate",
+    "estimate_ci_low", "estimate_ci_high", "estimate_p", "estimate_perm_p", "q_bh", ...the
+    qtl_statistics keys}}`` for :func:`analysis_cells`; ``q_bh`` is the Benjamini-Hochberg
+    adjusted cluster permutation P over the cells of this analysis (the family).
+    ``primary_cell`` names the pre-specified cell (None when the analysis has only one).
+    """
+    f = sel.frame
+    a = sel.analysis
+    st = _cell_stats(f, study)
     if a.mode == "corrected" and f["x_quantile"].drop_nulls().len() > 2:
-        q = spearman(_arr(f["x_quantile"]), y)
+        q = spearman(_arr(f["x_quantile"]), _arr(f["y"]))
         st["quantile_spearman_rho"], st["quantile_spearman_p"] = q["rho"], q["p"]
+    cells: dict[str, dict[str, Any]] = {}
+    cell_list = analysis_cells(sel, study)
+    for name, role, frame in cell_list:
+        if frame.height < 3:
+            continue
+        # the pool (and a lone cell, which is the pool) reuses the analysis' statistics
+        cst = st if (name == "pooled" or len(cell_list) == 1) else _cell_stats(frame, study)
+        key = headline_key(cst)
+        lo, hi = _CI_KEYS[key]
+        cells[name] = {"role": role, "headline_statistic": key, "estimate": cst[key], "estimate_ci_low": cst[lo],
+                       "estimate_ci_high": cst[hi], "estimate_p": cst[_ROW_P_KEY[key]],
+                       "estimate_perm_p": cst[_PERM_KEY[key]],
+                       **{k: v for k, v in cst.items() if k != "cells"}}
+    qs = bh_adjust([c["estimate_perm_p"] for c in cells.values()])
+    for c, q in zip(cells.values(), qs):
+        c["q_bh"] = float(q)
+    st["cells"] = cells
+    prim = [n for n, c in cells.items() if c["role"] == "primary"]
+    st["primary_cell"] = prim[0] if prim else None
     st["n_tracks"] = len(sel.tracks)
     st["tracks"] = sel.tracks
     st["mean_tracks_per_row"] = float(f["n_tracks"].mean()) if f.height else math.nan
@@ -182,11 +281,11 @@ def analysis_statistics(sel: Selected, study: QTLStudy) -> dict[str, Any]:
 def per_track_statistics(sel: Selected, study: QTLStudy) -> pl.DataFrame:
     """:func:`agval.stats.qtl.per_track_table` of one analysis, with ``analysis`` and
     ``mode`` columns (the forest plot's input)."""
-    ycl = sel.frame.select("row_id", "y", pl.col("cluster_id").cast(pl.Utf8).fill_null(pl.col("row_id")))
+    ycl = sel.frame.select("row_id", "y", "unit")
     long = checked_join(sel.long.select("row_id", "track", "score"), ycl, "row_id", how="inner", validate="m:1",
                         what=f"per-track scores x rows ({sel.analysis.name})")
-    tbl = per_track_table(long, score_col="score", beta_col="y", track_col="track", cluster_col="cluster_id",
-                          n_boot=study.n_boot, confidence=study.confidence, seed=study.seed)
+    tbl = per_track_table(long, score_col="score", beta_col="y", track_col="track", cluster_col="unit",
+                          n_boot=study.n_boot, n_perm=study.n_perm, confidence=study.confidence, seed=study.seed)
     return tbl.with_columns(pl.lit(sel.analysis.name).alias("analysis"), pl.lit(sel.analysis.mode).alias("mode"))
 
 
@@ -197,11 +296,11 @@ def compare_analyses(first: Selected, second: Selected, study: QTLStudy) -> dict
     The two analyses may orient beta differently (corrected: ``beta_alt``; original: the
     seed's ``beta_seed``), so each keeps its own x and y; absolute values compare strength.
     """
-    a = first.frame.select("row_id", "cluster_id", pl.col("x").alias("x1"), pl.col("y").alias("y1"))
+    a = first.frame.select("row_id", "unit", pl.col("x").alias("x1"), pl.col("y").alias("y1"))
     b = second.frame.select("row_id", pl.col("x").alias("x2"), pl.col("y").alias("y2"))
     j = checked_join(a, b, "row_id", how="inner", validate="1:1", what="analysis comparison")
     x1, y1, x2, y2 = (_arr(j[c]) for c in ("x1", "y1", "x2", "y2"))
-    cl = j["cluster_id"].cast(pl.Utf8).fill_null(j["row_id"]).to_numpy()
+    cl = j["unit"].cast(pl.Utf8).fill_null(j["row_id"]).to_numpy()
 
     def diff(_x, _y, w):
         return np.abs(weighted_spearman(x1, y1, w)) - np.abs(weighted_spearman(x2, y2, w))
@@ -216,22 +315,52 @@ def compare_analyses(first: Selected, second: Selected, study: QTLStudy) -> dict
             "n_clusters": boot["n_clusters"], "bootstrap_n": study.n_boot, "seed": study.seed}
 
 
+#: keys of a cell copied into the headline
+_HEADLINE_KEYS = ("n", "n_clusters", "spearman_rho", "spearman_p", "spearman_log10_p", "spearman_perm_p",
+                  "spearman_ci_low", "spearman_ci_high", "pearson_r", "pearson_p", "pearson_log10_p",
+                  "pearson_perm_p", "pearson_ci_low", "pearson_ci_high", "magnitude_spearman_rho",
+                  "magnitude_spearman_p", "magnitude_spearman_log10_p", "magnitude_perm_p",
+                  "magnitude_spearman_ci_low", "magnitude_spearman_ci_high", "sign_n", "sign_fraction",
+                  "sign_ci_low", "sign_ci_high", "sign_p_two_sided", "sign_perm_p", "permutation_unit",
+                  "n_perm", "bootstrap_unit")
+
+
 def headline(study: QTLStudy, stats: dict[str, dict[str, Any]], comparison: dict[str, Any] | None) -> dict[str, Any]:
-    """The primary analysis (``corrected`` if run, else the first) in a few numbers, plus
-    the planted-value check for simulated studies."""
+    """The primary analysis (``corrected`` if run, else the first) in a few numbers: its
+    pre-specified primary cell (``study.primary_cell``; unadjusted), the statistic it
+    leads with (magnitude when the effect allele is unknown), intervals and cluster
+    permutation P values, the pooled sensitivity row, plus the planted-value check for
+    simulated studies."""
     primary = "corrected" if "corrected" in stats else next(iter(stats), None)
     if primary is None:
         return {}
-    s = stats[primary]
-    h: dict[str, Any] = {"analysis": primary, "n": s["n"], "spearman_rho": s["spearman_rho"],
-                         "spearman_p": s["spearman_p"], "spearman_ci_low": s["spearman_ci_low"],
-                         "spearman_ci_high": s["spearman_ci_high"], "pearson_r": s["pearson_r"],
-                         "magnitude_spearman_rho": s["magnitude_spearman_rho"],
-                         "magnitude_spearman_ci_low": s["magnitude_spearman_ci_low"],
-                         "magnitude_spearman_ci_high": s["magnitude_spearman_ci_high"],
-                         "sign_n": s["sign_n"], "sign_fraction": s["sign_fraction"],
-                         "sign_p_two_sided": s["sign_p_two_sided"],
-                         "direction_claims": "verified rows only" if s["sign_n"] else "none (orientation unverified)"}
+    top = stats[primary]
+    cells = top.get("cells") or {}
+    cell = top.get("primary_cell")
+    available = cell is not None or study.primary_cell in (None, "pooled")
+    if cell is None:
+        cell = next((n for n, c in cells.items() if c["role"] == "all"), None) or "pooled"
+    s = cells.get(cell, top)
+    key = headline_key(s)
+    lo, hi = _CI_KEYS[key]
+    h: dict[str, Any] = {"analysis": primary, "primary_cell": cell,
+                         "primary_cell_requested": study.primary_cell,
+                         "primary_cell_available": available,
+                         "headline_statistic": key, "estimate": s[key], "estimate_ci_low": s[lo],
+                         "estimate_ci_high": s[hi], "estimate_p": s[_ROW_P_KEY[key]],
+                         "estimate_perm_p": s[_PERM_KEY[key]],
+                         "direction": "verified" if s.get("n_orientation_verified") else "unverified"}
+    h.update({k: s.get(k) for k in _HEADLINE_KEYS})
+    h["direction_claims"] = "verified rows only" if s.get("sign_n") else "none (orientation unverified)"
+    if key == "magnitude_spearman_rho":
+        h["spearman_rho_label"] = ("direction unverified: the signed rho is the seed's replication, not a test "
+                                   "of direction (effect allele unknown, P3)")
+    if cell != "pooled" and "pooled" in cells:
+        pooled = cells["pooled"]
+        h["pooled"] = {"role": pooled["role"], "estimate": pooled["estimate"],
+                       "estimate_ci_low": pooled["estimate_ci_low"], "estimate_ci_high": pooled["estimate_ci_high"],
+                       "estimate_perm_p": pooled["estimate_perm_p"], "q_bh": pooled["q_bh"], "n": pooled["n"]}
+    h["cells_q_bh"] = {n: c["q_bh"] for n, c in cells.items()}
     if "original" in stats and primary != "original":
         h["original_spearman_rho"] = stats["original"]["spearman_rho"]
         h["original_pearson_r"] = stats["original"]["pearson_r"]
@@ -241,11 +370,10 @@ def headline(study: QTLStudy, stats: dict[str, dict[str, Any]], comparison: dict
         h["abs_rho_difference_ci_high"] = comparison["abs_rho_difference_ci_high"]
     if study.planted_spearman is not None:
         stat = study.planted_statistic or "spearman_rho"
-        lo_key, hi_key = (("spearman_ci_low", "spearman_ci_high") if stat == "spearman_rho"
-                          else ("magnitude_spearman_ci_low", "magnitude_spearman_ci_high"))
-        lo, hi = s[lo_key], s[hi_key]
+        plo, phi = _CI_KEYS[stat]
+        lo_v, hi_v = s[plo], s[phi]
         h["planted_statistic"] = stat
         h["planted_value"] = study.planted_spearman
         h["recovered_value"] = s[stat]
-        h["planted_in_ci"] = bool(lo <= study.planted_spearman <= hi) if np.isfinite([lo, hi]).all() else False
+        h["planted_in_ci"] = bool(lo_v <= study.planted_spearman <= hi_v) if np.isfinite([lo_v, hi_v]).all() else False
     return h

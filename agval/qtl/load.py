@@ -41,9 +41,11 @@ class LoadedTable:
 
 
 def _count_rows(frame: pl.DataFrame, drops: DropLog) -> int:
-    src = frame["source_row"].n_unique() if frame.height else 0
-    dropped = drops.frame()["source_row"].n_unique() if len(drops) else 0
-    return int(src + dropped)
+    """Data rows of the file: the union of the source rows kept and dropped (an hQTL file row
+    split per mark can be kept for one mark and dropped for the other; it counts once)."""
+    kept = set(frame["source_row"].drop_nulls().to_list()) if frame.height else set()
+    dropped = set(drops.frame()["source_row"].drop_nulls().to_list()) if len(drops) else set()
+    return len(kept | dropped)
 
 
 def resolve_route(study: QTLStudy, frame: pl.DataFrame) -> str:

@@ -25,16 +25,23 @@ from agval.qtl.analysis import (Selected, analysis_frame, analysis_statistics, c
                                 per_track_statistics, select_precomputed, select_tracks)
 from agval.qtl.modality import Analysis, plan_analyses, scorers_for
 from agval.qtl.study import QTLStudy
+from agval.stats.pvalues import bh_adjust, correlation_log10_p, format_p
 
 __all__ = ["QTLResult", "analyse", "select_all", "evaluate_all", "build_metrics", "report_parts", "run_plain", "comparison_table",
+           "cells_table",
            "table_marks", "analysis_rows", "genome_path", "ANALYSIS_KEYS"]
 
 #: statistics shown side by side in the report's comparison table
 ANALYSIS_KEYS = ("n", "n_clusters", "n_tracks", "spearman_rho", "spearman_ci_low", "spearman_ci_high",
-                 "spearman_p", "pearson_r", "pearson_p", "r2", "magnitude_spearman_rho",
-                 "magnitude_spearman_ci_low", "magnitude_spearman_ci_high", "n_orientation_verified", "sign_n",
-                 "sign_fraction", "sign_ci_low", "sign_ci_high", "sign_p_two_sided",
+                 "spearman_p", "spearman_perm_p", "pearson_r", "pearson_ci_low", "pearson_ci_high", "pearson_p",
+                 "pearson_perm_p", "r2", "magnitude_spearman_rho", "magnitude_spearman_ci_low",
+                 "magnitude_spearman_ci_high", "magnitude_spearman_p", "magnitude_perm_p", "n_orientation_verified",
+                 "sign_n", "sign_fraction", "sign_ci_low", "sign_ci_high", "sign_p_two_sided", "sign_perm_p",
                  "same_sign_fraction_unverified", "score_mean", "score_sd", "beta_mean")
+
+#: columns of the report's cells table
+CELL_COLUMNS = ("analysis", "cell", "role", "statistic", "n", "units", "estimate", "ci_low", "ci_high",
+                "row_p", "cluster_perm_p", "q_bh")
 
 
 @dataclass
@@ -93,6 +100,10 @@ def evaluate_all(study: QTLStudy, analyses: list[Analysis], selected: dict[str, 
     stats = {name: analysis_statistics(sel, study) for name, sel in selected.items()}
     parts = [per_track_statistics(sel, study) for sel in selected.values()]
     per_track = pl.concat(parts, how="vertical_relaxed") if parts else pl.DataFrame()
+    if per_track.height:
+        # one family: every track of every analysis (Benjamini-Hochberg over the cluster permutation P)
+        per_track = per_track.with_columns(pl.Series("q_bh", bh_adjust(per_track["perm_p"].to_numpy()),
+                                                     dtype=pl.Float64))
     comparison = (compare_analyses(selected["corrected"], selected["original"], study)
                   if "corrected" in selected and "original" in selected else None)
     return QTLResult(study, analyses, selected, stats, per_track, comparison,
@@ -110,12 +121,51 @@ def analyse(study: QTLStudy, rows: pl.DataFrame, *, scores: pl.DataFrame | None 
 
 
 def comparison_table(result: QTLResult) -> pl.DataFrame:
-    """``statistic`` x analyses (one column per analysis), for the report."""
+    """``statistic`` x analyses (one column per analysis), for the report: numbers as
+    printed strings, P values through :func:`agval.stats.pvalues.format_p` (an underflowed P
+    is never shown as 0; the row-level P uses its log10 value)."""
+    from agval.report import format_value
+
     names = list(result.stats)
     rows = []
     for k in ANALYSIS_KEYS:
-        rows.append({"statistic": k, **{n: _num(result.stats[n].get(k)) for n in names}})
-    return pl.DataFrame(rows, schema={"statistic": pl.Utf8, **{n: pl.Float64 for n in names}})
+        row: dict[str, str | None] = {"statistic": k}
+        for n in names:
+            st = result.stats[n]
+            v = st.get(k)
+            if k.endswith("_p") or k.endswith("_perm_p") or k == "sign_p_two_sided":
+                lk = {"spearman_p": "spearman_log10_p", "pearson_p": "pearson_log10_p",
+                      "magnitude_spearman_p": "magnitude_spearman_log10_p"}.get(k)
+                row[n] = format_p(v, st.get(lk) if lk else None)
+            else:
+                row[n] = format_value(v) if v is not None else None
+        rows.append(row)
+    return pl.DataFrame(rows, schema={"statistic": pl.Utf8, **{n: pl.Utf8 for n in names}})
+
+
+def _log10(h: dict[str, Any]) -> Any:
+    return h.get("magnitude_spearman_log10_p" if h.get("headline_statistic", "").startswith("magnitude")
+                 else "spearman_log10_p")
+
+
+def cells_table(result: QTLResult) -> pl.DataFrame:
+    """One row per (analysis, cell): role, the statistic the cell leads with, its estimate
+    and cluster bootstrap interval, row-level P, cluster permutation P and the
+    Benjamini-Hochberg q over the analysis' cells (P values as printed strings)."""
+    rows = []
+    for name, st in result.stats.items():
+        for cell, c in (st.get("cells") or {}).items():
+            rows.append({"analysis": name, "cell": cell, "role": c["role"], "statistic": c["headline_statistic"],
+                         "n": c["n"], "units": c["n_clusters"], "estimate": _num(c["estimate"]),
+                         "ci_low": _num(c["estimate_ci_low"]), "ci_high": _num(c["estimate_ci_high"]),
+                         "row_p": format_p(c["estimate_p"], c.get("magnitude_spearman_log10_p"
+                                                                  if c["headline_statistic"].startswith("magnitude")
+                                                                  else "spearman_log10_p")),
+                         "cluster_perm_p": format_p(c["estimate_perm_p"]), "q_bh": format_p(c["q_bh"])})
+    schema = {"analysis": pl.Utf8, "cell": pl.Utf8, "role": pl.Utf8, "statistic": pl.Utf8, "n": pl.Int64,
+              "units": pl.Int64, "estimate": pl.Float64, "ci_low": pl.Float64, "ci_high": pl.Float64,
+              "row_p": pl.Utf8, "cluster_perm_p": pl.Utf8, "q_bh": pl.Utf8}
+    return pl.DataFrame(rows, schema=schema)
 
 
 def _num(v: Any) -> float | None:
@@ -135,8 +185,13 @@ def build_metrics(result: QTLResult, *, counts: dict[str, Any], route: str, conv
     m: dict[str, Any] = {
         "study": study.name, "kind": study.kind, "format": study.format, "route": route,
         "effect_allele": convention, "orientation_verified": bool(counts.get("orientation_verified_rows")),
-        "seed": study.seed, "n_boot": study.n_boot, "confidence": study.confidence,
+        "seed": study.seed, "n_boot": study.n_boot, "n_perm": study.n_perm, "confidence": study.confidence,
         "simulated": result.simulated,
+        "primary_cell": study.primary_cell,
+        "multiplicity": {"method": "benjamini-hochberg", "families": [
+            "the cells of each analysis (analyses.<name>.cells.<cell>.q_bh, over estimate_perm_p)",
+            "every row of per_track (per_track[].q_bh, over perm_p)"],
+            "primary_cell": "reported unadjusted in headline (pre-specified in the study file)"},
         "headline": result.headline,
         "counts": counts,
         "analyses": {name: {k: v for k, v in st.items()} for name, st in result.stats.items()},
@@ -164,17 +219,34 @@ def report_parts(result: QTLResult, *, counts: dict[str, Any], route: str,
     summary = [f"{study.name}: {study.kind} study, {counts.get('input_rows')} input rows, "
                f"{counts.get('harmonized_rows')} harmonized ({route} route), {h.get('n')} rows in the "
                f"{h.get('analysis')} analysis."]
-    summary.append(f"{h.get('analysis')}: Spearman rho = {fmt(h.get('spearman_rho'))} "
-                   f"(95% CI {fmt(h.get('spearman_ci_low'))} to {fmt(h.get('spearman_ci_high'))}), Pearson r = "
-                   f"{fmt(h.get('pearson_r'))}; magnitude |score| vs |beta| rho = "
-                   f"{fmt(h.get('magnitude_spearman_rho'))}.")
+    stat_name = {"magnitude_spearman_rho": "magnitude rho(|score|, |beta|)", "spearman_rho": "Spearman rho"}
+    summary.append(
+        f"{h.get('analysis')}, pre-specified primary cell {h.get('primary_cell')!r} "
+        f"(unadjusted): {stat_name.get(h.get('headline_statistic'), h.get('headline_statistic'))} = "
+        f"{fmt(h.get('estimate'))} (95% CI {fmt(h.get('estimate_ci_low'))} to {fmt(h.get('estimate_ci_high'))}, "
+        f"resampling {h.get('n_clusters')} units; cluster permutation P = {format_p(h.get('estimate_perm_p'))}, "
+        f"row-level P = {format_p(h.get('estimate_p'), _log10(h))}); Pearson r = {fmt(h.get('pearson_r'))} "
+        f"(CI {fmt(h.get('pearson_ci_low'))} to {fmt(h.get('pearson_ci_high'))}).")
+    if h.get("headline_statistic") == "magnitude_spearman_rho":
+        summary.append(f"Signed Spearman rho = {fmt(h.get('spearman_rho'))} (CI {fmt(h.get('spearman_ci_low'))} to "
+                       f"{fmt(h.get('spearman_ci_high'))}): the seed's replication, direction unverified "
+                       "(effect allele unknown, pitfall P3).")
+    if not h.get("primary_cell_available", True):
+        summary.append(f"The pre-specified primary cell {h.get('primary_cell_requested')!r} is not available in "
+                       f"this run; the headline shows {h.get('primary_cell')!r} instead.")
+    if h.get("pooled"):
+        p = h["pooled"]
+        summary.append(f"Pooled {p['role']} row: {fmt(p['estimate'])} (CI {fmt(p['estimate_ci_low'])} to "
+                       f"{fmt(p['estimate_ci_high'])}, cluster permutation P = {format_p(p['estimate_perm_p'])}, "
+                       f"BH q = {format_p(p['q_bh'])}).")
     if "original_spearman_rho" in h:
         summary.append(f"original (the seed's choices): Spearman rho = {fmt(h['original_spearman_rho'])}; "
                        f"|rho| corrected - |rho| original = {fmt(h.get('abs_rho_difference'))} "
                        f"(CI {fmt(h.get('abs_rho_difference_ci_low'))} to {fmt(h.get('abs_rho_difference_ci_high'))}).")
     if h.get("sign_n"):
         summary.append(f"Sign concordance on {h['sign_n']} orientation-verified rows: {fmt(h.get('sign_fraction'))} "
-                       f"(binomial p = {h.get('sign_p_two_sided'):.3g}).")
+                       f"(CI {fmt(h.get('sign_ci_low'))} to {fmt(h.get('sign_ci_high'))}; cluster permutation P = "
+                       f"{format_p(h.get('sign_perm_p'))}, binomial P = {format_p(h.get('sign_p_two_sided'))}).")
     else:
         summary.append("No direction claim: the effect allele of beta is not known (effect_allele = "
                        f"{study.effect_allele}); only the magnitude is tested (pitfall P3).")
@@ -186,10 +258,17 @@ def report_parts(result: QTLResult, *, counts: dict[str, Any], route: str,
     methods = []
     for a in result.analyses:
         methods.append(f"{a.name}: {a.description}.")
-    methods.append(f"Statistics: Spearman and Pearson (two-sided), R^2 of beta ~ score; {study.n_boot} cluster "
-                   f"bootstrap replicates resampling {'peaks' if study.kind == 'caqtl' else 'loci' if study.kind == 'hqtl' else 'clusters'} "
-                   f"(seed {study.seed}); sign concordance with an exact binomial test and a Wilson interval on "
-                   "orientation-verified rows only; magnitude correlation reported apart from direction.")
+    unit = {"caqtl": "connected components of {peak, SNP} (a SNP in two peaks joins them)",
+            "hqtl": "SNPs (one beta shared by two marks is one unit)"}.get(study.kind, "connected components of "
+                                                                          "{trait, SNP}")
+    methods.append(f"Statistics: Spearman and Pearson (two-sided), R^2 of beta ~ score. The resampling unit is "
+                   f"{unit}: {study.n_boot} cluster bootstrap replicates for every interval and {study.n_perm} "
+                   f"cluster permutations (scores move between units) for every P value beside the row-level P "
+                   f"(seed {study.seed}). Sign concordance (exact binomial, Wilson interval, cluster permutation) "
+                   "on orientation-verified rows only; magnitude correlation reported apart from direction and "
+                   "leading the headline when the effect allele is unknown. Benjamini-Hochberg q values over the "
+                   "cells of each analysis and over the per-track table; the pre-specified primary cell "
+                   f"({study.primary_cell}) is reported unadjusted.")
     sections = [("Summary", "\n\n".join(summary)), ("Methods", "\n\n".join(methods))]
     if harmonize_notes or result.notes:
         sections.append(("Notes", "\n\n".join([*harmonize_notes, *result.notes])))
@@ -197,10 +276,17 @@ def report_parts(result: QTLResult, *, counts: dict[str, Any], route: str,
     if not h.get("sign_n"):
         warnings.append("Direction is unverified for every row (effect allele unknown): the same-sign fraction "
                         "is reported for reproduction only and is not a test.")
-    tables = {"Original vs corrected": comparison_table(result)}
+    tables = {"Cells (primary, secondary, sensitivity)": cells_table(result),
+              "Original vs corrected": comparison_table(result)}
     if result.per_track.height:
-        tables["Per-track correlations"] = result.per_track.select(
-            "analysis", "track", "n", "spearman_rho", "ci_low", "ci_high", "spearman_p", "pearson_r", "n_clusters")
+        pt = result.per_track
+        tables["Per-track correlations (BH over every track)"] = pt.select(
+            "analysis", "track", "n", "n_clusters", "spearman_rho", "ci_low", "ci_high",
+            pl.struct("spearman_p", "spearman_rho", "n").map_elements(
+                lambda r: format_p(r["spearman_p"], correlation_log10_p(r["spearman_rho"], r["n"])),
+                return_dtype=pl.Utf8).alias("row_p"),
+            pl.col("perm_p").map_elements(format_p, return_dtype=pl.Utf8).alias("cluster_perm_p"),
+            pl.col("q_bh").map_elements(format_p, return_dtype=pl.Utf8).alias("q_bh"), "pearson_r")
     return sections, warnings, tables
 
 
@@ -239,6 +325,13 @@ def run_plain(study: QTLStudy, *, backend=None, lookup_source=None, record=None,
     t0 = time.perf_counter()
     drops = record.drops if record is not None else DropLog()
     sim = bool(simulated if simulated is not None else getattr(backend, "simulated", False))
+    provenance = None
+    if study.predictions:
+        from agval.scoring.precomputed import table_provenance
+
+        # the predictions table says where it came from; a stand-in table is simulated whatever the caller says
+        provenance = table_provenance(study.predictions)
+        sim = sim or provenance["provenance"] == "simulated"
     loaded = load_study_table(study)
     drops.extend(loaded.drops)
     t["load"] = time.perf_counter() - t0
@@ -281,6 +374,8 @@ def run_plain(study: QTLStudy, *, backend=None, lookup_source=None, record=None,
               "analysed_rows": result.headline.get("n"), "dropped_rows": drops.frame()["row_id"].drop_nulls().n_unique(),
               "drop_events": len(drops)}
     metrics = build_metrics(result, counts=counts, route=h.route, convention=h.convention, scoring=scoring_info)
+    if provenance is not None:
+        metrics["predictions_provenance"] = provenance
     if record is not None:
         record.write_table("rows", h.table)
         record.write_table("per_track", result.per_track)

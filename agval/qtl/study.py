@@ -80,10 +80,12 @@ class QTLStudy(BaseModel):
     output_types: list[str] | None = Field(None, description="override the corrected mode's output types "
                                            "(generic default: ATAC, DNASE)")
     marks: list[str] | None = Field(None, description="hqtl: marks to analyse (default: every mark in the table)")
-    effect_allele: str = Field("unknown", description="allele of a positive beta, declared a priori: 'alt', "
+    effect_allele: str | None = Field(None, description="allele of a positive beta, declared a priori: 'alt', "
                                "'ref', 'unknown' or 'column:<name>' (a column of the loaded table, e.g. "
                                "column:ref for the hQTL file's Ref Allele). 'alt'/'ref' are the table's own "
-                               "allele columns (allele_columns, ordered ref, alt) when it has them, else dbSNP's")
+                               "allele columns (allele_columns, ordered ref, alt) when it has them, else dbSNP's. "
+                               "Default: 'alt' for GTEx tables (their slope is for the ALT of "
+                               "chr_pos_ref_alt_b38), 'unknown' otherwise")
     other_allele: str | None = Field(None, description="with effect_allele column:<name>: the other allele's column")
     allele_columns: list[str] | None = Field(None, description="with alt/ref/unknown: the study's allele columns "
                                              "in the order ref, alt, used to pick and verify the dbSNP record "
@@ -95,7 +97,14 @@ class QTLStudy(BaseModel):
                                           "(default: hqtl yes, others no)")
     modes: list[Literal["original", "corrected"]] = Field(default_factory=lambda: list(MODES))
     interval_width: int = Field(DEFAULT_INTERVAL_WIDTH, gt=0, description="scoring interval (bp), 1 Mb default")
-    n_boot: int = Field(2000, ge=0, description="bootstrap replicates (resampling peaks/loci/genes)")
+    n_boot: int = Field(2000, ge=0, description="bootstrap replicates (resampling the true unit: connected "
+                        "components of {peak, SNP}; the SNP for hQTL)")
+    n_perm: int = Field(1000, ge=0, description="cluster permutations of every headline P value (0: none)")
+    primary_cell: str | None = Field(
+        None, description="the pre-specified primary cell of the corrected analysis, reported apart and "
+        "unadjusted (others are Benjamini-Hochberg adjusted): an output type (caqtl default ATAC; DNASE is "
+        "secondary, the ATAC+DNASE pool a sensitivity row), a histone mark (hqtl default H3K27ac, or the "
+        "first of 'marks'), 'per_snp', or 'pooled' (eqtl/generic default)")
     confidence: float = Field(0.95, gt=0, lt=1)
     seed: int = Field(0, description="seed of every random draw (recorded in the manifest)")
     predictions: str | None = Field(None, description="precomputed path: a table row_id -> score column(s); "
@@ -111,7 +120,9 @@ class QTLStudy(BaseModel):
 
     @field_validator("effect_allele")
     @classmethod
-    def _convention(cls, v: str) -> str:
+    def _convention(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
         try:
             return str(EffectConvention.parse(v))
         except ConfigError as e:
@@ -129,6 +140,9 @@ class QTLStudy(BaseModel):
         fmt, bios, orig, sens, negate = KIND_DEFAULTS[self.kind]
         if self.format is None:
             self.format = fmt  # type: ignore[assignment]
+        if self.effect_allele is None:
+            # GTEx v8 slopes are for the ALT allele of chr_pos_ref_alt_b38 (STUDIES.md P1)
+            self.effect_allele = "alt" if self.format == "gtex" else "unknown"
         if self.biosample is None:
             self.biosample = bios
         if self.original_biosample is None:
@@ -141,6 +155,17 @@ class QTLStudy(BaseModel):
             self.allele_columns = ["ref", "alt"]
         if self.biosample is None and not self.gtex_tissue:
             raise ValueError(f"kind {self.kind!r} needs 'biosample' (an ontology CURIE) or 'gtex_tissue'")
+        if self.primary_cell is None:
+            if self.kind == "caqtl":
+                self.primary_cell = "ATAC"
+            elif self.kind == "hqtl":
+                marks = [m for m in (self.marks or [])]
+                self.primary_cell = ("H3K27ac" if not marks or "h3k27ac" in [m.lower() for m in marks]
+                                     else marks[0])
+            elif self.kind == "generic":
+                self.primary_cell = self.output_types[0].upper() if self.output_types else "ATAC"
+            else:
+                self.primary_cell = "pooled"
         if self.planted_spearman is not None and self.planted_statistic is None:
             self.planted_statistic = "spearman_rho"
         return self

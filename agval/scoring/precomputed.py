@@ -22,6 +22,11 @@ For sequences, a long table with ``output_type``, ``track_name`` and ``value`` g
 whole-sequence value per track (resolution = sequence length).
 
 A variant absent from the table fails with NOT_FOUND (recorded, never retried).
+
+**Provenance comes from the table itself** (:func:`table_provenance`): a ``data_source``
+column carrying the stand-in label, a boolean ``simulated`` column, or parquet metadata
+(``simulated`` / ``data_source`` / ``provenance`` keys) marks the table simulated, whatever
+the caller says; a table that says nothing is of ``"unknown"`` provenance (recorded so).
 """
 
 from __future__ import annotations
@@ -35,9 +40,62 @@ import polars as pl
 
 from agval.coords import Variant, normalize_chrom
 from agval.errors import InputError
-from agval.scoring.backend import (GENE_COLUMNS, ROW_KEY, SCORE_COLUMNS, TRACK_COLUMNS, BackendCallError,
-                                   ScoringBackend, SequencePrediction, VariantOutcome, conform_scores,
-                                   metadata_is_simulated, scorer_id)
+from agval.scoring.backend import (GENE_COLUMNS, ROW_KEY, SCORE_COLUMNS, SIMULATED_DATA_SOURCE, TRACK_COLUMNS,
+                                   BackendCallError, ScoringBackend, SequencePrediction, VariantOutcome,
+                                   conform_scores, metadata_is_simulated, scorer_id)
+
+__all__ = ["PrecomputedBackend", "table_provenance", "PROVENANCES"]
+
+#: the provenance values :func:`table_provenance` returns
+PROVENANCES = ("simulated", "real", "unknown")
+
+
+def _says_simulated(text: str) -> bool:
+    t = text.strip().lower()
+    return SIMULATED_DATA_SOURCE.lower() in t or "simulated" in t or t in ("true", "1", "yes")
+
+
+def table_provenance(table: str | Path | pl.DataFrame, *, path: str | Path | None = None) -> dict[str, str]:
+    """Where a precomputed table says it came from: ``{"provenance": "simulated" | "real" |
+    "unknown", "evidence": <what decided it>}``.
+
+    ``table``: a path (parquet / CSV / TSV) or a frame (``path``: its parquet file, for the
+    metadata). In order: parquet schema metadata keys ``simulated``, ``provenance``,
+    ``data_source`` (``agval.schema`` tables and the stand-in's exports); a boolean
+    ``simulated`` column (any True -> simulated, all False -> real); a ``data_source``
+    column (any value carrying the stand-in label -> simulated, else real). Nothing of that
+    -> ``unknown``: the table does not say, and the run records that instead of
+    assuming "real".
+    """
+    df = None
+    pq_path = path
+    if isinstance(table, pl.DataFrame):
+        df = table
+    else:
+        pq_path = Path(table)
+    if pq_path is not None and str(pq_path).lower().endswith((".parquet", ".pq")) and Path(pq_path).is_file():
+        import pyarrow.parquet as pq
+
+        md = {k.decode(errors="replace").lower(): v.decode(errors="replace")
+              for k, v in (pq.read_schema(pq_path).metadata or {}).items()}
+        for k in ("simulated", "agval.simulated", "provenance", "data_source"):
+            if k in md:
+                v = md[k]
+                sim = _says_simulated(v) if k != "provenance" else "simul" in v.lower()
+                if k in ("simulated", "agval.simulated") and v.strip().lower() in ("false", "0", "no"):
+                    return {"provenance": "real", "evidence": f"parquet metadata {k}={v}"}
+                return {"provenance": "simulated" if sim else "real", "evidence": f"parquet metadata {k}={v}"}
+    if df is None:
+        df = _read(Path(table))
+    if "simulated" in df.columns and df.schema["simulated"] == pl.Boolean and df["simulated"].drop_nulls().len():
+        sim = bool(df["simulated"].fill_null(False).any())
+        return {"provenance": "simulated" if sim else "real", "evidence": "simulated column"}
+    if "data_source" in df.columns and df["data_source"].drop_nulls().len():
+        vals = df["data_source"].cast(pl.Utf8).drop_nulls().unique().to_list()
+        sim = any(SIMULATED_DATA_SOURCE.lower() in v.lower() or "simulated" in v.lower() for v in vals)
+        return {"provenance": "simulated" if sim else "real",
+                "evidence": f"data_source column ({', '.join(sorted(vals)[:3])})"}
+    return {"provenance": "unknown", "evidence": "the table names no data_source, simulated flag or metadata"}
 
 _ID_COLUMNS = ("variant_key", "variant_id", "variant")
 _NON_TRACK = {"row_id", "chrom", "pos", "ref", "alt", "rsid", "seq_id", "sequence", "sequence_sha256",
@@ -78,6 +136,7 @@ class PrecomputedBackend(ScoringBackend):
         self._seq = self._load_sequences(df)
         self._df, self._index = self._load_variants(df)
         self._flag_simulated = simulated
+        self.provenance = table_provenance(df, path=self.source)
 
     # -- loading --------------------------------------------------------------------
     def _variant_keys(self, df: pl.DataFrame) -> pl.Series | None:
@@ -161,12 +220,14 @@ class PrecomputedBackend(ScoringBackend):
 
     @property
     def simulated(self) -> bool:
-        return bool(self._flag_simulated) or metadata_is_simulated(self.output_metadata())
+        return (bool(self._flag_simulated) or self.provenance["provenance"] == "simulated"
+                or metadata_is_simulated(self.output_metadata()))
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, "address_kind": "precomputed", "model": self.model,
                 "model_version": self.model, "source": self.source, "table_sha256": self._sha,
-                "layout": self.layout, "simulated": self.simulated}
+                "layout": self.layout, "simulated": self.simulated,
+                "provenance": self.provenance["provenance"], "provenance_evidence": self.provenance["evidence"]}
 
     def fingerprint(self, **kwargs) -> dict[str, Any]:
         from agval.scoring.fingerprint import fingerprint_digest

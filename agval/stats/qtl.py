@@ -5,13 +5,22 @@ Inputs, per variant row (all 1-D, one length ``n_rows``):
 * ``x``: the AlphaGenome score (raw log2 ratio in ``corrected`` mode, mean quantile in
   ``original`` mode).
 * ``y``: the QTL effect size ``beta``, oriented to the scored ALT allele.
-* ``clusters``: the resampling unit of the bootstrap (peak / locus id). ``None`` means each
-  row is its own unit.
+* ``clusters``: the resampling unit of every bootstrap **and** permutation (the true
+  unit, :func:`qtl_clusters`: caQTL connected components of {peak, SNP}, hQTL the SNP).
+  ``None`` means each row is its own unit.
 * ``orientation_verified``: boolean, True where the effect allele of ``beta`` is known to
   be the scored ALT. Direction claims (sign concordance) use **only** these rows
   (pitfall P3). ``None`` means no row is verified.
 
 Rows where ``x`` or ``y`` is missing are dropped pairwise (``n_dropped``).
+
+Why clusters: one caQTL SNP can be a QTL for two peaks (one score, two betas) and SNPs of
+one peak are in LD (similar scores, similar betas); one hQTL SNP has one beta for two marks.
+Row-level P values then count copies of one unit as independent evidence and are
+anti-conservative (``bench/_calibration_qtl.py`` measures it). Every headline statistic
+therefore carries a **cluster permutation P** (the predictions move across clusters,
+:func:`agval.stats.resampling.cluster_permutation_test`) beside the row-level P, and a
+cluster bootstrap interval.
 """
 
 from __future__ import annotations
@@ -25,9 +34,126 @@ import polars as pl
 from agval.errors import MissingColumnError
 from agval.stats.concordance import sign_concordance
 from agval.stats.correlation import as_float_array, correlation_summary, magnitude_spearman
-from agval.stats.resampling import SeedLike, bootstrap_ci
+from agval.stats.pvalues import bh_adjust, correlation_log10_p
+from agval.stats.resampling import SeedLike, Statistic, bootstrap_ci, cluster_permutation_test
 
-__all__ = ["qtl_statistics", "per_track_table"]
+__all__ = ["qtl_statistics", "per_track_table", "qtl_clusters", "unit_means", "cluster_p_values",
+           "SIGN_AGREEMENT", "DEFAULT_N_PERM"]
+
+#: default permutations of the cluster permutation P values
+DEFAULT_N_PERM = 1000
+
+
+def qtl_clusters(snp: Any, peak: Any = None) -> np.ndarray:
+    """The resampling unit of QTL rows: connected components of the bipartite graph
+    {SNP, peak} (an edge per row), as string labels ``"u<k>"`` (``k`` numbered in order of
+    first appearance).
+
+    ``snp``: 1-D ids of the variant of each row (rsID or variant key); ``peak``: 1-D ids of
+    the row's peak / trait (caQTL), or ``None`` (hQTL, eQTL: the unit is the SNP, so two
+    rows of one SNP - two marks sharing one beta - are one unit). A SNP that is a QTL for
+    two peaks joins them; two SNPs of one peak are joined through it. Missing ids (None,
+    NaN, "") make the row its own unit.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    def _ids(v: Any) -> np.ndarray:
+        arr = v.cast(pl.Utf8).to_numpy() if isinstance(v, pl.Series) else np.asarray(v, dtype=object)
+        return np.array(["" if (a is None or (isinstance(a, float) and math.isnan(a))) else str(a)
+                         for a in arr], dtype=object)
+
+    s = _ids(snp)
+    n = s.size
+    if n == 0:
+        return np.array([], dtype=object)
+    missing = s == ""
+    s = np.where(missing, np.array([f"\x00row{i}" for i in range(n)], dtype=object), s)
+    _, s_code = np.unique(s, return_inverse=True)
+    n_s = int(s_code.max()) + 1
+    if peak is None:
+        n_nodes, rows, cols = n_s, s_code, s_code
+    else:
+        p = _ids(peak)
+        if p.size != n:
+            raise ValueError(f"peak must have length {n}, got {p.size}")
+        p = np.where(p == "", np.array([f"\x00row{i}" for i in range(n)], dtype=object), p)
+        _, p_code = np.unique(p, return_inverse=True)
+        n_nodes, rows, cols = n_s + int(p_code.max()) + 1, s_code, n_s + p_code
+    g = coo_matrix((np.ones(n), (rows, cols)), shape=(n_nodes, n_nodes))
+    _, comp = connected_components(g, directed=False)
+    row_comp = comp[s_code]
+    # number components in order of first appearance (stable labels)
+    _, first = np.unique(row_comp, return_index=True)
+    order = np.argsort(np.argsort(first))
+    lut = dict(zip(np.unique(row_comp), order))
+    return np.array([f"u{lut[c]}" for c in row_comp], dtype=object)
+
+
+def unit_means(x: Any, y: Any, unit: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One row per unit: ``(x_mean, y_mean, unit_ids)`` over the finite pairs of each unit.
+
+    Used for the hQTL per-SNP statistic: a SNP's two mark rows share one beta, so the
+    SNP's unit row is the mean of its marks' scores with that beta. Units keep the order of
+    their first row.
+    """
+    xa, ya = as_float_array(x), as_float_array(y)
+    u = unit.cast(pl.Utf8).to_numpy() if isinstance(unit, pl.Series) else np.asarray(unit)
+    keep = np.isfinite(xa) & np.isfinite(ya)
+    df = pl.DataFrame({"u": pl.Series(u[keep].astype(str)), "x": xa[keep], "y": ya[keep]})
+    g = df.group_by("u", maintain_order=True).agg(pl.col("x").mean(), pl.col("y").mean())
+    return g["x"].to_numpy(), g["y"].to_numpy(), g["u"].to_numpy()
+
+
+def _sign_agreement(x: np.ndarray, y: np.ndarray, w: np.ndarray | None = None) -> Any:
+    """Weighted fraction of rows with ``sign(x) == sign(y)`` among rows where both are non-zero."""
+    x2, y2 = np.atleast_2d(x), np.atleast_2d(y)
+    scalar = np.ndim(x) == 1 and np.ndim(y) == 1 and (w is None or np.ndim(w) == 1)
+    ww = np.ones_like(x2 if x2.shape[0] >= y2.shape[0] else y2) if w is None else np.atleast_2d(w)
+    ok = (x2 != 0) & (y2 != 0)
+    agree = (np.sign(x2) == np.sign(y2)) & ok
+    with np.errstate(divide="ignore", invalid="ignore"):
+        v = (ww * agree).sum(axis=1) / (ww * ok).sum(axis=1)
+    return float(v[0]) if scalar else v
+
+
+#: sign agreement as a paired statistic for :mod:`agval.stats.resampling` (null value 0.5)
+SIGN_AGREEMENT = Statistic("sign_agreement", _sign_agreement, 0.5)
+
+
+def cluster_p_values(x: Any, y: Any, *, clusters: Any = None, n_perm: int = DEFAULT_N_PERM,
+                     seed: SeedLike, statistics: tuple[str, ...] = ("spearman", "pearson", "magnitude")
+                     ) -> dict[str, Any]:
+    """Two-sided cluster permutation P values of the QTL statistics.
+
+    ``x`` (score), ``y`` (beta) and ``clusters`` (unit, :func:`qtl_clusters`) are 1-D of one
+    length; non-finite pairs dropped. ``statistics`` among ``spearman`` (rho(x, y)),
+    ``pearson`` (r(x, y)), ``magnitude`` (rho(|x|, |y|)) and ``sign`` (fraction of equal
+    signs). Each uses :func:`agval.stats.resampling.cluster_permutation_test` with the same
+    ``seed`` (so the same cluster permutations). Returns ``{"<stat>_perm_p"}`` plus
+    ``permutation_mode`` (``row`` / ``cluster_values`` / ``cluster_between``),
+    ``permutation_unit`` (``cluster`` / ``row``), ``n_perm``.
+    """
+    xa, ya = as_float_array(x), as_float_array(y)
+    out: dict[str, Any] = {}
+    mode = "row"
+    for name in statistics:
+        if name == "magnitude":
+            xs, ys, stat = np.abs(xa), np.abs(ya), "spearman"
+        elif name == "sign":
+            xs, ys, stat = xa, ya, SIGN_AGREEMENT
+        else:
+            xs, ys, stat = xa, ya, name
+        if n_perm <= 0:
+            out[f"{name}_perm_p"] = math.nan
+            continue
+        t = cluster_permutation_test(xs, ys, stat, clusters=clusters, n_perm=n_perm, seed=seed,
+                                     alternative="two-sided")
+        out[f"{name}_perm_p"] = t["p"]
+        mode = t["mode"]
+    out.update(permutation_mode=mode, permutation_unit="row" if clusters is None else "cluster",
+               n_perm=int(n_perm))
+    return out
 
 
 def _as_bool(mask: Any, n: int) -> np.ndarray:
@@ -44,7 +170,8 @@ def _as_bool(mask: Any, n: int) -> np.ndarray:
 
 
 def qtl_statistics(x: Any, y: Any, *, clusters: Any = None, orientation_verified: Any = None,
-                   n_boot: int = 2000, confidence: float = 0.95, seed: SeedLike) -> dict[str, Any]:
+                   n_boot: int = 2000, n_perm: int = DEFAULT_N_PERM, confidence: float = 0.95,
+                   seed: SeedLike) -> dict[str, Any]:
     """All QTL metrics for one score column against ``beta``, as a flat dict.
 
     Keys:
@@ -53,13 +180,22 @@ def qtl_statistics(x: Any, y: Any, *, clusters: Any = None, orientation_verified
     * ``spearman_rho, spearman_p, pearson_r, pearson_p, r2, slope, intercept`` (two-sided,
       scipy t-approximation; ``r2``/``slope``/``intercept`` of the least-squares fit
       ``beta ~ score``);
+    * ``spearman_log10_p, pearson_log10_p``: log10 of the row-level P values from the t
+      tail in log space (finite where the P underflows to 0);
     * ``spearman_ci_low, spearman_ci_high, ci_confidence, bootstrap_n, bootstrap_unit``
       (``"cluster"``/``"row"``), ``n_clusters``, ``seed``: percentile bootstrap CI of rho
-      resampling clusters;
+      resampling clusters; ``pearson_ci_low, pearson_ci_high`` and
+      ``magnitude_spearman_ci_low, magnitude_spearman_ci_high`` the same for r and for
+      rho(|score|, |beta|) (same cluster draws);
+    * ``spearman_perm_p, pearson_perm_p, magnitude_perm_p``: two-sided **cluster
+      permutation** P values (:func:`cluster_p_values`), ``permutation_mode``,
+      ``permutation_unit``, ``n_perm``; ``sign_perm_p`` the same for the sign agreement of
+      the orientation-verified rows (NaN without them);
     * ``n_orientation_verified`` and, on those rows only, ``sign_n, sign_k,
       sign_fraction, sign_p_two_sided, sign_p_greater, sign_ci_low, sign_ci_high``
       (Wilson), ``sign_n_excluded_zero``;
-    * ``magnitude_spearman_rho, magnitude_spearman_p``: Spearman(|score|, |beta|);
+    * ``magnitude_spearman_rho, magnitude_spearman_p, magnitude_spearman_log10_p``:
+      Spearman(|score|, |beta|) with its row-level P;
     * ``score_mean, score_sd`` (ddof = 1), ``score_min, score_max, score_mean_abs``,
       ``beta_mean, beta_fraction_positive``;
     * ``same_sign_fraction_unverified``: the seed's ``mean(sign(score) == sign(beta))`` over
@@ -84,18 +220,32 @@ def qtl_statistics(x: Any, y: Any, *, clusters: Any = None, orientation_verified
     out.update(n=summ["n"], n_dropped=int(n_total - summ["n"]))
     for k in ("spearman_rho", "spearman_p", "pearson_r", "pearson_p", "r2", "slope", "intercept"):
         out[k] = summ[k]
+    out["spearman_log10_p"] = correlation_log10_p(summ["spearman_rho"], summ["n"])
+    out["pearson_log10_p"] = correlation_log10_p(summ["pearson_r"], summ["n"])
     boot = bootstrap_ci(xk, yk, "spearman", clusters=cl, n_boot=n_boot, confidence=confidence, seed=seed)
     out.update(spearman_ci_low=boot["ci_low"], spearman_ci_high=boot["ci_high"],
                ci_confidence=confidence, bootstrap_n=n_boot, bootstrap_unit=boot["unit"],
                n_clusters=boot["n_clusters"], seed=boot["seed"])
+    pb = bootstrap_ci(xk, yk, "pearson", clusters=cl, n_boot=n_boot, confidence=confidence, seed=seed)
+    out.update(pearson_ci_low=pb["ci_low"], pearson_ci_high=pb["ci_high"])
+    mb = bootstrap_ci(np.abs(xk), np.abs(yk), "spearman", clusters=cl, n_boot=n_boot, confidence=confidence,
+                      seed=seed)
+    out.update(magnitude_spearman_ci_low=mb["ci_low"], magnitude_spearman_ci_high=mb["ci_high"])
+    out.update(cluster_p_values(xk, yk, clusters=cl, n_perm=n_perm, seed=seed))
     vk = verified[keep]
     sc = sign_concordance(xk[vk], yk[vk], confidence=confidence)
     out.update(n_orientation_verified=int(vk.sum()), sign_n=sc["n"], sign_k=sc["k"],
                sign_fraction=sc["fraction"], sign_p_two_sided=sc["p_two_sided"],
                sign_p_greater=sc["p_greater"], sign_ci_low=sc["ci_low"], sign_ci_high=sc["ci_high"],
                sign_n_excluded_zero=sc["n_excluded_zero"])
+    if sc["n"] >= 3:
+        out["sign_perm_p"] = cluster_p_values(xk[vk], yk[vk], clusters=cl[vk] if cl is not None else None,
+                                              n_perm=n_perm, seed=seed, statistics=("sign",))["sign_perm_p"]
+    else:
+        out["sign_perm_p"] = math.nan
     mag = magnitude_spearman(xk, yk)
-    out.update(magnitude_spearman_rho=mag["rho"], magnitude_spearman_p=mag["p"])
+    out.update(magnitude_spearman_rho=mag["rho"], magnitude_spearman_p=mag["p"],
+               magnitude_spearman_log10_p=correlation_log10_p(mag["rho"], mag["n"]))
     if xk.size:
         out.update(score_mean=float(xk.mean()),
                    score_sd=float(xk.std(ddof=1)) if xk.size > 1 else math.nan,
@@ -112,15 +262,18 @@ def qtl_statistics(x: Any, y: Any, *, clusters: Any = None, orientation_verified
 
 def per_track_table(frame: pl.DataFrame, *, score_col: str = "score", beta_col: str = "beta",
                     track_col: str = "track", cluster_col: str | None = None,
-                    n_boot: int = 1000, confidence: float = 0.95, seed: SeedLike) -> pl.DataFrame:
-    """Per-track correlation table (for the forest plot).
+                    n_boot: int = 1000, n_perm: int = DEFAULT_N_PERM, confidence: float = 0.95,
+                    seed: SeedLike) -> pl.DataFrame:
+    """Per-track correlation table (for the forest plot), with multiplicity control.
 
     ``frame``: long table, one row per (variant row, track), with columns ``track_col``
-    (str), ``score_col`` and ``beta_col`` (float) and optionally ``cluster_col`` (bootstrap
-    unit). Every track uses the same ``seed``.
+    (str), ``score_col`` and ``beta_col`` (float) and optionally ``cluster_col`` (the
+    resampling unit of bootstrap and permutation). Every track uses the same ``seed``.
 
     Returns one row per track (sorted by track) with columns ``track, n, spearman_rho,
-    spearman_p, ci_low, ci_high, pearson_r, pearson_p, r2, n_clusters``.
+    spearman_p, ci_low, ci_high, pearson_r, pearson_p, r2, n_clusters, perm_p, q_bh``:
+    ``perm_p`` is the two-sided cluster permutation P of rho and ``q_bh`` its
+    Benjamini-Hochberg adjusted value over the tracks of this table (the family).
     """
     need = [track_col, score_col, beta_col] + ([cluster_col] if cluster_col else [])
     for c in need:
@@ -136,11 +289,14 @@ def per_track_table(frame: pl.DataFrame, *, score_col: str = "score", beta_col: 
         s = correlation_summary(x[keep], y[keep])
         b = bootstrap_ci(x[keep], y[keep], "spearman", clusters=cl, n_boot=n_boot,
                          confidence=confidence, seed=seed)
+        pp = cluster_p_values(x[keep], y[keep], clusters=cl, n_perm=n_perm, seed=seed,
+                              statistics=("spearman",))
         rows.append({"track": str(track), "n": s["n"], "spearman_rho": s["spearman_rho"],
                      "spearman_p": s["spearman_p"], "ci_low": b["ci_low"], "ci_high": b["ci_high"],
                      "pearson_r": s["pearson_r"], "pearson_p": s["pearson_p"], "r2": s["r2"],
-                     "n_clusters": b["n_clusters"]})
+                     "n_clusters": b["n_clusters"], "perm_p": pp["spearman_perm_p"]})
     schema = {"track": pl.Utf8, "n": pl.Int64, "spearman_rho": pl.Float64, "spearman_p": pl.Float64,
               "ci_low": pl.Float64, "ci_high": pl.Float64, "pearson_r": pl.Float64,
-              "pearson_p": pl.Float64, "r2": pl.Float64, "n_clusters": pl.Int64}
-    return pl.DataFrame(rows, schema=schema)
+              "pearson_p": pl.Float64, "r2": pl.Float64, "n_clusters": pl.Int64, "perm_p": pl.Float64}
+    tbl = pl.DataFrame(rows, schema=schema)
+    return tbl.with_columns(pl.Series("q_bh", bh_adjust(tbl["perm_p"].to_numpy()), dtype=pl.Float64))

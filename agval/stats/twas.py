@@ -521,7 +521,8 @@ def q4_synthetic_twas(triplets: pl.DataFrame, *, n_permutations: int = 1000, see
     DataFrame ``assay, tissue, replicate, rho`` with ``return_null=True``). ``table`` has
     one row per (assay, tissue) with ``>= min_genes`` genes: ``n_genes, spearman_rho,
     spearman_p`` (two-sided, t-approximation), ``perm_p_greater`` ((1 + #{rho* >= rho}) /
-    (B + 1)), ``perm_p_two_sided`` (twice the smaller one-sided P, capped at 1; :func:`permutation_p`), ``null_mean, null_sd`` of rho*,
+    (B + 1)), ``perm_p_two_sided`` (twice the smaller one-sided tail, capped at 1, as
+    :func:`agval.stats.resampling.permutation_p`), ``null_mean, null_sd`` of rho*,
     ``rho_sum_pip_z, p_sum_pip_z`` (Spearman of ``sum pip*z_alt`` with TWAS.Z, the
     confound's own strength), ``n_permutations``.
     """

@@ -44,12 +44,15 @@ class Background:
     def n_tracks(self) -> int:
         return len(self.columns)
 
-    def quantiles(self, raw: np.ndarray) -> np.ndarray:
-        """Quantile scores for ``raw`` ``[n_obs, n_tracks]`` (NaN stays NaN)."""
+    def quantiles(self, raw: np.ndarray, columns=None) -> np.ndarray:
+        """Quantile scores for ``raw`` ``[n_obs, n_tracks]`` (NaN stays NaN); with
+        ``columns`` (track indices), ``raw`` holds only those tracks' columns."""
         raw = np.asarray(raw, dtype=np.float64)
         out = np.full(raw.shape, np.nan)
-        for j, bg in enumerate(self.columns):
-            x = raw[:, j]
+        cols = range(len(self.columns)) if columns is None else [int(c) for c in columns]
+        for i, j in enumerate(cols):
+            bg = self.columns[j]
+            x = raw[:, i]
             ok = ~np.isnan(x)
             if not ok.any() or bg.size == 0:
                 continue
@@ -58,7 +61,7 @@ class Background:
             f = (lo + hi) / (2.0 * bg.size)
             q = 2.0 * f - 1.0 if self.signed else f
             lo_cap = -QUANTILE_CAP if self.signed else 0.0
-            out[ok, j] = np.clip(q, lo_cap, QUANTILE_CAP)
+            out[ok, i] = np.clip(q, lo_cap, QUANTILE_CAP)
         return out
 
 

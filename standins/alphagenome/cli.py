@@ -32,6 +32,8 @@ def command(
                                                          "INVALID_ARGUMENT (repeatable)."),
     bytes_per_chunk: int = typer.Option(1 << 20, "--bytes-per-chunk", help="Tensor chunk size (0 = unchunked)."),
     no_atlas: bool = typer.Option(False, "--no-atlas", help="Do not serve the AtlasService."),
+    prewarm: bool = typer.Option(False, "--prewarm", help="Before listening, compute every gene's REF exon "
+                                                         "sums and the DNASE/RNA_SEQ backgrounds (benchmarks)."),
 ) -> None:
     """Serve the stand-in AlphaGenome gRPC API (DnaModelService + AtlasService) on 127.0.0.1.
 
@@ -47,7 +49,7 @@ def command(
     try:
         config = StandinConfig(latency_ms=latency_ms, revision=revision,
                                quota_tokens_per_minute=quota_tokens_per_minute, poison=tuple(poison),
-                               bytes_per_chunk=bytes_per_chunk, atlas=not no_atlas)
+                               bytes_per_chunk=bytes_per_chunk, atlas=not no_atlas, prewarm=prewarm)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     from agval.coords import Variant

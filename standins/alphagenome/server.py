@@ -85,6 +85,8 @@ def serve(world_dir: str | Path, port: int = 0, config: StandinConfig | None = N
     config = config or StandinConfig()
     world = world if world is not None else load_world(world_dir)
     core = StandinCore(world, config)
+    if config.prewarm:
+        core.prewarm()
     runtime = Runtime(config, stop_event=core.stop_event)
     dna = DnaModelService(core, runtime)
     server = grpc.server(

@@ -38,7 +38,8 @@ import polars as pl
 from alphagenome import tensor_utils
 from alphagenome.data import genome as ag_genome
 from alphagenome.data import track_data as ag_track_data
-from alphagenome.models.v1 import dna_client, dna_output, track_data_utils, variant_scoring_utils
+from alphagenome.models.v1 import (dna_client, dna_output, junction_data_utils, track_data_utils,
+                                   variant_scoring_utils)
 from alphagenome.models.v1 import variant_scorers as vs_lib
 from alphagenome.protos import tensor_pb2
 from alphagenome.protos.v1 import dna_model_pb2 as pb
@@ -56,6 +57,11 @@ DEFAULT_MODEL_VERSION = "ALL_FOLDS"
 ORGANISMS = {pb.ORGANISM_HOMO_SAPIENS: "HOMO_SAPIENS", pb.ORGANISM_MUS_MUSCULUS: "MUS_MUSCULUS"}
 #: output types predicted at 128 bp resolution (the rest per base)
 BINNED_OUTPUTS = {"CHIP_HISTONE": 128, "CHIP_TF": 128}
+#: output types the stand-in computes (predictions and scorers); the real catalogue's other
+#: types (splicing, contact maps) are listed by GetMetadata only
+COMPUTED_OUTPUTS = ("ATAC", "CAGE", "DNASE", "RNA_SEQ", "CHIP_HISTONE", "CHIP_TF", "PROCAP")
+#: output types whose metadata is junction metadata (``OutputMetadata.junctions``)
+JUNCTION_OUTPUTS = frozenset({"SPLICE_JUNCTIONS"})
 MAX_SCORERS = dna_client.MAX_VARIANT_SCORERS_PER_REQUEST
 PREDICT_TILE = 1 << 17  # long sequences are predicted in tiles of this many bp
 _ZSTD = tensor_pb2.CompressionType.COMPRESSION_TYPE_ZSTD
@@ -84,7 +90,14 @@ class StandinConfig:
     * ``atlas``: also serve the AtlasService; ``atlas_page_size``: its default page size.
     * ``call_log_size``: the call log keeps the most recent records only.
     * ``result_cache_size``: raw scores kept in an LRU cache (0 = off); answers are the
-      same either way, only the stand-in's CPU time changes.
+      same either way, only the stand-in's CPU time changes. ``result_cache_mb`` bounds
+      its memory too (entries hold one column per distinct model context).
+    * ``compute_threads``: variant scores computed at the same time (default: the number
+      of CPUs // 2: the client usually shares the machine); more requests wait (numpy under the GIL gains nothing from more, and
+      loses to contention and memory churn).
+    * ``prewarm``: before serving, compute what the first calls would otherwise pay for
+      (every gene's REF exon sums for human RNA_SEQ and the recommended DNASE / RNA_SEQ
+      quantile backgrounds, ALL_FOLDS), so benchmarks meet a warm stand-in.
     """
 
     latency_ms: float = 0.0
@@ -106,6 +119,9 @@ class StandinConfig:
     atlas_page_size: int = 32
     call_log_size: int = 200_000
     result_cache_size: int = 20_000
+    result_cache_mb: float = 256.0
+    compute_threads: int | None = None
+    prewarm: bool = False
 
     def __post_init__(self):
         if self.bytes_per_chunk and self.bytes_per_chunk < 4:
@@ -288,6 +304,7 @@ class StandinCore:
     quantile backgrounds and sequence predictions. Shared by the DNA and Atlas services."""
 
     def __init__(self, world, config: StandinConfig):
+        from standins.catalogue import model_curies, world_catalogue_kind
         from standins.scoring_math import LocalScorer
         from standins.seqmodel import SequenceModel
 
@@ -306,16 +323,22 @@ class StandinCore:
         self.exons: pl.DataFrame = world.exons
         self._exon_blocks = {gid: np.stack([sub["start"].to_numpy() - 1, sub["end"].to_numpy()], axis=1)
                              for (gid,), sub in self.exons.group_by(["gene_id"])}
+        self._exon_index = self._build_exon_index()
         self._gene_info = {r["gene_id"]: r for r in self.genes.select(
             "gene_id", "gene_name", "gene_type", "strand").iter_rows(named=True)}
         tracks = world.tracks
         self.catalogue: dict[str, pl.DataFrame] = {}
         self._by_type: dict[tuple[str, str], pl.DataFrame] = {}
         self._contexts: dict[tuple[str, str], list] = {}
+        #: (organism, output type) -> (distinct contexts, per-track index into them, first track of each)
+        self._unique: dict[tuple[str, str], tuple[list, np.ndarray, np.ndarray]] = {}
+        self.catalogue_kind = world_catalogue_kind(meta)
         self._track_pd: dict[tuple[str, str], pd.DataFrame] = {}
         self._track_protos: dict[tuple[str, str], list[pb.TrackMetadata]] = {}
         self._merge_masks: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
         self._merged_protos: dict[tuple[str, str], list[pb.TrackMetadata]] = {}
+        self._junction_protos: dict[tuple[str, str], pb.JunctionsMetadata] = {}
+        self._md_templates: dict[tuple[str, str, bool], pb.VariantMetadata] = {}
         org_col = tracks["organism"].cast(pl.Utf8).str.to_uppercase().str.replace("^ORGANISM_", "")
         ot_col = tracks["output_type"].cast(pl.Utf8).str.to_uppercase().str.replace("^OUTPUT_TYPE_", "")
         tracks = tracks.with_columns(org_col.alias("organism"), ot_col.alias("output_type"))
@@ -326,9 +349,17 @@ class StandinCore:
                 sub = cat.filter(pl.col("output_type") == ot)
                 key = (org, ot)
                 self._by_type[key] = sub
-                self._contexts[key] = SequenceModel.contexts_of(sub)
+                ctxs = SequenceModel.contexts_of(sub, model_curies(sub, self.catalogue_kind))
+                self._contexts[key] = ctxs
+                uniq: dict = {}
+                inv = np.array([uniq.setdefault(c, len(uniq)) for c in ctxs], dtype=np.int64)
+                first = np.unique(inv, return_index=True)[1]
+                self._unique[key] = (list(uniq), inv, first)
                 pdf = self._to_sdk_metadata(sub)
                 self._track_pd[key] = pdf
+                if ot in JUNCTION_OUTPUTS:
+                    self._junction_protos[key] = junction_data_utils.metadata_to_proto(pdf)
+                    continue
                 self._track_protos[key] = list(track_data_utils.metadata_to_proto(pdf).metadata)
                 pos, neg = variant_scoring_utils._calculate_track_masks(pdf)  # the SDK's own merge masks
                 self._merge_masks[key] = (pos, neg)
@@ -337,13 +368,40 @@ class StandinCore:
                 self._merged_protos[key] = list(track_data_utils.metadata_to_proto(merged).metadata)
         self._models: dict[str, object] = {}
         self._scorers: dict[str, object] = {}
+        self._batch: dict[str, object] = {}
+        self._engines: dict[str, object] = {}
         self._model_lock = threading.Lock()
         self.backgrounds = BackgroundCache(self._compute_background)
         self._predict_slots = threading.BoundedSemaphore(2)  # long predictions at a time (memory)
         self.stop_event = threading.Event()  # set when the server stops: long loops give up
         self._results: collections.OrderedDict = collections.OrderedDict()
         self._results_lock = threading.Lock()
+        self._results_bytes = 0
         self._bg_variants: list[Variant] | None = None
+        import os
+
+        self._compute_slots = threading.BoundedSemaphore(max(1, config.compute_threads or (os.cpu_count() or 2) // 2))
+
+    def _build_exon_index(self) -> dict[str, tuple[list[str], np.ndarray, np.ndarray, np.ndarray]]:
+        """chrom -> (gene ids in genome order, exon starts0, exon ends0, exon gene index)."""
+        out = {}
+        genes = self.genes.with_row_index("_i").sort(["start", "_i"])
+        for (chrom,), sub in genes.group_by(["chrom"], maintain_order=True):
+            gids = sub["gene_id"].to_list()
+            rows = [(gi, a, b) for gi, g in enumerate(gids) for a, b in self._exon_blocks.get(g, np.zeros((0, 2))).tolist()]
+            arr = np.array(rows, dtype=np.int64).reshape(-1, 3)
+            out[chrom] = (gids, arr[:, 1], arr[:, 2], arr[:, 0])
+        return out
+
+    def genes_in(self, chrom: str, start0: int, end0: int) -> list[str]:
+        """Gene ids with at least one exon base in ``[start0, end0)``, genome order (as
+        ``LocalScorer.genes_in``)."""
+        idx = self._exon_index.get(chrom)
+        if idx is None:
+            return []
+        gids, s, e, gi = idx
+        hit = np.unique(gi[(s < end0) & (e > start0)])
+        return [gids[i] for i in hit.tolist()]
 
     # ---------------------------------------------------------------- catalogue
     @staticmethod
@@ -358,8 +416,23 @@ class StandinCore:
             pdf["biosample_type"] = [None if v is None else str(v).lower() for v in pdf["biosample_type"]]
         return pdf
 
-    def output_types(self, organism: str) -> list[str]:
-        return [ot for (org, ot) in self._by_type if org == organism]
+    def output_types(self, organism: str, computed: bool = False) -> list[str]:
+        """Output types in the organism's catalogue (``computed``: only those the stand-in
+        predicts and scores, :data:`COMPUTED_OUTPUTS`)."""
+        return [ot for (org, ot) in self._by_type if org == organism and (not computed or ot in COMPUTED_OUTPUTS)]
+
+    def metadata_template(self, organism: str, output_type: str, merged: bool = False) -> pb.VariantMetadata:
+        """A ``VariantMetadata`` holding only the track metadata of ``output_type`` (merged
+        stranded tracks with ``merged``), built once; callers ``CopyFrom`` it."""
+        key = (organism, output_type, merged)
+        t = self._md_templates.get(key)
+        if t is None:
+            t = pb.VariantMetadata(track_metadata=self.track_protos(organism, output_type, merged=merged))
+            self._md_templates[key] = t
+        return t
+
+    def junction_protos(self, organism: str, output_type: str) -> pb.JunctionsMetadata | None:
+        return self._junction_protos.get((organism, output_type))
 
     def tracks(self, organism: str, output_type: str) -> pl.DataFrame:
         return self._by_type.get((organism, output_type), self.catalogue[organism].head(0))
@@ -369,7 +442,14 @@ class StandinCore:
         return d.get((organism, output_type), [])
 
     def contexts(self, organism: str, output_type: str) -> list:
+        """The model context of each track (catalogue order)."""
         return self._contexts.get((organism, output_type), [])
+
+    def unique_contexts(self, organism: str, output_type: str) -> tuple[list, np.ndarray, np.ndarray]:
+        """``(distinct contexts, inv, first)``: tracks sharing a context share their signal,
+        so scores are computed per distinct context and broadcast with ``values[..., inv]``;
+        ``first[u]`` is the first track of context ``u``."""
+        return self._unique.get((organism, output_type), ([], np.zeros(0, np.int64), np.zeros(0, np.int64)))
 
     # ---------------------------------------------------------------- weights
     def model(self, version: str):
@@ -384,14 +464,49 @@ class StandinCore:
                     if version != DEFAULT_MODEL_VERSION:
                         params = params.perturbed(_seed("agval-standin", self.world_seed, "rev", c.revision,
                                                         "fold", version), c.fold_scale)
+                    from standins.fastmodel import BatchModel, GeneMaskEngine
+
                     m = self._SequenceModel(params)
+                    bm = BatchModel(m)
+                    # publish everything else before the model: ``model()``'s lock-free fast
+                    # path reads ``_models``, so a thread that sees the model must also see
+                    # its scorer (concurrent first RNA_SEQ calls once failed with KeyError)
+                    self._batch[version] = bm
+                    self._engines[version] = GeneMaskEngine(bm, self.genome.fetch, self._exon_blocks)
+                    self._scorers[version] = self._LocalScorer(m, self.genome, self.genes, self.exons,
+                                                               tracks_fn=bm.tracks)
                     self._models[version] = m
-                    self._scorers[version] = self._LocalScorer(m, self.genome, self.genes, self.exons)
         return m
 
     def gene_scorer(self, version: str):
         self.model(version)
         return self._scorers[version]
+
+    def prewarm(self, version: str = DEFAULT_MODEL_VERSION, organism: str = "HOMO_SAPIENS") -> dict:
+        """Compute every gene's REF exon sums (RNA_SEQ contexts) and the recommended DNASE and
+        RNA_SEQ backgrounds now; returns ``{"genes": n, "seconds": s}``."""
+        t0 = time.perf_counter()
+        self.model(version)
+        eng = self._engines[version]
+        uctx, _, _ = self.unique_contexts(organism, "RNA_SEQ")
+        curies = tuple(dict.fromkeys(c.curie for c in uctx))
+        n = 0
+        if curies:
+            for gid, chrom in self.genes.select("gene_id", "chrom").iter_rows():
+                self._check_stopping()
+                if gid in self._exon_blocks:
+                    eng.ref_sums(chrom, gid, -(1 << 62), 1 << 62, curies)
+                    n += 1
+        for name in ("DNASE", "RNA_SEQ"):
+            if self._by_type.get((organism, name)) is not None:
+                spec = parse_scorer(vs_lib.RECOMMENDED_VARIANT_SCORERS[name].to_proto())
+                self.backgrounds.get((spec, organism, version, self.config.revision))
+        return {"genes": n, "seconds": time.perf_counter() - t0}
+
+    def batch_model(self, version: str):
+        """The version's :class:`standins.fastmodel.BatchModel` (many contexts at once)."""
+        self.model(version)
+        return self._batch[version]
 
     def model_fingerprint(self, version: str = DEFAULT_MODEL_VERSION) -> str:
         return self.model(version).params.fingerprint()
@@ -436,19 +551,33 @@ class StandinCore:
         they depend on, so the stand-in's own CPU time does not dominate client benchmarks;
         the returned arrays are read-only."""
         key = self._result_key(version, organism, variant, interval, spec)
+        _, inv, first = self.unique_contexts(organism, spec.output_type)
         if key is not None:
             with self._results_lock:
                 hit = self._results.get(key)
                 if hit is not None:
                     self._results.move_to_end(key)
-                    return hit
-        raw, gids = self._score(version, organism, variant, interval, spec)
+            if hit is not None:
+                compact, gids = hit
+                raw = compact[:, inv] if compact.shape[1] != len(inv) else compact
+                raw.flags.writeable = False
+                return raw, gids
+        with self._compute_slots:
+            raw, gids = self._score(version, organism, variant, interval, spec)
         raw.flags.writeable = False
         if key is not None:
+            # one column per distinct context (the rest are copies of it)
+            compact = raw[:, first] if raw.shape[1] == len(inv) and len(first) < len(inv) else raw
+            budget = self.config.result_cache_mb * (1 << 20)
             with self._results_lock:
-                self._results[key] = (raw, gids)
-                while len(self._results) > self.config.result_cache_size:
-                    self._results.popitem(last=False)
+                old = self._results.pop(key, None)
+                if old is not None:
+                    self._results_bytes -= old[0].nbytes
+                self._results[key] = (compact, gids)
+                self._results_bytes += compact.nbytes
+                while self._results and (len(self._results) > self.config.result_cache_size
+                                         or self._results_bytes > budget):
+                    self._results_bytes -= self._results.popitem(last=False)[1][0].nbytes
         return raw, gids
 
     def _result_key(self, version, organism, variant: Variant, interval, spec: ScorerSpec):
@@ -469,6 +598,7 @@ class StandinCore:
                spec: ScorerSpec) -> tuple[np.ndarray, list[str]]:
         _, start, end = interval
         ctxs = self.contexts(organism, spec.output_type)
+        uctx, inv, _ = self.unique_contexts(organism, spec.output_type)
         model = self.model(version)
         if not ctxs:
             n_obs = 1 if spec.kind == "center_mask" else 0
@@ -476,12 +606,14 @@ class StandinCore:
         if spec.kind == "center_mask":
             from standins.scoring_math import center_window
 
-            local = self._LocalScorer(model, self.genome.within(start, end))
+            local = self._LocalScorer(model, self.genome.within(start, end),
+                                      tracks_fn=self.batch_model(version).tracks)
             a, b = center_window(variant.start0, spec.width)
-            reach = model.reach_for({c.output_type for c in ctxs})
-            ref, alt = local.ref_alt(variant, ctxs, a, b, reach=reach)
-            return aggregate_center(ref, alt, spec.aggregation)[None, :], []
-        gids, lfc = self._gene_scores(version, variant, ctxs, start, end)
+            reach = model.reach_for({c.output_type for c in uctx})
+            ref, alt = local.ref_alt(variant, uctx, a, b, reach=reach)
+            return aggregate_center(ref, alt, spec.aggregation)[inv][None, :], []
+        gids, lfc = self._gene_scores(version, variant, uctx, start, end)
+        lfc = lfc[:, inv]
         if gids:
             gs = np.array([self._gene_info[g]["strand"] for g in gids])[:, None]
             ts = np.array([c.strand for c in ctxs])[None, :]
@@ -495,22 +627,58 @@ class StandinCore:
         model's reach of the allele are 0 without computing their REF exon sums (their
         ALT and REF exon means are identical, so the LFC is exactly 0)."""
         scorer = self.gene_scorer(version)
-        gids = scorer.genes_in(variant.chrom, start, end)
+        gids = self.genes_in(variant.chrom, start, end)
         out = np.zeros((len(gids), len(ctxs)))
         if not gids:
             return gids, out
-        reach = self.model(version).reach_for({c.output_type for c in ctxs}) + 1
+        model = self.model(version)
+        reach = model.reach_for({c.output_type for c in ctxs}) + 1
         lo, hi = variant.start0 - reach, variant.end0 + reach
+        near = []
         for gi, gid in enumerate(gids):
             ex = self._exon_blocks.get(gid)
             if ex is not None and np.any((ex[:, 0] < hi) & (ex[:, 1] > lo)):
-                out[gi] = scorer.gene_lfc(variant, gid, ctxs, (start, end))
+                near.append(gi)
+        if not near:
+            return gids, out
+        if any(c.output_type != "RNA_SEQ" for c in ctxs):
+            for gi in near:  # not expression tracks: the exact per-base path
+                out[gi] = scorer.gene_lfc(variant, gids[gi], ctxs, (start, end))
+            return gids, out
+        from standins.fastmodel import lfc_from_sums
+
+        eng = self._engines[version]
+        curies = tuple(dict.fromkeys(c.curie for c in ctxs))
+        col = np.array([curies.index(c.curie) for c in ctxs])
+        use_p = np.array([c.strand in "+." for c in ctxs])[None, :]
+        use_m = np.array([c.strand in "-." for c in ctxs])[None, :]
+        blocks = [eng.blocks(gids[gi], start, end) for gi in near]
+        if len(variant.ref) == len(variant.alt):
+            dsp, dsm = eng.delta_sums(variant.chrom, variant.start0, variant.ref, variant.alt, blocks, curies)
+            extra = 0.0
+        else:
+            dsp, dsm, ddot, offset = eng.delta_sums_indel(variant.chrom, variant.start0, variant.ref, variant.alt,
+                                                          blocks, curies)
+            extra = np.where(use_p & use_m, ddot[:, col], 0.0) + offset[:, None]
+        refs = [eng.ref_sums(variant.chrom, gids[gi], start, end, curies) for gi in near]
+        sp = np.stack([r[0] for r in refs])[:, col]
+        sm = np.stack([r[1] for r in refs])[:, col]
+        ref_s = np.where(use_p, sp, 0.0) + np.where(use_m, sm, 0.0)
+        d_s = np.where(use_p, dsp[:, col], 0.0) + np.where(use_m, dsm[:, col], 0.0) + extra
+        n = np.array([r[2] for r in refs])
+        out[near] = lfc_from_sums(ref_s, d_s, n, model.params.output_gains.get("RNA_SEQ", 1.0))
         return gids, out
 
     def quantiles(self, version: str, organism: str, spec: ScorerSpec, raw: np.ndarray) -> np.ndarray:
+        """Quantile scores of ``raw`` ``[n_obs, n_tracks]``; computed once per distinct
+        context (tracks sharing a context have the same raw scores and background)."""
         if raw.size == 0:
             return np.zeros(raw.shape)
-        return self.backgrounds.get((spec, organism, version, self.config.revision)).quantiles(raw)
+        bg = self.backgrounds.get((spec, organism, version, self.config.revision))
+        _, inv, first = self.unique_contexts(organism, spec.output_type)
+        if len(first) == raw.shape[1] or len(inv) != raw.shape[1]:
+            return bg.quantiles(raw)
+        return bg.quantiles(raw[:, first], columns=first)[:, inv]
 
     def merge(self, organism: str, spec: ScorerSpec, gids: list[str], *arrays: np.ndarray) -> list[np.ndarray]:
         """Server-side ``merge_stranded_gene_tracks`` (the SDK's algorithm)."""
@@ -582,25 +750,38 @@ class StandinCore:
         if self.stop_event.is_set():
             raise Abort(grpc.StatusCode.UNAVAILABLE, "the stand-in is stopping")
 
-    def _tiled_tracks(self, model, seq: str, df: pl.DataFrame) -> np.ndarray:
-        """``model.tracks(seq, df)`` computed in tiles of ``PREDICT_TILE`` bp with ``reach``
-        margins: the model is exactly local, so the result is identical while peak memory
-        stays bounded (a 1 Mb x 50-track prediction in one piece needs > 2 GB)."""
+    def _tiled_contexts(self, bm, seq: str, ctxs: list, res: int = 1) -> np.ndarray:
+        """Signal ``[len(seq) // res, len(ctxs)]`` float32 of the batched model (per base, or
+        the mean of ``res``-bp bins), computed per distinct context in tiles with ``reach``
+        margins (the model is exactly local, so the result is identical) that shrink with
+        the number of contexts, so a tile's arrays stay ~64 M values."""
         n = len(seq)
-        if not df.height:
-            return np.zeros((n, 0), np.float32)
-        if n <= PREDICT_TILE:
-            return model.tracks(seq, df)
-        ctxs = model.contexts_of(df)
-        margin = model.reach_for({c.output_type for c in ctxs}) + 1
-        out = np.empty((n, len(ctxs)), np.float32)
-        with self._predict_slots:
-            for a in range(0, n, PREDICT_TILE):
-                self._check_stopping()
-                b = min(n, a + PREDICT_TILE)
-                lo, hi = max(0, a - margin), min(n, b + margin)
-                out[a:b] = model.tracks_for_contexts(seq[lo:hi], ctxs)[a - lo:b - lo]
-        return out
+        uniq: dict = {}
+        inv = np.array([uniq.setdefault(c, len(uniq)) for c in ctxs], dtype=np.int64)
+        uctx = list(uniq)
+        if not uctx:
+            return np.zeros((n // res, 0), np.float32)
+        tile = PREDICT_TILE
+        while tile > 4096 and tile * len(uctx) > (1 << 26):
+            tile //= 2
+        margin = bm.model.reach_for({c.output_type for c in uctx}) + 1
+        out = np.empty((n // res, len(uctx)), np.float32)
+
+        def put(a: int, vals: np.ndarray) -> None:
+            if res > 1:
+                vals = vals.reshape(vals.shape[0] // res, res, vals.shape[1]).mean(axis=1)
+            out[a // res:a // res + vals.shape[0]] = vals
+
+        if n <= tile:
+            put(0, bm.tracks(seq, uctx))
+        else:
+            with self._predict_slots:
+                for a in range(0, n, tile):
+                    self._check_stopping()
+                    b = min(n, a + tile)
+                    lo, hi = max(0, a - margin), min(n, b + margin)
+                    put(a, bm.tracks(seq[lo:hi], uctx)[a - lo:b - lo])
+        return out[:, inv]
 
     def predict(self, version: str, organism: str, seq: str, output_type: str,
                 curies: set[str] | None) -> tuple[np.ndarray, pd.DataFrame, int]:
@@ -609,15 +790,14 @@ class StandinCore:
         pdf = self._track_pd.get((organism, output_type))
         if pdf is None:
             pdf = pd.DataFrame(columns=["name", "strand"])
+        ctxs = self.contexts(organism, output_type)
         if curies is not None:
             keep = np.array([c in curies for c in df["ontology_curie"].to_list()], dtype=bool)
-            df = df.filter(pl.Series(keep))
+            ctxs = [c for c, k in zip(ctxs, keep) if k]
             pdf = pdf[keep].reset_index(drop=True)
-        values = self._tiled_tracks(self.model(version), seq, df)
         res = BINNED_OUTPUTS.get(output_type, 1)
-        if res > 1:
-            values = values.reshape(len(seq) // res, res, values.shape[1]).mean(axis=1)
-        return values.astype(np.float32), pdf, res
+        values = self._tiled_contexts(self.batch_model(version), seq, ctxs, res)
+        return values.astype(np.float32, copy=False), pdf, res
 
 
 # --------------------------------------------------------------------------- runtime + call wrapper
@@ -882,17 +1062,19 @@ class DnaModelService(svc_grpc.DnaModelServiceServicer):
         for spec in specs:
             raw, gids = core.score(version, organism, var, (chrom, start, end), spec)
             q = core.quantiles(version, organism, spec, raw)
-            tracks = core.track_protos(organism, spec.output_type)
-            if spec.kind == "gene_mask_lfc" and request.merge_stranded_gene_tracks:
+            merged = spec.kind == "gene_mask_lfc" and request.merge_stranded_gene_tracks
+            if merged:
                 raw, q = core.merge(organism, spec, gids, raw, q)
-                tracks = core.track_protos(organism, spec.output_type, merged=True)
             values = np.stack([raw, q]).astype(np.float32)
             tensor, chunks = self._pack(values, self.config.score_dtype)
-            out = pb.ScoreVariantOutput(variant_data=pb.VariantData(
-                values=tensor,
-                metadata=pb.VariantMetadata(variant=request.variant, track_metadata=tracks,
-                                            gene_metadata=core.gene_protos(gids))))
-            msgs.append(svc.ScoreVariantResponse(output=out))
+            resp = svc.ScoreVariantResponse()
+            vd = resp.output.variant_data
+            vd.values.CopyFrom(tensor)
+            # the track metadata (hundreds of tracks) is copied from a prebuilt message
+            vd.metadata.CopyFrom(core.metadata_template(organism, spec.output_type, merged))
+            vd.metadata.variant.CopyFrom(request.variant)
+            vd.metadata.gene_metadata.extend(core.gene_protos(gids))
+            msgs.append(resp)
             msgs.extend(svc.ScoreVariantResponse(tensor_chunk=c) for c in chunks)
         return msgs
 
@@ -941,10 +1123,10 @@ class DnaModelService(svc_grpc.DnaModelServiceServicer):
             name = _ot_name(o)
             if o == pb.OUTPUT_TYPE_UNSPECIFIED or name.startswith("OUTPUT_TYPE_"):
                 raise Abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid requested output {o}")
-            if name not in core.output_types(organism):
+            if name not in core.output_types(organism, computed=True):
                 raise Abort(grpc.StatusCode.UNIMPLEMENTED,
                             f"output {name} is not predicted by the stand-in for {organism} "
-                            f"(available: {', '.join(core.output_types(organism))})")
+                            f"(available: {', '.join(core.output_types(organism, computed=True))})")
             outputs.append((o, name))
         curies = None
         if len(request.ontology_terms):
@@ -973,9 +1155,11 @@ class DnaModelService(svc_grpc.DnaModelServiceServicer):
         rec.organism = organism = self._organism(request.organism)
         msgs = []
         for ot in self.core.output_types(organism):
+            junctions = self.core.junction_protos(organism, ot)
+            payload = ({"junctions": junctions} if junctions is not None
+                       else {"tracks": pb.TracksMetadata(metadata=self.core.track_protos(organism, ot))})
             msgs.append(svc.MetadataResponse(output_metadata=[pb.OutputMetadata(
-                output_type=dna_output.OutputType[ot].to_proto(),
-                tracks=pb.TracksMetadata(metadata=self.core.track_protos(organism, ot)))]))
+                output_type=dna_output.OutputType[ot].to_proto(), **payload)]))
         return msgs
 
 
