@@ -820,7 +820,8 @@ def q1_direction_agreement(triplets: pl.DataFrame, *, direction: str = "twas", n
             n = int(n_t[mask].sum())
             k = int(k_t[mask].sum())
             acc = k / n if n else math.nan
-            nk, nn, nwk, nws = (null_k, null_n, null_wk, null_ws) if pooled else (cell_k, cell_n, cell_wk, cell_ws)
+            nk, nn, nwk, nws = ((null_k, null_n, null_wk, null_ws) if pooled
+                                else (cell_k, cell_n, cell_wk, cell_ws))
             with np.errstate(divide="ignore", invalid="ignore"):
                 nacc = nk[:, mask].sum(axis=1) / nn[:, mask].sum(axis=1)
                 ws_obs = ws_t[mask].sum()
