@@ -1187,8 +1187,8 @@ def q4_synthetic_twas_corrected(triplets: pl.DataFrame, *, n_permutations: int =
     """Q4, corrected mode: Spearman of AG_G with TWAS.Z across the genes of each tissue,
     per assay, with the unit-score permutation within loci among the units scored in that
     tissue (P21 and P31: the null keeps the scores' mean bias and every shared score
-    shared), one-sided ``perm_p_greater``, a percentile locus-bootstrap interval, and ``bh_q`` (Benjamini-Hochberg over the whole
-    tissue x assay grid).
+    shared), one-sided ``perm_p_greater``, a percentile locus-bootstrap interval, and
+    ``bh_q`` (Benjamini-Hochberg over the whole tissue x assay grid).
 
     Required columns: ``variant_key, gene_id, tissue, assay, pip, z_alt, twas_z, score``.
     Returns ``{"table", "seed", "n_permutations", "n_boot"}`` (+ ``"null"``: ``assay,
