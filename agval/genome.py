@@ -60,3 +60,34 @@ class ReferenceGenome:
 
     def close(self) -> None:
         self._fa.close()
+
+
+#: REF-mismatch guard: more than this share of checked variants whose REF is not the
+#: FASTA's base (after allowing a REF/ALT swap) means the coordinates and the FASTA are on
+#: different builds. A right build mismatches ~0-2 % (dbSNP/FASTA patch differences);
+#: a wrong one ~70 % of SNVs (a random base matches ~30 % of the time).
+REF_MISMATCH_MAX_SHARE = 0.2
+#: ... judged only over at least this many checked variants (a handful proves nothing).
+REF_MISMATCH_MIN_CHECKED = 20
+
+
+def check_ref_mismatch_share(n_checked: int, n_mismatch: int, *, what: str, fasta: str | Path | None = None,
+                             declared: str = "hg38", max_share: float = REF_MISMATCH_MAX_SHARE,
+                             min_checked: int = REF_MISMATCH_MIN_CHECKED) -> None:
+    """Stop with :class:`~agval.errors.BuildMismatchError` when ``n_mismatch / n_checked``
+    exceeds ``max_share`` over at least ``min_checked`` checked variants: the positions are
+    most likely on hg19/GRCh37 (or the FASTA is), not ``declared``. Below the threshold the
+    mismatching rows stay counted ``ref_mismatch`` drops."""
+    from agval.errors import BuildMismatchError
+
+    if n_checked < max(min_checked, 1):
+        return
+    share = n_mismatch / n_checked
+    if share > max_share:
+        other = "hg19 (GRCh37)" if declared.lower() in ("hg38", "grch38") else "hg38 (GRCh38)"
+        raise BuildMismatchError(
+            f"{what}: REF does not match the reference at {n_mismatch} of {n_checked} checked variants "
+            f"({share:.0%} > {max_share:.0%}); the coordinates look like {other}, not the declared {declared}"
+            + (f" of {fasta}" if fasta else ""),
+            hint=f"declare the table's real build (e.g. build = \"hg19\") or lift it over to {declared}; "
+                 "agval does not lift over implicitly")
