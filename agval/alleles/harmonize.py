@@ -451,9 +451,9 @@ def harmonize(study: pl.DataFrame, lookup: pl.DataFrame, genome: ReferenceGenome
     table = out.join(extra, on="_i", how="left").sort("_i").drop("_i")
     dec = pl.DataFrame(decisions, schema=DECISION_COLUMNS, orient="row")
     if drop_rows:
-        from agval.drops import DROPPED
+        from agval.drops import DROP_ROW_SCHEMA
 
-        drops.add_frame(pl.DataFrame(drop_rows, schema=DROPPED.columns, orient="row"))
+        drops.add_frame(pl.DataFrame(drop_rows, schema=DROP_ROW_SCHEMA, orient="row"))
     n_valid = work.filter(pl.col("_why").is_null()).height
     n_found = dec.filter(pl.col("kept") | (pl.col("stage") == "harmonize")).height
     funnel = funnel_table([("input", study.height), ("valid_rsid", n_valid), ("found_hg38", n_found),
