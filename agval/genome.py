@@ -15,6 +15,36 @@ from agval.coords import normalize_chrom
 from agval.errors import InputError
 
 
+def check_fai(fasta: Path, fai: Path) -> None:
+    """:class:`InputError` when a samtools ``.fai`` index does not fit its FASTA (a stale
+    index from another file): every record's last base must lie inside the file and the
+    byte before its first base must end the header line."""
+    size = fasta.stat().st_size
+    try:
+        rows = [ln.split("\t") for ln in fai.read_text().splitlines() if ln.strip()]
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"cannot read the FASTA index: {e}", file=fai) from None
+    with open(fasta, "rb") as fh:
+        for i, r in enumerate(rows, start=1):
+            try:
+                name, length, offset, bases, width = r[0], int(r[1]), int(r[2]), int(r[3]), int(r[4])
+            except (IndexError, ValueError):
+                raise InputError("malformed .fai line (name, length, offset, line bases, line width)",
+                                 file=fai, line=i) from None
+            if bases <= 0 or width < bases:
+                raise InputError(f"malformed .fai line for {name!r}", file=fai, line=i)
+            full, rest = divmod(length, bases)
+            end = offset + full * width + rest
+            ok = end <= size
+            if ok and offset > 0:
+                fh.seek(offset - 1)
+                ok = fh.read(1) == b"\n"
+            if not ok:
+                raise InputError(f"the index does not match {fasta.name} (record {name!r}, length {length:,}); "
+                                 "it is stale or belongs to another file", file=fai, line=i,
+                                 hint=f"delete {fai.name}; agval rebuilds it on the next run")
+
+
 class ReferenceGenome:
     """Random access to an indexed FASTA (a missing ``.fai`` is built on first open)."""
 
@@ -24,8 +54,26 @@ class ReferenceGenome:
         self.path = Path(path)
         if not self.path.exists():
             raise InputError("reference FASTA not found", file=self.path)
-        self._fa = pyfaidx.Fasta(str(self.path), as_raw=True, sequence_always_upper=True,
-                                 rebuild=False, read_ahead=1 << 16)
+        if self.path.is_dir():
+            raise InputError("the reference FASTA is a folder, not a file", file=self.path)
+        with open(self.path, "rb") as fh:
+            head = fh.read(2)
+        if head[:2] == b"\x1f\x8b":
+            raise InputError("the reference FASTA is gzip-compressed; agval needs it plain (or bgzip with a "
+                             ".gzi index) for random access", file=self.path,
+                             hint="gunzip it, or compress it with `bgzip` and index it with `samtools faidx`")
+        if head[:1] != b">":
+            raise InputError("not a FASTA file (it does not start with a '>' header line)", file=self.path, line=1)
+        fai = Path(str(self.path) + ".fai")
+        if fai.is_file():
+            check_fai(self.path, fai)
+        try:
+            self._fa = pyfaidx.Fasta(str(self.path), as_raw=True, sequence_always_upper=True,
+                                     rebuild=False, read_ahead=1 << 16)
+        except (pyfaidx.FastaIndexingError, pyfaidx.IndexNotFoundError, ValueError) as e:
+            raise InputError(f"cannot index the reference FASTA: {str(e)[:300]}", file=self.path) from None
+        except OSError as e:
+            raise InputError(f"cannot read the reference FASTA: {e.strerror}", file=self.path) from None
         self._lock = threading.Lock()  # pyfaidx file handles are not thread-safe
         self.lengths: dict[str, int] = {name: len(rec) for name, rec in self._fa.records.items()}
 

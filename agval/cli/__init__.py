@@ -67,7 +67,7 @@ class _ConsoleGuard:
 
         self.records: collections.deque[str] = collections.deque(maxlen=self.MAX_RECORDS)
         self._fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-        self._attached: set[int] = set()
+        self._handlers: list = []
 
     def filter(self, record) -> bool:
         if record.exc_info or record.levelno >= 40:
@@ -79,29 +79,45 @@ class _ConsoleGuard:
             return False
         return True
 
+    @staticmethod
+    def _is_console(h) -> bool:
+        import logging
+
+        if type(h).__name__ == "PrefectConsoleHandler":
+            return True
+        return type(h) is logging.StreamHandler and getattr(h, "stream", None) in (sys.stderr, sys.__stderr__)
+
     def attach(self) -> None:
         import logging
 
         for h in logging.getLogger().handlers:
-            if isinstance(h, logging.StreamHandler) and id(h) not in self._attached:
+            if self._is_console(h) and h not in self._handlers:
                 h.addFilter(self)
-                self._attached.add(id(h))
+                self._handlers.append(h)
 
     def install(self) -> "_ConsoleGuard":
         """Attach now and after every later ``logging.config.dictConfig`` (Prefect sets up
         its console handler when it is first imported, inside a command)."""
         import logging.config
 
+        self._handlers: list = []
         self.attach()
-        orig = logging.config.dictConfig
-        if not getattr(orig, "_agval_guard", False):
-            def dict_config(config, _orig=orig):
-                _orig(config)
-                self.attach()
+        self._orig = logging.config.dictConfig
 
-            dict_config._agval_guard = True
-            logging.config.dictConfig = dict_config
+        def dict_config(config, _orig=self._orig):
+            _orig(config)
+            self.attach()
+
+        logging.config.dictConfig = dict_config
         return self
+
+    def uninstall(self) -> None:
+        import logging.config
+
+        for h in self._handlers:
+            h.removeFilter(self)
+        self._handlers = []
+        logging.config.dictConfig = self._orig
 
 
 def _error_log(exc: BaseException, guard: _ConsoleGuard | None) -> "Path | None":
@@ -139,10 +155,12 @@ def _error_log(exc: BaseException, guard: _ConsoleGuard | None) -> "Path | None"
 
 
 def _os_error_lines(e: OSError) -> list[str]:
-    from agval.errors import StorageError, user_lines
+    """An OS error that escaped the library: which path and why, in one line."""
+    from agval.errors import StorageError, bounded, user_lines
 
-    folder = e.filename or "(unknown path)"
-    return user_lines(StorageError.from_os_error(folder, e, "file or folder"))
+    if e.filename:
+        return user_lines(StorageError.from_os_error(e.filename, e, "file or folder"))
+    return [f"error: {bounded(e.strerror or str(e) or type(e).__name__, 500)}"]
 
 
 def run_cli(argv: list[str] | None = None) -> int:
@@ -208,6 +226,8 @@ def run_cli(argv: list[str] | None = None) -> int:
     finally:
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
+        if guard is not None:
+            guard.uninstall()
 
 
 def main(argv: list[str] | None = None) -> None:

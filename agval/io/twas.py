@@ -129,9 +129,14 @@ def scan_gwas_sumstats(path: str | Path, *, build: str | Build, dataset: str | N
     used = sorted({h for h in res.values() if h is not None})
     # Missing tokens (NA, ., empty, ...) become null in the reader itself: per-value
     # string work is what costs time on 10 M rows, so values are not stripped here.
-    lf = pl.scan_csv(path, separator=sep, infer_schema=False, has_header=True, quote_char='"',
-                     null_values=list(NA_STRINGS), row_index_name="source_row", row_index_offset=1,
-                     with_column_names=lambda cs: [clean_header(c) for c in cs])
+    check_gzip(path)  # a truncated .gz is named at once (polars says only "unexpected end of file")
+    try:
+        lf = pl.scan_csv(path, separator=sep, infer_schema=False, has_header=True, quote_char='"',
+                         null_values=list(NA_STRINGS), row_index_name="source_row", row_index_offset=1,
+                         with_column_names=lambda cs: [clean_header(c) for c in cs])
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise InputError(f"cannot read the GWAS table: {bounded(msg, 300)}", file=path) from None
     lf = lf.select([pl.col("source_row").cast(pl.Int64)] + [pl.col(h) for h in used])
 
     def raw(key: str) -> pl.Expr:
@@ -224,7 +229,6 @@ def load_gwas_sumstats(path: str | Path, *, build: str | Build, dataset: str | N
     if rsids is not None:
         wanted = pl.Series("rsid", list(rsids), dtype=pl.Utf8)
         lf = lf.filter(pl.col("rsid").is_in(wanted.implode()))
-    check_gzip(path)  # a truncated .gz is named at once (polars says only "unexpected end of file")
     try:
         df = lf.collect(engine="streaming")
     except (pl.exceptions.PolarsError, OSError) as exc:
