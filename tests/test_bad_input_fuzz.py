@@ -56,19 +56,68 @@ HEADERS = {
 }
 
 
+_NUM = st.floats(-50, 50, allow_nan=False).map(lambda x: f"{x:.4g}")
+_P = st.floats(1e-30, 1.0).map(lambda x: f"{x:.3g}")
+_INT = st.integers(1, 5_000_000).map(str)
+_RS = st.integers(1, 10**9).map(lambda i: f"rs{i}")
+_CHR = st.sampled_from(["1", "chr2", "X", "chrM", "22"])
+_BASE = st.sampled_from(["A", "C", "G", "T", "AT", "G"])
+#: plausible values per column, so that many examples get past the header and into the rows
+VALID = {
+    "SNP": st.builds(lambda c, p, r: f"chr{c}:{p}_{r}", st.integers(1, 22), st.integers(1, 10**6), _RS),
+    "gene": st.builds(lambda p: f"chr1:{p}-{p + 500}", st.integers(1, 10**6)),
+    "epiQTL rsID": _RS, "Chr": _CHR, "Bp (hg19)": _INT, "Ref Allelec": _BASE, "Alt Alleled": _BASE,
+    "log2 (effect size)": _NUM, "variant_id": st.builds(lambda c, p: f"chr{c}_{p}_A_G_b38", st.integers(1, 22), _INT),
+    "gene_id": st.sampled_from(["ENSG00000141510.16", "ENSG00000000003"]), "rsid": _RS, "chrom": _CHR,
+    "pos": _INT, "ref": _BASE, "alt": _BASE, "effect_allele": _BASE, "other_allele": _BASE,
+    "chromosome": _CHR, "base_pair_location": _INT, "build": st.sampled_from(["hg38", "hg19", "GRCh38"]),
+    "pip": st.floats(0, 1).map(lambda x: f"{x:.3g}"), "cs": st.sampled_from(["-1", "0", "1", "2"]),
+    "tissue": st.sampled_from(["Lung", "Whole_Blood", "Heart_Left_Ventricle"]),
+    "assay": st.sampled_from(["RNA_SEQ", "DNASE", "ATAC", "CAGE"]),
+    "ontology_curie": st.sampled_from(["UBERON:0002048", "CL:0000236", ""]),
+    "name": st.sampled_from(["PPREsyn_0_chr1_146008_146024_-_TAAGGTCAAAGGTCGT",
+                             "PPREsyn_0_chr1_146008_146024_-_TAAGGTCAAAGGTCGT_pparg_69_81_mut1", "bad_name"]),
+    "element_id": st.sampled_from(["e1", "e2", "e3"]), "sequence": st.text("ACGT", min_size=1, max_size=30),
+    "ID": st.sampled_from(["PITX2", "ENSG00000141510"]), "CHR": _CHR, "TWAS.Z": _NUM, "TWAS.P": _P,
+}
+
+
+def _valid(col: str):
+    if col in VALID:
+        return VALID[col]
+    low = col.lower()
+    if any(k in low for k in ("p_value", "p-value", "pval", "twas.p", "pv")):
+        return _P
+    if any(k in low for k in ("tags", "count", "rna", "dna", "plasmid", "n", "nsnp", "nwgt", "ma_")):
+        return st.integers(0, 5000).map(str)
+    return _NUM
+
+
 @st.composite
 def tables(draw, fmt: str) -> bytes:
     names = HEADERS[fmt]
     header = draw(st.lists(st.one_of(st.sampled_from(names), st.text(max_size=8)), min_size=0, max_size=10))
-    if draw(st.booleans()):  # usually a plausible header: every known column, some shuffled/duplicated
-        header = draw(st.permutations(names)) + header[:2]
-    sep = draw(st.sampled_from(["\t", ",", ";", " ", "|"]))
-    n_rows = draw(st.integers(0, 6))
-    rows = [[draw(CELLS) for _ in range(max(len(header), 1) + draw(st.integers(-1, 1)))] for _ in range(n_rows)]
+    if draw(st.integers(0, 3)):  # usually a plausible header: every known column, some shuffled/duplicated
+        header = draw(st.permutations(names)) + header[:draw(st.integers(0, 2))]
+    sep = draw(st.sampled_from(["\t", "\t", ",", ";", " ", "|"]))
+    n_rows = draw(st.integers(0, 8))
+    bad_share = draw(st.sampled_from([0.0, 0.05, 0.3, 1.0]))
+
+    def cell(col: str) -> str:
+        if draw(st.floats(0, 1)) < bad_share:
+            return draw(CELLS)
+        return draw(_valid(col))
+
+    rows = []
+    for _ in range(n_rows):
+        r = [cell(c) for c in header]
+        if draw(st.floats(0, 1)) < bad_share:  # ragged
+            r = r[:-1] if draw(st.booleans()) else r + [draw(CELLS)]
+        rows.append(r)
     eol = draw(st.sampled_from(["\n", "\r\n"]))
     text = eol.join(sep.join(r) for r in [header, *rows]) + draw(st.sampled_from(["", eol]))
     data = text.encode("utf-8", errors="surrogatepass")
-    how = draw(st.sampled_from(["plain", "plain", "gzip", "truncated-gzip", "bytes"]))
+    how = draw(st.sampled_from(["plain", "plain", "plain", "gzip", "truncated-gzip", "bytes"]))
     if how == "gzip":
         data = gzip.compress(data)
     elif how == "truncated-gzip":
