@@ -399,7 +399,7 @@ class RunRecord:
         except OSError as e:
             err = StorageError.from_os_error(self.folder, e, "report")
             self.finish("failed", error=str(err))
-            raise err from None
+            raise err from e
         if self._body_done and self.status == "running":
             self.finish("completed")
         return p
@@ -428,7 +428,7 @@ class RunRecord:
                 except OSError as e:
                     err = StorageError.from_os_error(self.folder, e, "run folder")
                     self._close("failed", str(err), best_effort=True)
-                    raise err from None
+                    raise err from e
                 missing = self.missing_outputs()
                 if missing:
                     self._close("failed", f"run folder incomplete: missing {', '.join(missing)}", best_effort=True)
@@ -438,7 +438,7 @@ class RunRecord:
                 except OSError as e:
                     err = StorageError.from_os_error(self.folder, e, "manifest")
                     self._close("failed", str(err), best_effort=True)
-                    raise err from None
+                    raise err from e
             else:
                 try:
                     self._write_outputs()
@@ -480,7 +480,7 @@ class RunRecord:
                 except OSError as e:
                     err = StorageError.from_os_error(self.folder, e, "run folder")
                     self.finish("failed", error=str(err))
-                    raise err from None
+                    raise err from e
                 return
             self.finish("completed")
         elif isinstance(exc, (KeyboardInterrupt, SystemExit)) or type(exc).__name__ == "RunInterrupted":
