@@ -73,6 +73,7 @@ def assert_one_clear_error(res: CliResult, mentions: Sequence[str], *, before: d
     for folder, status in after.items():
         if folder not in before:
             assert status in ("failed", "interrupted"), f"{folder} left {status!r} after a bad input"
+            assert (folder / "manifest.json").stat().st_size < 200_000, "an unbounded manifest"
     return err
 
 

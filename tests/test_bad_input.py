@@ -226,6 +226,7 @@ CASES: list[tuple[str, str, object]] = [
     ("qtl-duplicated-beta-quoted", "qtl", _header(CAQTL, ",", "FDR", '"beta"', "caqtl-cd4.toml", ["'beta'"])),
     ("qtl-malformed-beta", "qtl", _cell(CAQTL, ",", "beta", 7, "abc", "caqtl-cd4.toml")),
     ("qtl-10mb-value", "qtl", _long_value(CAQTL, ",", "beta", "caqtl-cd4.toml")),
+    ("qtl-one-line-10mb", "qtl", _file(CAQTL, _write(b"col," * 2_600_000), "caqtl-cd4.toml", ["twice"])),
     ("qtl-ragged-row", "qtl", _file(CAQTL, lambda p: p.write_text(p.read_text().replace("\n", ",extra,cells\n", 3)
                                                                   .replace(",extra,cells\n", "\n", 1)),
                                     "caqtl-cd4.toml")),
@@ -382,3 +383,16 @@ def test_non_finite_beta_is_a_counted_drop(study, prefect_api, capfd):
     drops = pl.read_parquet(folder / "dropped.parquet").filter(pl.col("reason") == "non_finite_beta")
     assert sorted(drops["source_row"].to_list()) == [3, 5]
     assert drops["detail"].to_list() == ["beta is inf", "beta is -inf"]
+
+
+# --------------------------------------------------------------------------- unusable results / state folders
+
+@pytest.mark.parametrize("which", ["AGVAL_SIM_RESULTS", "AGVAL_HOME"])
+def test_results_or_state_folder_that_is_a_file_is_named(which, study, prefect_api, capfd, monkeypatch, tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where a folder should be")
+    d = study("qtl")
+    monkeypatch.setenv(which, str(blocker / "sub") if which == "AGVAL_HOME" else str(blocker))
+    before = manifests()
+    res = run_agval(["run", "qtl", d / "caqtl-cd4.toml"], capfd)
+    assert_one_clear_error(res, [str(blocker)], before=before)

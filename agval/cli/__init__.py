@@ -163,6 +163,17 @@ def _os_error_lines(e: OSError) -> list[str]:
     return [f"error: {bounded(e.strerror or str(e) or type(e).__name__, 500)}"]
 
 
+def _click_exceptions() -> dict[str, tuple[type, ...]]:
+    """click's exception classes, from typer's vendored copy and from click itself."""
+    mods = []
+    for name in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            mods.append(importlib.import_module(name))
+        except ImportError:
+            continue
+    return {k: tuple(getattr(m, k) for m in mods if hasattr(m, k)) for k in ("Exit", "Abort", "ClickException")}
+
+
 def run_cli(argv: list[str] | None = None) -> int:
     """Run the command line and return its exit code (0 ok, 2 an agval error, 130
     interrupted, 1 an internal error). Errors are printed as one ``error:`` line and maybe
@@ -204,11 +215,18 @@ def run_cli(argv: list[str] | None = None) -> int:
             old_term = signal.signal(signal.SIGTERM, on_term)
         except ValueError:  # not the main thread (tests calling in a thread)
             old_term = None
+        cx = _click_exceptions()
         try:
-            app(args=argv, standalone_mode=True)
+            app(args=argv, standalone_mode=False, prog_name="agval")
+        except cx["Exit"] as e:
+            return e.exit_code
+        except cx["Abort"] as e:  # Ctrl-C inside click
+            raise KeyboardInterrupt from e
+        except cx["ClickException"] as e:  # usage errors: click's own message, exit 2
+            e.show()
+            return e.exit_code
         except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-            return code
+            return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
         return 0
     except RunInterrupted as e:
         return fail([f"error: {e}"], e, 130, status="interrupted")

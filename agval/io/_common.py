@@ -144,10 +144,12 @@ def raw_header_names(header_line: str, sep: str) -> list[str]:
 
 def check_unique_header(names: Sequence[str], *, file: str | Path) -> None:
     """:class:`InputError` naming the first duplicated column (``beta,beta``) and its positions."""
+    import collections
+
     seen: dict[str, int] = {}
     for i, n in enumerate(names):
         if n in seen:
-            dups = sorted({x for x in names if names.count(x) > 1})
+            dups = sorted(x for x, k in collections.Counter(names).items() if k > 1)
             raise InputError(f"the header names this column twice (columns {seen[n] + 1} and {i + 1}); "
                              f"duplicated: {', '.join(quote(d, 60) for d in dups[:5])}",
                              file=file, column=n, row=None,
@@ -206,7 +208,9 @@ def read_text_table(path: str | Path, *, separator: str | None = None) -> pl.Dat
                          file=path, line=_error_line(exc)) from None
     renames = {c: clean_header(c) for c in df.columns}
     if len(set(renames.values())) != len(renames):
-        dup = sorted({v for v in renames.values() if list(renames.values()).count(v) > 1})
+        import collections
+
+        dup = sorted(v for v, k in collections.Counter(renames.values()).items() if k > 1)
         raise InputError(f"duplicated column names {[quote(d, 60) for d in dup[:5]]}", file=path)
     return df.rename(renames)
 
