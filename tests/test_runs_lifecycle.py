@@ -223,6 +223,8 @@ def test_kill_9_leaves_no_child_and_the_next_start_says_interrupted(world_dir, t
     finally:
         if proc.poll() is None:
             proc.kill()
+        for k in _children(proc.pid) if proc.poll() is None else []:
+            os.kill(k, signal.SIGKILL)
     assert json.loads(manifest.read_text())["status"] == "running", "nobody could mark it yet"
     nxt = subprocess.run([sys.executable, "-m", "agval", "--version"], env=env, capture_output=True, text=True,
                          timeout=120)
@@ -259,3 +261,33 @@ def test_full_disk_during_a_flow_is_failed_with_one_error_line(world_dir, tmp_pa
     log = (new[0] / runs.ERROR_LOG).read_text()
     assert "Traceback" in log and "OSError: [Errno 28] No space left" in log, "the full traceback went to the run folder"
     assert (new[0] / "dropped.parquet").is_file() and (new[0] / "metrics.json").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux-only")
+def test_a_stand_in_dies_with_the_process_that_started_it(world_dir, tmp_path):
+    """``standins.launch.start_service`` children get PR_SET_PDEATHSIG: kill -9 the parent,
+    the stand-in (its own process group, so stop() can signal it) goes too."""
+    code = ("import sys, time\n"
+            "from standins.launch import start_service\n"
+            f"s = start_service('myvariant', {str(world_dir)!r}, log_dir={str(tmp_path)!r})\n"
+            "print(s.proc.pid, flush=True)\n"
+            "time.sleep(600)\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    parent = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
+    child = None
+    try:
+        child = int(parent.stdout.readline())
+        assert _alive(child)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(10)
+        end = time.monotonic() + 15
+        while time.monotonic() < end and _alive(child):
+            time.sleep(0.1)
+        assert not _alive(child), "the stand-in outlived the process that started it"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+        parent.stdout.close()
+        if child is not None and _alive(child):  # the test failed: do not leave it behind
+            os.killpg(child, signal.SIGKILL)
