@@ -202,6 +202,7 @@ def test_kill_9_leaves_no_child_and_the_next_start_says_interrupted(world_dir, t
                PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     proc = subprocess.Popen([sys.executable, "-m", "agval", "run", "qtl", str(toml)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    kids: list[int] = []
     try:
         deadline = time.monotonic() + 240
         manifest = None
@@ -223,8 +224,9 @@ def test_kill_9_leaves_no_child_and_the_next_start_says_interrupted(world_dir, t
     finally:
         if proc.poll() is None:
             proc.kill()
-        for k in _children(proc.pid) if proc.poll() is None else []:
-            os.kill(k, signal.SIGKILL)
+        for k in kids:  # the test failed: do not leave them behind
+            if _alive(k):
+                os.kill(k, signal.SIGKILL)
     assert json.loads(manifest.read_text())["status"] == "running", "nobody could mark it yet"
     nxt = subprocess.run([sys.executable, "-m", "agval", "--version"], env=env, capture_output=True, text=True,
                          timeout=120)
