@@ -57,15 +57,16 @@ class ReferenceGenome:
         if self.path.is_dir():
             raise InputError("the reference FASTA is a folder, not a file", file=self.path)
         with open(self.path, "rb") as fh:
-            head = fh.read(2)
-        if head[:2] == b"\x1f\x8b":
+            head = fh.read(16)
+        bgzf = head[:4] == b"\x1f\x8b\x08\x04" and head[12:14] == b"BC"
+        if head[:2] == b"\x1f\x8b" and not bgzf:
             raise InputError("the reference FASTA is gzip-compressed; agval needs it plain (or bgzip with a "
                              ".gzi index) for random access", file=self.path,
                              hint="gunzip it, or compress it with `bgzip` and index it with `samtools faidx`")
-        if head[:1] != b">":
+        if not bgzf and head[:1] != b">":
             raise InputError("not a FASTA file (it does not start with a '>' header line)", file=self.path, line=1)
         fai = Path(str(self.path) + ".fai")
-        if fai.is_file():
+        if fai.is_file() and not bgzf:  # bgzip offsets are virtual: pyfaidx checks those itself
             check_fai(self.path, fai)
         try:
             self._fa = pyfaidx.Fasta(str(self.path), as_raw=True, sequence_always_upper=True,

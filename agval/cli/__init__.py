@@ -206,7 +206,9 @@ def run_cli(argv: list[str] | None = None) -> int:
 
         prefect_env.configure()
         install_log_filter()
-        guard = _ConsoleGuard().install()
+        args = list(sys.argv[1:] if argv is None else argv)
+        if not args or args[0] != "serve":  # a long-lived server keeps Prefect's errors on its console
+            guard = _ConsoleGuard().install()
         _register()
         from agval.runs import sweep_interrupted
 
