@@ -100,9 +100,13 @@ def read_toml(path: str | Path, *, what: str) -> dict:
     if not p.is_file():
         raise ConfigError(f"{what} not found: {p}")
     try:
-        return tomllib.loads(p.read_text())
+        return tomllib.loads(p.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{p}: not valid TOML: {e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p}: not a text (UTF-8) file: byte {e.start} cannot be decoded") from None
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read the {what}: {e.strerror}") from None
 
 
 def load_study_file(path: str | Path, model: type[M]) -> M:

@@ -15,7 +15,7 @@ import polars as pl
 from agval import schema
 
 DROPPED = schema.register(schema.TableFormat(
-    name="dropped", version=1,
+    name="dropped", version=2,
     description="One row per input row dropped anywhere in a run.",
     columns={
         "stage": pl.Utf8,        # e.g. load, lookup, harmonize, score, analyse
@@ -24,8 +24,44 @@ DROPPED = schema.register(schema.TableFormat(
         "source_file": pl.Utf8,
         "source_row": pl.Int64,  # 1-based data row in source_file
         "detail": pl.Utf8,       # human-readable detail
+        "error_code": pl.Utf8,   # scoring failures: the service's status code(s), e.g. UNAVAILABLE
+        "attempts": pl.Int64,    # scoring failures: calls made before giving up
     },
+    upgraders={1: lambda df: df.with_columns(pl.lit(None, dtype=pl.Utf8).alias("error_code"),
+                                             pl.lit(None, dtype=pl.Int64).alias("attempts"))},
 ))
+
+#: the six columns of a drop given as a tuple ``(stage, reason, row_id, source_file,
+#: source_row, detail)`` (``pl.DataFrame(rows, schema=DROP_ROW_SCHEMA, orient="row")``)
+DROP_ROW_SCHEMA: dict[str, pl.DataType] = dict(list(DROPPED.columns.items())[:6])
+
+#: the longest ``detail`` kept per drop (a 10 MB cell must not become a 10 MB drop log)
+MAX_DETAIL = 500
+
+
+def failure_drops(rows: pl.DataFrame, failures: pl.DataFrame, *, key: str = "variant_key") -> pl.DataFrame:
+    """One drop row per row of ``rows`` whose ``key`` failed, with the service's
+    ``error_code`` (several scorers' distinct codes joined by ``|``), the largest number of
+    ``attempts`` and a ``detail`` naming scorer, code, attempts and message.
+
+    ``rows``: ``row_id``, ``key`` (plus ``source_file``/``source_row`` when known);
+    ``failures``: ``key``, ``error_code``, ``message``, ``attempts`` (and ``scorer``), as in
+    ``agval-score-failures``. Add the result with :meth:`DropLog.add_frame`."""
+    if rows.height == 0 or failures.height == 0:
+        return pl.DataFrame(schema={"row_id": pl.Utf8, "detail": pl.Utf8, "error_code": pl.Utf8,
+                                    "attempts": pl.Int64})
+    who = pl.col("scorer") if "scorer" in failures.columns else pl.lit("model")
+    per = (failures.with_columns(
+                pl.format("{} {} ({} attempts): {}", who, pl.col("error_code"), pl.col("attempts"),
+                          pl.col("message").fill_null("").str.slice(0, 200)).alias("_d"))
+           .group_by(key, maintain_order=True)
+           .agg(pl.col("error_code").drop_nulls().unique().sort().str.join("|").alias("error_code"),
+                pl.col("attempts").max().alias("attempts"),
+                pl.col("_d").str.join("; ").str.slice(0, MAX_DETAIL).alias("detail")))
+    keep = [c for c in ("row_id", "source_file", "source_row") if c in rows.columns]
+    out = rows.select(*keep, key).join(per, on=key, how="inner")
+    return out.with_columns(pl.format("{} failed to score: {}", pl.col(key), pl.col("detail"))
+                            .str.slice(0, MAX_DETAIL).alias("detail")).drop(key)
 
 
 class DropLog:
@@ -36,10 +72,12 @@ class DropLog:
         self._lock = threading.Lock()
 
     def add(self, stage: str, reason: str, *, row_id: str | None = None, source_file: str | None = None,
-            source_row: int | None = None, detail: str | None = None) -> None:
+            source_row: int | None = None, detail: str | None = None, error_code: str | None = None,
+            attempts: int | None = None) -> None:
         self.add_frame(pl.DataFrame([{ "stage": stage, "reason": reason, "row_id": row_id,
                                        "source_file": source_file, "source_row": source_row,
-                                       "detail": detail}], schema=DROPPED.columns))
+                                       "detail": detail, "error_code": error_code, "attempts": attempts}],
+                                    schema=DROPPED.columns))
 
     def add_frame(self, df: pl.DataFrame, *, stage: str | None = None, reason: str | None = None,
                   source_file: str | None = None) -> None:
@@ -53,7 +91,7 @@ class DropLog:
                 cols.append(pl.col(c).cast(t))
             else:
                 cols.append(pl.lit(fill.get(c), dtype=t).alias(c))
-        part = df.select(cols)
+        part = df.select(cols).with_columns(pl.col("detail").str.slice(0, MAX_DETAIL))
         if part["stage"].null_count() or part["reason"].null_count():
             raise ValueError("every drop needs a stage and a reason")
         with self._lock:

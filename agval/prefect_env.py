@@ -11,6 +11,10 @@ tests do). It only sets variables the user has not set:
 
 A user who exported ``PREFECT_API_URL`` (a running Prefect server) keeps it, and
 agval uses that server instead of an ephemeral one.
+
+It also makes every child process agval starts die with it (:func:`die_with_parent`):
+Prefect's ephemeral server (patched on import by :func:`guard_children`), the stand-ins
+(``standins/launch.py``) and ``agval serve``'s server (``deployments/server.py``).
 """
 
 from __future__ import annotations
@@ -43,9 +47,110 @@ def configure() -> dict[str, str]:
     from agval.secrets import install_record_factory
 
     install_record_factory()  # redact the API key in every log record, Prefect's included
+    guard_children()  # the ephemeral Prefect server dies with this process, even after kill -9
     return set_now
 
 
 def using_server() -> bool:
     """True when a Prefect server (PREFECT_API_URL) is configured, not the ephemeral one."""
     return bool(os.environ.get("PREFECT_API_URL"))
+
+
+# -- child processes never outlive agval -------------------------------------------------------
+
+_PR_SET_PDEATHSIG = 1
+_prctl = None
+
+
+def _load_prctl():
+    global _prctl
+    if _prctl is None:
+        try:
+            import ctypes
+
+            _prctl = ctypes.CDLL(None, use_errno=True).prctl
+        except (OSError, AttributeError):  # not Linux
+            _prctl = False
+    return _prctl
+
+
+def die_with_parent(sig: int | None = None):
+    """A ``preexec_fn`` for :class:`subprocess.Popen`: the child is sent ``sig`` (default
+    SIGKILL) when the process that started it dies, even by ``kill -9`` (Linux
+    ``prctl(PR_SET_PDEATHSIG)``; elsewhere it does nothing). If the parent is already gone
+    when the child starts, the child exits at once.
+
+    Linux sends the signal when the *thread* that forked the child ends; agval starts its
+    children from long-lived threads (the main thread, Prefect's loop threads)."""
+    import signal as _signal
+
+    sig = _signal.SIGKILL if sig is None else sig
+    prctl = _load_prctl()  # resolved in the parent: nothing to import after fork
+    parent = os.getpid()
+
+    def preexec() -> None:
+        if prctl:
+            prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return preexec
+
+
+class _PopenWithGuard:
+    """Stands in for the ``subprocess`` module inside Prefect's ephemeral-server module:
+    the same module, except that ``Popen`` children die with agval."""
+
+    def __init__(self, module):
+        self._module = module
+
+    def __getattr__(self, name):
+        return getattr(self._module, name)
+
+    def Popen(self, *args, **kwargs):  # noqa: N802 - mirrors subprocess.Popen
+        kwargs.setdefault("preexec_fn", die_with_parent())
+        return self._module.Popen(*args, **kwargs)
+
+
+def _guard_ephemeral_server(module) -> None:
+    import subprocess
+
+    if not isinstance(getattr(module, "subprocess", None), _PopenWithGuard):
+        module.subprocess = _PopenWithGuard(subprocess)
+
+
+_EPHEMERAL_MODULE = "prefect.server.api.server"
+
+
+class _GuardFinder:
+    """Import hook: when Prefect's server module loads, its uvicorn child (the ephemeral
+    Prefect server) is started with :func:`die_with_parent`."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != _EPHEMERAL_MODULE:
+            return None
+        import importlib.machinery
+
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is None or spec.loader is None:
+            return None
+        loader = spec.loader
+        orig_exec = loader.exec_module
+
+        def exec_module(module):
+            orig_exec(module)
+            _guard_ephemeral_server(module)
+
+        loader.exec_module = exec_module
+        return spec
+
+
+def guard_children() -> None:
+    """Make the ephemeral Prefect server (started lazily by Prefect) die with this process."""
+    import sys
+
+    mod = sys.modules.get(_EPHEMERAL_MODULE)
+    if mod is not None:
+        _guard_ephemeral_server(mod)
+    elif not any(isinstance(f, _GuardFinder) for f in sys.meta_path):
+        sys.meta_path.insert(0, _GuardFinder())

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agval.errors import ConfigError
+from agval.prefect_env import die_with_parent
 
 SERVER_ENV = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -125,7 +126,8 @@ def start_server(*, port: int | None = None, home: str | Path | None = None, tim
     cmd += ["server", "start", "--host", "127.0.0.1", "--port", str(port), "--analytics-off"]
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=child_env, start_new_session=True)
+                                env=child_env, start_new_session=True,
+                                preexec_fn=die_with_parent())
     server = LocalServer(proc, port, home, log_path)
     deadline = time.monotonic() + timeout
     try:

@@ -116,11 +116,27 @@ def record_model(record: RunRecord, backend) -> None:
 
 
 def start_run(study: str, flow: str, params: BaseModel | dict[str, Any], *, simulated: bool,
-              seed: int | None = None, inputs: dict[str, str | Path | None] | None = None) -> RunRecord:
-    """Open the run record (simulated runs go under the simulated root) and hash the inputs."""
-    p = params.model_dump(mode="json") if isinstance(params, BaseModel) else dict(params)
-    rec = RunRecord.start(study, flow, parameters=p, simulated=simulated, seed=seed)
+              seed: int | None = None, inputs: dict[str, str | Path | None] | None = None,
+              report: bool = True) -> RunRecord:
+    """Open the run record (simulated runs go under the simulated root) and hash the inputs.
+
+    Every input must be a readable file before the record opens (an :class:`InputError`
+    naming the file and its study field otherwise); ``report=True``: the run is
+    ``completed`` only once its ``report.html`` is written."""
+    from agval.errors import InputError
+
     for role, path in (inputs or {}).items():
-        if path:
-            rec.add_input(path, role)
+        if path and not Path(path).is_file():
+            why = "is a folder, not a file" if Path(path).is_dir() else "file not found"
+            raise InputError(why, file=path, hint=f"check the path of the {role.split(':')[0]} input in the study file "
+                                                  "(relative paths are relative to the study file)")
+    p = params.model_dump(mode="json") if isinstance(params, BaseModel) else dict(params)
+    rec = RunRecord.start(study, flow, parameters=p, simulated=simulated, seed=seed, report=report)
+    try:
+        for role, path in (inputs or {}).items():
+            if path:
+                rec.add_input(path, role)
+    except OSError as e:
+        rec.finish("failed", error=f"cannot read input {e.filename}: {e.strerror}")
+        raise InputError(f"cannot read the file: {e.strerror}", file=e.filename) from None
     return rec

@@ -36,7 +36,8 @@ def standin_smoke(world_dir: str, alphagenome_address: str, myvariant_url: str) 
 
     world = World.load(world_dir)
     backend = make_backend({"kind": "alphagenome", "address": alphagenome_address, "world_dir": world_dir})
-    rec = start_run("demo-smoke", "agval-demo", {"world": world_dir}, simulated=backend.simulated, seed=world.seed)
+    rec = start_run("demo-smoke", "agval-demo", {"world": world_dir}, simulated=backend.simulated, seed=world.seed,
+                    report=False)
     with rec:
         fp = backend.fingerprint()
         rsids = world.variants.filter(pl.col("status") == "ok")["rsid"].unique(maintain_order=True).head(200).to_list()

@@ -214,9 +214,15 @@ def _predict_block(built, rows: pl.DataFrame, *, backend, organism: str, terms: 
     failed = frame.filter(pl.all_horizontal([pl.col(c).is_null() for c in aggs]))
     if failed.height:
         reasons = {r["seq_id"]: f"{r['error_code']}: {r['message']}" for r in run.failures.iter_rows(named=True)}
+        codes = {r["seq_id"]: r["error_code"] for r in run.failures.iter_rows(named=True)}
+        tries = {r["seq_id"]: r["attempts"] for r in run.failures.iter_rows(named=True)}
         rec.drops.add_frame(failed.select("row_id", *(c for c in ("source_file", "source_row") if c in frame.columns),
                                           pl.col("input_id").replace_strict(reasons, default="no prediction")
-                                          .alias("detail")),
+                                          .alias("detail"),
+                                          pl.col("input_id").replace_strict(codes, default=None, return_dtype=pl.Utf8)
+                                          .alias("error_code"),
+                                          pl.col("input_id").replace_strict(tries, default=None, return_dtype=pl.Int64)
+                                          .alias("attempts")),
                             stage=f"predict:{label}", reason="prediction_failed")
         frame = frame.filter(~pl.all_horizontal([pl.col(c).is_null() for c in aggs]))
     summary = {**run.summary_stats, "organism": organism, "ontology_terms": terms, "outputs": outputs,

@@ -41,6 +41,7 @@ import polars as pl  # noqa: E402
 from prefect import flow, get_run_logger  # noqa: E402
 
 from agval.config import BackendConfig, LookupConfig  # noqa: E402
+from agval.drops import failure_drops  # noqa: E402
 from agval.qtl.harmonize import lookup_ids  # noqa: E402
 from agval.qtl.modality import plan_analyses, scorers_for  # noqa: E402
 from agval.qtl.pipeline import analysis_rows, build_metrics, genome_path, report_parts, table_marks  # noqa: E402
@@ -130,9 +131,8 @@ def qtl_validation(study: QTLStudy, backend: BackendConfig = BackendConfig(),
                                      artifact_key=f"{study.name}-scoring")
                 run.record(rec)
                 failed = run.failed_rows(variants)
-                if failed.height:
-                    rec.drops.add_frame(failed.select("row_id", pl.format("variant {} failed to score",
-                                                                          "variant_key").alias("detail")),
+                if failed.height:  # with the service's error code and attempts
+                    rec.drops.add_frame(failure_drops(failed, run.failures),
                                         stage="score", reason="score_failed", source_file=study.table)
                 scores = run.scores
                 scoring_info = {"scorers": run.scorers, "interval_width": run.interval_width,

@@ -294,7 +294,7 @@ def twas_concordance(study: TWASStudy, backend: BackendConfig = BackendConfig(),
                         rec.drops.add_frame(run.failures.select(
                             pl.col("variant_key").alias("row_id"), pl.col("error_code").alias("reason"),
                             pl.format("{} ({} attempts): {}", pl.col("scorer"), pl.col("attempts"),
-                                      pl.col("message")).alias("detail")), stage="score")
+                                      pl.col("message")).alias("detail"), "error_code", "attempts"), stage="score")
                     parts.append(T.reduce_scores(run.scores, **red))
                     del run
                 rec.note("scoring_batches", summaries)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agval.errors import ConfigError
+from agval.prefect_env import die_with_parent
 
 
 @dataclass
@@ -73,7 +74,8 @@ def start_service(kind: str, world: str | Path, *args: str, timeout: float = 60.
            "--port", "0", "--port-file", str(port_file), *args]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+                                start_new_session=True,
+                                preexec_fn=die_with_parent())
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if port_file.exists() and port_file.read_text().strip():

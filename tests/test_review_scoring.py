@@ -210,3 +210,43 @@ def test_explicit_cache_path_in_the_other_worlds_tree_is_refused(tmp_path):
         open_cache(str(cache_dir("scores", False) / "mine"), _B())
     assert open_cache(str(tmp_path / "own"), _B()).root == tmp_path / "own"
     assert open_cache(str(cache_dir("scores", True) / "x"), _B()) is not None
+
+
+
+class _PartlyFailingBackend(_FailingBackend):
+    """Fails transiently for one variant only; answers a fixed score for the others."""
+
+    def __init__(self, code: str | None, bad_key: str | None):
+        super().__init__(code or "UNAVAILABLE")
+        self.bad_key = bad_key
+
+    def score_one(self, variant, scorers, *, interval_width, organism):
+        if variant.key == self.bad_key:
+            return super().score_one(variant, scorers, interval_width=interval_width, organism=organism)
+        import polars as pl
+
+        return pl.DataFrame({"variant_key": [variant.key], "scorer": ["DNASE"], "track_name": ["t"],
+                             "track_strand": ["+"], "gene_id": [None], "raw_score": [variant.pos / 1e6],
+                             "quantile_score": [0.5]}, schema_overrides={"gene_id": pl.Utf8})
+
+
+_PANEL3 = [Variant("chr1", 1_000_000, "A", "G"), Variant("chr1", 2_000_000, "C", "T"),
+           Variant("chr2", 3_000_000, "G", "A")]
+
+
+def test_one_transient_canary_failure_is_recorded_and_the_run_goes_on():
+    from agval.scoring.fingerprint import canary_scores, compare
+
+    full = canary_scores(_PartlyFailingBackend(None, None), _PANEL3, policy=_fast_policy())
+    part = canary_scores(_PartlyFailingBackend("UNAVAILABLE", _PANEL3[1].key), _PANEL3, policy=_fast_policy())
+    assert part["failed"] == {_PANEL3[1].key: "UNAVAILABLE"} and part["partial"] is True
+    assert part["n_scores"] == 2 and full["n_scores"] == 3 and "failed" not in full
+    assert part["sha256"] != full["sha256"], "a partial panel is not the full panel's evidence"
+    assert compare({"canary": full}, {"canary": part}) == {}, "a transient failure is not a model change"
+
+
+def test_every_canary_failing_is_an_error():
+    from agval.scoring.fingerprint import canary_scores
+
+    with pytest.raises(ScoringError, match="every canary variant failed"):
+        canary_scores(_FailingBackend("UNAVAILABLE"), _PANEL3, policy=_fast_policy())

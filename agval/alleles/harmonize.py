@@ -81,7 +81,7 @@ from agval.coords import Variant, complement, is_palindromic
 from agval.drops import DropLog, funnel_table
 from agval.errors import AgvalError, ConfigError, MissingColumnError
 from agval.frames import assert_unique
-from agval.genome import ReferenceGenome
+from agval.genome import ReferenceGenome, check_ref_mismatch_share
 
 LOOKUP_CLASSES = ("ok_biallelic", "multiallelic", "notfound", "no_hg38", "indel", "merged")
 _ACGT = frozenset("ACGT")
@@ -457,9 +457,9 @@ def harmonize(study: pl.DataFrame, lookup: pl.DataFrame, genome: ReferenceGenome
     table = out.join(extra, on="_i", how="left").sort("_i").drop("_i")
     dec = pl.DataFrame(decisions, schema=DECISION_COLUMNS, orient="row")
     if drop_rows:
-        from agval.drops import DROPPED
+        from agval.drops import DROP_ROW_SCHEMA
 
-        drops.add_frame(pl.DataFrame(drop_rows, schema=DROPPED.columns, orient="row"))
+        drops.add_frame(pl.DataFrame(drop_rows, schema=DROP_ROW_SCHEMA, orient="row"))
     n_valid = work.filter(pl.col("_why").is_null()).height
     n_found = dec.filter(pl.col("kept") | (pl.col("stage") == "harmonize")).height
     funnel = funnel_table([("input", study.height), ("valid_rsid", n_valid), ("found_hg38", n_found),
@@ -471,6 +471,9 @@ def harmonize(study: pl.DataFrame, lookup: pl.DataFrame, genome: ReferenceGenome
                         hint="no rsID was found with hg38 coordinates; check the ids and the source")
         if table.height:
             check_placeholder_alleles(table, "ref", "alt", what="harmonized variants", min_rows=placeholder_min_rows)
+        n_mis = sum(1 for r in drop_rows if r[1] == "ref_mismatch")
+        check_ref_mismatch_share(len(kept) + n_mis, n_mis, what=f"alleles of {src or 'the study'} looked up on hg38",
+                                 fasta=refcheck.genome.path)
     if conv.kind == "unknown":
         notes.append("effect allele unknown: beta_alt is the study's beta unchanged; direction claims are "
                      "unverified (orientation_verified=False)")

@@ -14,6 +14,11 @@ frequency from ``INFO`` ``AF=`` (one value per ALT) or dbSNP's
 order). Chromosomes may be ``1``, ``chr1`` or RefSeq accessions (``NC_000001.11`` ->
 ``chr1``, ``NC_012920`` -> ``chrM``); other contigs keep their name.
 
+Bad files: a truncated or corrupt gzip is an :class:`~agval.errors.InputError` naming the
+file (never retried); a malformed data line (fewer than five fields, a ``POS`` that is not
+a positive integer, an empty ``REF``/``ALT``, a ``REF`` that is not bases) is an
+``InputError`` naming the file and its line, never read as "not found" or "no hg38".
+
 Build: the ``##reference=`` header line must not name GRCh37/hg19
 (:class:`~agval.errors.BuildMismatchError`); a header without it is taken as hg38
 (``assume_hg38=False`` refuses such a file). The data version is the
@@ -26,12 +31,15 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import zlib
 from pathlib import Path
 
 import polars as pl
 
 from agval.alleles import LOOKUP_COLUMNS, Progress, conform_lookup
-from agval.errors import BuildMismatchError, InputError
+from agval.errors import BuildMismatchError, InputError, quote
+
+_GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)
 
 _COLS = ["#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO"]
 _FREQ_STUDIES = ("GnomAD", "TOPMED", "1000Genomes")
@@ -87,7 +95,7 @@ class VcfSource:
         self.assembly = assembly
         self.chunk_bytes = chunk_bytes
         self.gzip = _is_gzip(self.path)
-        self.meta, self.columns, self._header_bytes = self._read_header()
+        self.meta, self.columns, self._header_bytes, self._header_lines = self._read_header()
         missing = [c for c in _COLS[:5] if c not in self.columns]
         if missing:
             raise InputError(f"not a VCF: the #CHROM header line lacks {missing}", file=self.path,
@@ -105,24 +113,34 @@ class VcfSource:
         raw = open(self.path, "rb")
         return raw, (gzip.GzipFile(fileobj=raw) if self.gzip else raw)
 
-    def _read_header(self) -> tuple[dict[str, str], list[str], int]:
+    def _gzip_error(self, exc: BaseException) -> InputError:
+        what = "truncated" if isinstance(exc, EOFError) else "corrupt"
+        return InputError(f"the gzip data is {what} ({type(exc).__name__}: {str(exc)[:120]})", file=self.path,
+                          hint="the file was probably cut short while copying or downloading; fetch it again "
+                               "(gzip -t FILE tests it)")
+
+    def _read_header(self) -> tuple[dict[str, str], list[str], int, int]:
         meta: dict[str, str] = {}
         raw, fh = self._open()
         try:
-            n = 0
+            n = lines = 0
             while True:
-                line = fh.readline()
+                try:
+                    line = fh.readline()
+                except _GZIP_ERRORS as e:
+                    raise self._gzip_error(e) from None
                 if not line:
                     raise InputError("not a VCF: no #CHROM header line", file=self.path)
                 n += len(line)
+                lines += 1
                 text = line.decode(errors="replace").rstrip("\r\n")
                 if text.startswith("##"):
                     k, _, v = text[2:].partition("=")
                     meta.setdefault(k, v)
                 elif text.startswith("#"):
-                    return meta, text.split("\t"), n
+                    return meta, text.split("\t"), n, lines
                 else:
-                    raise InputError("not a VCF: data before the #CHROM header line", file=self.path)
+                    raise InputError("not a VCF: data before the #CHROM header line", file=self.path, line=lines)
         finally:
             fh.close()
             raw.close()
@@ -142,35 +160,71 @@ class VcfSource:
         return f"dbsnp={build};file={self.path.name};size={size};sha={h.hexdigest()[:12]}"
 
     def _blocks(self, progress: Progress | None):
+        """``(block of whole lines, 1-based file line of its first line)``."""
         raw, fh = self._open()
         total = self.path.stat().st_size
+        line_no = self._header_lines + 1
         try:
-            fh.read(self._header_bytes) if self.gzip else fh.seek(self._header_bytes)
-            while True:
-                block = fh.read(self.chunk_bytes)
-                if not block:
-                    break
-                if not block.endswith(b"\n"):
-                    block += fh.readline()
-                yield block
-                if progress:
-                    progress(raw.tell(), total)
+            try:
+                fh.read(self._header_bytes) if self.gzip else fh.seek(self._header_bytes)
+                while True:
+                    block = fh.read(self.chunk_bytes)
+                    if not block:
+                        break
+                    if not block.endswith(b"\n"):
+                        block += fh.readline()
+                    yield block, line_no
+                    line_no += block.count(b"\n")
+                    if progress:
+                        progress(raw.tell(), total)
+            except _GZIP_ERRORS as e:
+                raise self._gzip_error(e) from None
         finally:
             fh.close()
             raw.close()
 
-    def _parse(self, block: bytes, wanted: pl.Series) -> pl.DataFrame:
+    def _parse(self, block: bytes, wanted: pl.Series, first_line: int = 1) -> pl.DataFrame:
         """One block of VCF lines -> the matching rows, already in lookup-table shape (small)."""
-        df = pl.read_csv(io.BytesIO(block), separator="\t", has_header=False, new_columns=self.columns,
-                         infer_schema=False, quote_char=None, comment_prefix="#", truncate_ragged_lines=True)
+        try:
+            df = pl.read_csv(io.BytesIO(block), separator="\t", has_header=False, new_columns=self.columns,
+                             infer_schema=False, quote_char=None, comment_prefix="#", truncate_ragged_lines=True)
+        except pl.exceptions.PolarsError as exc:
+            raise InputError(f"cannot read the VCF records: {str(exc).splitlines()[0][:300]}", file=self.path,
+                             line=first_line) from None
         df = df.select(_COLS[:5] + (["INFO"] if "INFO" in self.columns else []))
         if "INFO" not in df.columns:
             df = df.with_columns(pl.lit("").alias("INFO"))
+        self._check_lines(df, first_line)
         if df.height and df["ID"].str.contains(";", literal=True).any():
             df = df.with_columns(pl.col("ID").str.split(";")).explode("ID")
         found = df.filter(pl.col("ID").str.to_lowercase().is_in(wanted.implode()))
         del df
         return self._rows(found)
+
+    def _check_lines(self, df: pl.DataFrame, first_line: int) -> None:
+        """:class:`InputError` at the first malformed record of a block (file and line)."""
+        pos = pl.col("POS").cast(pl.Int64, strict=False)
+        bad = (pos.is_null() | (pos < 1) | pl.col("REF").is_null() | (pl.col("REF") == "")
+               | pl.col("ALT").is_null() | (pl.col("ALT") == "")
+               | ~pl.col("REF").str.contains(r"^(?i)[ACGTNRYKMSWBDHV]+$"))
+        flags = df.select(bad.fill_null(True).alias("b"))["b"]
+        if not flags.any():
+            return
+        i = int(flags.arg_max())
+        row = df.row(i, named=True)
+        if row["POS"] is None or row["REF"] is None or row["ALT"] is None:
+            why, col = "fewer than 5 tab-separated fields (a cut or joined line?)", None
+        elif pl.Series([row["POS"]]).cast(pl.Int64, strict=False)[0] is None or int(row["POS"]) < 1:
+            why, col = f"POS {quote(row['POS'], 60)} is not a positive integer", "POS"
+        elif not row["ALT"]:
+            why, col = "ALT is empty", "ALT"
+        else:
+            why, col = f"REF {quote(row['REF'], 60)} is not a run of bases", "REF"
+        n = int(flags.sum())
+        more = f" ({n} malformed records in this block)" if n > 1 else ""
+        raise InputError(f"malformed VCF record: {why}{more}", file=self.path, line=first_line + i, column=col,
+                         hint="the file may be truncated or corrupt; a malformed record is never read as "
+                              "'not found'")
 
     @staticmethod
     def _rows(found: pl.DataFrame) -> pl.DataFrame:
@@ -197,7 +251,7 @@ class VcfSource:
                source_version: str | None = None) -> pl.DataFrame:
         """One pass over the file for all ``rsids`` (normalised); the lookup table."""
         wanted = pl.Series(rsids, dtype=pl.Utf8).str.to_lowercase().unique(maintain_order=True)
-        parts = [self._parse(b, wanted) for b in self._blocks(progress)] if wanted.len() else []
+        parts = [self._parse(b, wanted, n) for b, n in self._blocks(progress)] if wanted.len() else []
         rows = pl.concat(parts) if parts else self._rows(pl.DataFrame(schema={c: pl.Utf8 for c in _COLS[:5] + ["INFO"]}))
         del parts
         const = dict(source=pl.lit(self.name), source_version=pl.lit(source_version, dtype=pl.Utf8),

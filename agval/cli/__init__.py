@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import typer
@@ -53,19 +54,204 @@ def _root(version: bool = typer.Option(False, "--version", help="Print the agval
         raise typer.Exit()
 
 
-def main(argv: list[str] | None = None) -> None:
-    from agval import prefect_env
-    from agval.errors import AgvalError
-    from agval.secrets import install_log_filter, redact
+class _ConsoleGuard:
+    """Keeps Prefect's error records (and every traceback) off the terminal and remembers
+    them, bounded, for the error log in the run folder. Warnings still print."""
 
-    prefect_env.configure()
-    install_log_filter()
-    _register()
+    MAX_RECORDS = 500
+    MAX_CHARS = 20_000
+
+    def __init__(self):
+        import collections
+        import logging
+
+        self.records: collections.deque[str] = collections.deque(maxlen=self.MAX_RECORDS)
+        self._fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self._handlers: list = []
+
+    def filter(self, record) -> bool:
+        if record.exc_info or record.levelno >= 40:
+            try:
+                text = self._fmt.format(record)
+            except Exception:  # noqa: BLE001 - a broken record must not break the command
+                text = repr(record.msg)
+            self.records.append(text[: self.MAX_CHARS])
+            return False
+        return True
+
+    @staticmethod
+    def _is_console(h) -> bool:
+        import logging
+
+        if type(h).__name__ == "PrefectConsoleHandler":
+            return True
+        return type(h) is logging.StreamHandler and getattr(h, "stream", None) in (sys.stderr, sys.__stderr__)
+
+    def attach(self) -> None:
+        import logging
+
+        for h in logging.getLogger().handlers:
+            if self._is_console(h) and h not in self._handlers:
+                h.addFilter(self)
+                self._handlers.append(h)
+
+    def install(self) -> "_ConsoleGuard":
+        """Attach now and after every later ``logging.config.dictConfig`` (Prefect sets up
+        its console handler when it is first imported, inside a command)."""
+        import logging.config
+
+        self._handlers: list = []
+        self.attach()
+        self._orig = logging.config.dictConfig
+
+        def dict_config(config, _orig=self._orig):
+            _orig(config)
+            self.attach()
+
+        logging.config.dictConfig = dict_config
+        return self
+
+    def uninstall(self) -> None:
+        import logging.config
+
+        for h in self._handlers:
+            h.removeFilter(self)
+        self._handlers = []
+        logging.config.dictConfig = self._orig
+
+
+def _error_log(exc: BaseException, guard: _ConsoleGuard | None) -> "Path | None":
+    """Write the full traceback (and Prefect's error records) into the newest run folder this
+    process started, else ``<state>/logs/``. Returns the file, None if nothing could be written."""
+    import datetime as dt
+    import traceback
+    from pathlib import Path
+
+    from agval.runs import ERROR_LOG, runs_started_here
+    from agval.secrets import redact
+
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    if guard is not None and guard.records:
+        text += "\n--- log records kept off the terminal ---\n" + "\n".join(guard.records)
+    text = redact(text)
+    folders = runs_started_here()
+    targets = [folders[-1] / ERROR_LOG] if folders else []
     try:
-        app(args=argv, standalone_mode=True)
+        from agval.paths import state_dir
+
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        targets.append(state_dir() / "logs" / f"agval-error-{stamp}-{os.getpid()}.log")
+    except Exception:  # noqa: BLE001
+        pass
+    for t in targets:
+        try:
+            t.parent.mkdir(parents=True, exist_ok=True)
+            with open(t, "a", encoding="utf-8") as fh:
+                fh.write(text + "\n")
+            return Path(t)
+        except OSError:
+            continue
+    return None
+
+
+def _os_error_lines(e: OSError) -> list[str]:
+    """An OS error that escaped the library: which path and why, in one line."""
+    from agval.errors import StorageError, bounded, user_lines
+
+    if e.filename:
+        return user_lines(StorageError.from_os_error(e.filename, e, "file or folder"))
+    return [f"error: {bounded(e.strerror or str(e) or type(e).__name__, 500)}"]
+
+
+def _click_exceptions() -> dict[str, tuple[type, ...]]:
+    """click's exception classes, from typer's vendored copy and from click itself."""
+    mods = []
+    for name in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            mods.append(importlib.import_module(name))
+        except ImportError:
+            continue
+    return {k: tuple(getattr(m, k) for m in mods if hasattr(m, k)) for k in ("Exit", "Abort", "ClickException")}
+
+
+def run_cli(argv: list[str] | None = None) -> int:
+    """Run the command line and return its exit code (0 ok, 2 an agval error, 130
+    interrupted, 1 an internal error). Errors are printed as one ``error:`` line and maybe
+    one ``hint:`` line on stderr; the full traceback goes to :data:`agval.runs.ERROR_LOG`
+    in the run folder (or ``<state>/logs/``)."""
+    import signal
+
+    from agval.errors import AgvalError, RunInterrupted, user_lines
+
+    guard = None
+
+    def fail(lines: list[str], exc: BaseException, code: int, status: str = "failed") -> int:
+        from agval import runs
+
+        runs.fail_open_runs(lines[0][len("error: "):], status=status)
+        log = _error_log(exc, guard)
+        if code == 1 and log is not None:
+            lines = lines[:1] + [f"hint: this is a bug in agval; the full traceback is in {log}"]
+        for line in lines:
+            typer.secho(line, err=True, fg="red" if line.startswith("error:") else None)
+        return code
+
+    def on_term(signum, frame):
+        raise RunInterrupted(f"stopped by signal {signal.Signals(signum).name}")
+
+    old_term = None
+    try:
+        from agval import prefect_env
+        from agval.secrets import install_log_filter
+
+        prefect_env.configure()
+        install_log_filter()
+        args = list(sys.argv[1:] if argv is None else argv)
+        if not args or args[0] != "serve":  # a long-lived server keeps Prefect's errors on its console
+            guard = _ConsoleGuard().install()
+        _register()
+        from agval.runs import sweep_interrupted
+
+        sweep_interrupted()
+        try:
+            old_term = signal.signal(signal.SIGTERM, on_term)
+        except ValueError:  # not the main thread (tests calling in a thread)
+            old_term = None
+        cx = _click_exceptions()
+        try:
+            app(args=argv, standalone_mode=False, prog_name="agval")
+        except cx["Exit"] as e:
+            return e.exit_code
+        except cx["Abort"] as e:  # Ctrl-C inside click
+            raise KeyboardInterrupt from e
+        except cx["ClickException"] as e:  # usage errors: click's own message, exit 2
+            e.show()
+            return e.exit_code
+        except SystemExit as e:
+            return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        return 0
+    except RunInterrupted as e:
+        return fail([f"error: {e}"], e, 130, status="interrupted")
+    except KeyboardInterrupt as e:
+        return fail(["error: interrupted (Ctrl-C)"], e, 130, status="interrupted")
     except AgvalError as e:
-        typer.secho(f"error: {redact(str(e))}", err=True, fg="red")
-        sys.exit(2)
+        return fail(user_lines(e), e, 2)
+    except OSError as e:
+        return fail(_os_error_lines(e), e, 2)
+    except Exception as e:  # noqa: BLE001 - the last line of defence: one line, traceback to the log
+        from agval.errors import bounded
+        from agval.secrets import redact
+
+        return fail([f"error: internal error: {type(e).__name__}: {bounded(redact(str(e)), 500)}"], e, 1)
+    finally:
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
+        if guard is not None:
+            guard.uninstall()
+
+
+def main(argv: list[str] | None = None) -> None:
+    sys.exit(run_cli(argv))
 
 
 if __name__ == "__main__":

@@ -12,8 +12,21 @@ app = typer.Typer(rich_markup_mode=None, help="Run a study (QTL, TWAS, MPRA) fro
                   no_args_is_help=True)
 
 
+def _precheck(study_file: Path) -> None:
+    """Before any work: the study file exists and parses as TOML, and its study name is a
+    plain name (the run folder is always inside the results root)."""
+    from agval.config import read_toml
+    from agval.runs import study_slug
+
+    raw = read_toml(study_file, what="study file")
+    study = raw.get("study")
+    if isinstance(study, dict) and "name" in study:
+        study_slug(study["name"], file=study_file)
+
+
 def _run(kind: str, study_file: Path, backend_kind, address, model_version, standin_world, lookup_source,
          myvariant_url, vcf) -> None:
+    _precheck(study_file)
     from flows import registry
 
     result = registry.run(kind, study_file,
@@ -28,7 +41,7 @@ def _run(kind: str, study_file: Path, backend_kind, address, model_version, stan
 
 def _make(kind: str, help_text: str):
     def command(
-        study_file: Path = typer.Argument(..., exists=True, dir_okay=False, help="TOML study file."),
+        study_file: Path = typer.Argument(..., help="TOML study file."),
         backend: Optional[str] = typer.Option(None, help="Override [backend] kind: alphagenome|standin|atlas|precomputed."),
         address: Optional[str] = typer.Option(None, help="Override [backend] address (host:port)."),
         model_version: Optional[str] = typer.Option(None, help="Override [backend] model_version."),

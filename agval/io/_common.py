@@ -34,7 +34,7 @@ from typing import Iterable, Mapping, Sequence
 import polars as pl
 
 from agval.drops import DropLog
-from agval.errors import InputError, MissingColumnError
+from agval.errors import InputError, MissingColumnError, bounded, quote
 
 #: Text values read as "missing" (compared after stripping whitespace).
 NA_STRINGS: tuple[str, ...] = ("", "NA", "N/A", "na", "n/a", "NaN", "nan", "NAN", "null", "NULL",
@@ -49,8 +49,56 @@ _GZIP_MAGIC = b"\x1f\x8b"
 
 def is_gzip(path: str | Path) -> bool:
     """True when the file starts with the gzip magic bytes (the extension is not trusted)."""
-    with open(path, "rb") as fh:
-        return fh.read(2) == _GZIP_MAGIC
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(2) == _GZIP_MAGIC
+    except IsADirectoryError:
+        raise InputError("is a folder, not a file", file=path) from None
+    except OSError as e:
+        raise InputError(f"cannot open the file: {e.strerror}", file=path) from None
+
+
+def corrupt_gzip(path: str | Path, exc: BaseException) -> InputError:
+    """The :class:`InputError` for a truncated or corrupt gzip/bgzip file."""
+    what = "truncated" if isinstance(exc, EOFError) or "end of" in str(exc).lower() else "corrupt"
+    return InputError(f"the gzip data is {what} ({type(exc).__name__}: {str(exc)[:120]})", file=path,
+                      hint="the file was probably cut short while copying or downloading; fetch it again "
+                           "(gzip -t FILE tests it)")
+
+
+def check_gzip(path: str | Path, chunk: int = 1 << 20) -> None:
+    """Decompress a gzip/bgzip file in constant memory and raise :class:`InputError` if it
+    is truncated or corrupt (every member, CRC and length checked). Plain files pass."""
+    import zlib
+
+    if not is_gzip(path):
+        return
+    try:
+        with gzip.open(path, "rb") as fh:
+            while fh.read(chunk):
+                pass
+    except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as e:
+        raise corrupt_gzip(path, e) from None
+
+
+def read_decompressed(path: str | Path) -> bytes:
+    """The file's bytes, gunzipped when it is gzip/bgzip (checked: a truncated or corrupt
+    file is an :class:`InputError` naming it)."""
+    import zlib
+
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except IsADirectoryError:
+        raise InputError("is a folder, not a file", file=path) from None
+    except OSError as e:
+        raise InputError(f"cannot read the file: {e.strerror}", file=path) from None
+    if raw[:2] != _GZIP_MAGIC:
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as e:
+        raise corrupt_gzip(path, e) from None
 
 
 def _open_text(path: str | Path):
@@ -61,16 +109,52 @@ def _open_text(path: str | Path):
 
 def head_lines(path: str | Path, n: int = 1) -> list[str]:
     """The first ``n`` lines of a (possibly gzipped) text file, without line endings."""
+    import zlib
+
     path = Path(path)
     if not path.is_file():
-        raise InputError("file not found", file=path)
+        raise InputError("is a folder, not a file" if path.is_dir() else "file not found", file=path)
     out: list[str] = []
-    with _open_text(path) as fh:
-        for line in fh:
-            out.append(line.rstrip("\r\n"))
-            if len(out) >= n:
-                break
+    try:
+        with _open_text(path) as fh:
+            for line in fh:
+                out.append(line.rstrip("\r\n"))
+                if len(out) >= n:
+                    break
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+        raise corrupt_gzip(path, e) from None
+    except OSError as e:
+        raise InputError(f"cannot read the file: {e.strerror}", file=path) from None
     return out
+
+
+def raw_header_names(header_line: str, sep: str) -> list[str]:
+    """The header's names as written (cleaned with :func:`clean_header`), split the way the
+    CSV reader splits them (double quotes respected), before any reader renames a copy."""
+    import csv
+
+    if sep == " ":
+        return [clean_header(c) for c in header_line.split()]
+    try:
+        row = next(csv.reader([header_line], delimiter=sep, quotechar='"'))
+    except (csv.Error, StopIteration):
+        row = header_line.split(sep)
+    return [clean_header(c) for c in row]
+
+
+def check_unique_header(names: Sequence[str], *, file: str | Path) -> None:
+    """:class:`InputError` naming the first duplicated column (``beta,beta``) and its positions."""
+    import collections
+
+    seen: dict[str, int] = {}
+    for i, n in enumerate(names):
+        if n in seen:
+            dups = sorted(x for x, k in collections.Counter(names).items() if k > 1)
+            raise InputError(f"the header names this column twice (columns {seen[n] + 1} and {i + 1}); "
+                             f"duplicated: {', '.join(quote(d, 60) for d in dups[:5])}",
+                             file=file, column=n, row=None,
+                             hint="rename or remove one copy; agval never guesses which one is meant")
+        seen[n] = i
 
 
 def sniff_separator(header_line: str) -> str:
@@ -93,13 +177,9 @@ def clean_header(name: str) -> str:
     return n
 
 
-def _whitespace_to_tabs(path: Path) -> bytes:
-    buf = io.StringIO()
-    with _open_text(path) as fh:
-        for line in fh:
-            buf.write("\t".join(line.split()))
-            buf.write("\n")
-    return buf.getvalue().encode()
+def _whitespace_to_tabs(data: bytes) -> bytes:
+    text = data.decode("utf-8", errors="replace")
+    return "".join("\t".join(line.split()) + "\n" for line in text.splitlines()).encode()
 
 
 def read_text_table(path: str | Path, *, separator: str | None = None) -> pl.DataFrame:
@@ -115,20 +195,35 @@ def read_text_table(path: str | Path, *, separator: str | None = None) -> pl.Dat
     if not header or not header[0].strip():
         raise InputError("file is empty (no header line)", file=path)
     sep = separator or sniff_separator(header[0])
-    source: str | Path | bytes = path
+    check_unique_header(raw_header_names(header[0], sep), file=path)
+    data = read_decompressed(path)
+    source: bytes = data
     if sep == " ":
-        source, sep = _whitespace_to_tabs(path), "\t"
+        source, sep = _whitespace_to_tabs(data), "\t"
     try:
         df = pl.read_csv(source, separator=sep, infer_schema=False, has_header=True,
                          quote_char='"', truncate_ragged_lines=False, raise_if_empty=False)
-    except (pl.exceptions.ComputeError, pl.exceptions.NoDataError,
-            pl.exceptions.ShapeError) as exc:  # pragma: no cover - message passthrough
-        raise InputError(f"cannot read as a {_sep_name(sep)}-separated table: {exc}", file=path) from exc
+    except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
+        raise InputError(f"cannot read as a {_sep_name(sep)}-separated table: {bounded(_first_line(exc), 300)}",
+                         file=path, line=_error_line(exc)) from None
     renames = {c: clean_header(c) for c in df.columns}
     if len(set(renames.values())) != len(renames):
-        dup = sorted({v for v in renames.values() if list(renames.values()).count(v) > 1})
-        raise InputError(f"duplicated column names {dup}", file=path)
+        import collections
+
+        dup = sorted(v for v, k in collections.Counter(renames.values()).items() if k > 1)
+        raise InputError(f"duplicated column names {[quote(d, 60) for d in dup[:5]]}", file=path)
     return df.rename(renames)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _error_line(exc: BaseException) -> int | None:
+    """The 1-based file line a polars CSV error names, if any (``... at line 12``)."""
+    m = re.search(r"\bline:? (\d+)", str(exc))
+    return int(m.group(1)) if m else None
 
 
 def _sep_name(sep: str) -> str:
@@ -249,7 +344,7 @@ def _first_bad(df: pl.DataFrame, bad: pl.Series, column: str, file, what: str) -
         value = df[column][idx]
         n = int(bad.sum())
         more = f" ({n} such rows)" if n > 1 else ""
-        raise InputError(f"cannot parse {value!r} as {what}{more}", file=file, column=column, row=row)
+        raise InputError(f"cannot parse {quote(value)} as {what}{more}", file=file, column=column, row=row)
 
 
 def parse_float(df: pl.DataFrame, column: str, *, file: str | Path,
@@ -281,6 +376,21 @@ def parse_int(df: pl.DataFrame, column: str, *, file: str | Path,
     bad = (~miss) & val.is_null()
     _first_bad(df, bad, column, file, "an integer")
     return _null_where(val.alias(column), miss)
+
+
+def drop_non_finite(df: pl.DataFrame, columns: Sequence[str], drops: DropLog, *,
+                    stage: str = LOAD_STAGE) -> pl.DataFrame:
+    """Drop (and count, reason ``non_finite_<column>``) the rows whose value in a Float
+    column is ``inf``, ``-inf`` or NaN: such a value parses as a number but cannot enter a
+    statistic. Missing values (null) are left to the loader's own ``missing_*`` drops."""
+    for c in columns:
+        if c not in df.columns or df[c].dtype not in (pl.Float64, pl.Float32):
+            continue
+        bad = df[c].is_not_null() & ~df[c].is_finite()
+        if bad.any():
+            df = split_drops(df, bad, drops, f"non_finite_{c}",
+                             detail=pl.lit(f"{c} is ") + pl.col(c).cast(pl.Utf8), stage=stage)
+    return df
 
 
 def fill_null(s: pl.Series, value) -> pl.Series:

@@ -23,7 +23,7 @@ import polars as pl
 from agval.drops import DropLog
 from agval.errors import InputError, MissingColumnError
 from agval.io._common import (add_row_ids, assert_unique_row_ids, clean_text, dataset_name, head_lines,
-                              is_gzip, parse_float, parse_int, read_text_table,
+                              drop_non_finite, is_gzip, parse_float, parse_int, read_text_table,
                               resolve_columns, split_drops)
 
 __all__ = ["GSE84888_COLUMNS", "parse_gse84888_name", "load_gse84888_counts", "COUNT_TABLE_COLUMNS",
@@ -207,6 +207,7 @@ def load_count_table(path: str | Path, *, dataset: str | None = None, element_co
     df = df.with_columns(clean_text(df, res["element_id"]).alias("element_id"), barcode.alias("barcode"),
                          sums["rna"].alias("rna"), sums["dna"].alias("dna"), tags.alias("tags"))
     df = split_drops(df, pl.col("element_id").is_null(), drops, "missing_element", detail="element id is empty")
+    df = drop_non_finite(df, ["rna", "dna"], drops)
     df = split_drops(df, pl.col("rna").is_null() | pl.col("dna").is_null(), drops, "missing_count",
                      detail="an RNA or DNA count is empty")
     return df.select(["row_id", "source_file", "source_row", "element_id", "barcode", "rna", "dna", "tags"]), drops

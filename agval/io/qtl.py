@@ -26,7 +26,7 @@ from agval.coords import Build
 from agval.drops import DropLog
 from agval.errors import GuardError, InputError, MissingColumnError
 from agval.io._common import (add_row_ids, chrom_expr, clean_text, dataset_name, fill_null,
-                              match_footnoted, parse_float, parse_int, read_text_table,
+                              drop_non_finite, match_footnoted, parse_float, parse_int, read_text_table,
                               resolve_columns, rsid_expr, split_drops,
                               strip_gene_version_expr)
 
@@ -67,6 +67,7 @@ def _load_gse86886(path: str | Path, *, dataset: str, trait_kind: str) -> tuple[
                      detail=pl.lit("SNP ") + pl.col("snp") + pl.lit(" is not chr:pos_rsID"))
     df = split_drops(df, pl.col("trait_id").is_null(), drops, "missing_trait",
                      detail="gene/peak is empty")
+    df = drop_non_finite(df, ["beta"], drops)
     df = split_drops(df, pl.col("beta").is_null(), drops, "missing_beta", detail=f"{beta_col} is missing")
     if trait_kind == "peak":
         pk = pl.col("trait_id").str.extract_groups(_PEAK_RE)
@@ -197,6 +198,7 @@ def load_gse116193_hqtl(path: str | Path, *, dataset: str = "hQTL",
                      detail="every mark p-value is '.' (not significant)")
     df = split_drops(df, pl.col("hg19_chrom").is_null() | pl.col("hg19_pos").is_null(), drops,
                      "missing_position", detail="Chr or Bp (hg19) is empty")
+    df = drop_non_finite(df, ["beta"], drops)
     df = split_drops(df, pl.col("beta").is_null(), drops, "missing_beta",
                      detail=f"{found['beta']} is missing")
     if one_row_per_mark:
@@ -303,6 +305,7 @@ def load_gtex_signif_pairs(path: str | Path, *, tissue: str | None = None,
     df = split_drops(df, pl.col("pos").is_null() | (pl.col("_b") != "38"), drops, "malformed_variant_id",
                      detail=pl.lit("variant_id ") + pl.col("variant_id").fill_null("<empty>")
                      + pl.lit(" is not chr_pos_ref_alt_b38"))
+    df = drop_non_finite(df, ["beta"], drops)
     df = split_drops(df, pl.col("beta").is_null(), drops, "missing_slope", detail="slope is missing")
     df = split_drops(df, pl.col("gene_id").is_null(), drops, "missing_gene", detail="gene_id is empty")
     out = df.select(["row_id", "source_file", "source_row", "chrom", "pos", "ref", "alt", "variant_id",
@@ -416,6 +419,7 @@ def load_generic_qtl(path: str | Path, *, build: str | Build | None = None, data
                          file=path, column=res["build"] or "build", row=int(no_build["source_row"][0]))
     df = split_drops(df, pl.col("rsid").is_null() & ~has_coord, drops, "no_identifier",
                      detail="neither an rsID nor chrom+pos")
+    df = drop_non_finite(df, ["beta"], drops)
     df = split_drops(df, pl.col("beta").is_null(), drops, "missing_beta", detail="beta is missing")
     out = df.select(["row_id", "source_file", "source_row", "rsid", "variant_id", "chrom", "pos", "ref", "alt",
                      "effect_allele", "other_allele", "beta", "se", "p", "trait_id", "cell_type",

@@ -25,9 +25,10 @@ import polars as pl
 
 from agval.coords import Build
 from agval.drops import DropLog
-from agval.errors import InputError, MissingColumnError
-from agval.io._common import (NA_STRINGS, add_row_ids, chrom_expr, chrom_expr_fast, clean_header, clean_text,
-                              dataset_name, fill_null, head_lines, parse_float, parse_int, read_text_table,
+from agval.errors import InputError, MissingColumnError, bounded
+from agval.io._common import (NA_STRINGS, add_row_ids, check_gzip, check_unique_header, chrom_expr, chrom_expr_fast,
+                              clean_header, clean_text, dataset_name, drop_non_finite, fill_null,
+                              raw_header_names, head_lines, parse_float, parse_int, read_text_table,
                               record_drops, resolve_columns, rsid_expr, sniff_separator, split_drops,
                               strip_gene_version_expr)
 
@@ -82,6 +83,7 @@ def gwas_column_map(path: str | Path, *, columns: Mapping[str, str] | None = Non
         raise InputError("space-separated GWAS files are not supported for streaming; convert to tab-separated "
                          "(e.g. `tr -s ' ' '\\t'`)", file=path)
     names = [clean_header(c) for c in header[0].split(sep)]
+    check_unique_header(raw_header_names(header[0], sep), file=path)
     spec = dict(GWAS_COLUMNS)
     if not prefer_harmonised:
         spec = {k: tuple([a for a in v if not a.startswith("hm_")] + [a for a in v if a.startswith("hm_")])
@@ -127,9 +129,14 @@ def scan_gwas_sumstats(path: str | Path, *, build: str | Build, dataset: str | N
     used = sorted({h for h in res.values() if h is not None})
     # Missing tokens (NA, ., empty, ...) become null in the reader itself: per-value
     # string work is what costs time on 10 M rows, so values are not stripped here.
-    lf = pl.scan_csv(path, separator=sep, infer_schema=False, has_header=True, quote_char='"',
-                     null_values=list(NA_STRINGS), row_index_name="source_row", row_index_offset=1,
-                     with_column_names=lambda cs: [clean_header(c) for c in cs])
+    check_gzip(path)  # a truncated .gz is named at once (polars says only "unexpected end of file")
+    try:
+        lf = pl.scan_csv(path, separator=sep, infer_schema=False, has_header=True, quote_char='"',
+                         null_values=list(NA_STRINGS), row_index_name="source_row", row_index_offset=1,
+                         with_column_names=lambda cs: [clean_header(c) for c in cs])
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise InputError(f"cannot read the GWAS table: {bounded(msg, 300)}", file=path) from None
     lf = lf.select([pl.col("source_row").cast(pl.Int64)] + [pl.col(h) for h in used])
 
     def raw(key: str) -> pl.Expr:
@@ -175,6 +182,7 @@ def scan_gwas_sumstats(path: str | Path, *, build: str | Build, dataset: str | N
         _drop_reason(bad_checks).alias("_bad"),
     )
     reason = (pl.when(pl.col("_bad").is_not_null()).then(pl.col("_bad"))
+              .when(pl.col("z").is_null() & _non_finite(num, res)).then(pl.lit("non_finite_z"))
               .when(pl.col("z").is_null()).then(pl.lit("missing_z"))
               .when(pl.col("rsid").is_null() & (pl.col("chrom").is_null() | pl.col("pos").is_null()))
               .then(pl.lit("no_identifier"))
@@ -182,6 +190,15 @@ def scan_gwas_sumstats(path: str | Path, *, build: str | Build, dataset: str | N
               .then(pl.lit("missing_allele"))
               .otherwise(None))
     return lf.with_columns(reason.alias("drop_reason")).select(_GWAS_OUT + ["drop_reason"])
+
+
+def _non_finite(num: dict[str, pl.Expr], res: Mapping[str, str | None]) -> pl.Expr:
+    """True where a number the z comes from (z, beta, se, odds ratio) is inf/-inf/NaN."""
+    out = pl.lit(False)
+    for k in ("z", "beta", "se", "odds_ratio"):
+        if res.get(k):
+            out = out | (num[k].is_not_null() & ~num[k].is_finite())
+    return out
 
 
 def _drop_reason(checks: list[tuple[str, pl.Expr]]) -> pl.Expr:
@@ -212,7 +229,11 @@ def load_gwas_sumstats(path: str | Path, *, build: str | Build, dataset: str | N
     if rsids is not None:
         wanted = pl.Series("rsid", list(rsids), dtype=pl.Utf8)
         lf = lf.filter(pl.col("rsid").is_in(wanted.implode()))
-    df = lf.collect(engine="streaming")
+    try:
+        df = lf.collect(engine="streaming")
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise InputError(f"cannot read the GWAS table: {bounded(msg, 300)}", file=path) from None
     drops = DropLog()
     bad = df.filter(pl.col("drop_reason").is_not_null())
     if bad.height:
@@ -383,6 +404,7 @@ def load_fusion_dat(path: str | Path, *, tissue: str | None = None, dataset: str
         if df.height and df["_gene"].null_count() == df.height:
             raise MissingColumnError("gene_id", file=path, available=cols)
     df = df.with_columns(strip_gene_version_expr(pl.col("_gene")).alias("gene_id"))
+    df = drop_non_finite(df, ["twas_z", "twas_p"], drops)
     df = split_drops(df, pl.col("twas_z").is_null() | pl.col("twas_p").is_null(), drops, "missing_twas",
                      detail="TWAS.Z or TWAS.P is NA (model failed)")
     df = split_drops(df, pl.col("gene_id").is_null(), drops, "no_gene_id",

@@ -38,9 +38,9 @@ from agval.alleles.guards import (check_not_empty, check_not_pvalues, check_plac
                                   check_single_build)
 from agval.alleles.harmonize import OUTPUT_COLUMNS, EffectConvention, harmonize
 from agval.coords import Variant, normalize_chrom
-from agval.drops import DROPPED, DropLog, funnel_table
+from agval.drops import DROP_ROW_SCHEMA, DropLog, funnel_table
 from agval.errors import GuardError, InputError, MissingColumnError
-from agval.genome import ReferenceGenome
+from agval.genome import ReferenceGenome, check_ref_mismatch_share
 from agval.qtl.study import QTLStudy
 
 __all__ = ["Harmonized", "lookup_ids", "harmonize_lookup", "harmonize_coordinates", "orient_in_place",
@@ -188,7 +188,10 @@ def harmonize_coordinates(study: QTLStudy, frame: pl.DataFrame, genome: Referenc
                      "harmonization": decision, "orientation_verified": conv.verified,
                      "lookup_class": "coordinates", "source_rsid": None, "af": None})
     if dropped:
-        drops.add_frame(pl.DataFrame(dropped, schema=DROPPED.columns, orient="row"))
+        drops.add_frame(pl.DataFrame(dropped, schema=DROP_ROW_SCHEMA, orient="row"))
+    n_mis = sum(1 for d in dropped if d[1] == "ref_mismatch")
+    check_ref_mismatch_share(len(kept) + n_mis, n_mis, what=f"coordinates of {src}", fasta=ref_genome.path,
+                             declared=str(study.build or "hg38"))
     out = pl.DataFrame(kept, schema={"_i": pl.Int64, **OUTPUT_COLUMNS})
     passthrough = [c for c in frame.columns if c not in ("row_id",)]
     rename = {c: (f"study_{c}" if c in OUTPUT_COLUMNS else c) for c in passthrough}

@@ -362,8 +362,9 @@ def run_plain(study: QTLStudy, *, backend=None, lookup_source=None, record=None,
         scoring_info = {"scorers": run.scorers, "interval_width": run.interval_width, "summary": run.summary}
         failed = run.failed_rows(h.table.select("row_id", "chrom", "pos", "ref", "alt"))
         if failed.height:
-            drops.add_frame(failed.select("row_id", pl.format("variant {} failed to score", "variant_key")
-                                          .alias("detail")), stage="score", reason="score_failed")
+            from agval.drops import failure_drops
+
+            drops.add_frame(failure_drops(failed, run.failures), stage="score", reason="score_failed")
         if record is not None:
             run.record(record)
         t["score"] = time.perf_counter() - t0 - sum(t.values())

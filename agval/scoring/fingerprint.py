@@ -27,7 +27,12 @@ The canary panel must be valid on the genome the backend serves:
   their REF alleles are from dbSNP and could not be re-checked offline).
 
 A canary variant the service refuses is recorded with its error code (the digest then
-still changes if the refusal changes).
+still changes if the refusal changes). A canary variant that fails with a transient code
+(UNAVAILABLE, DEADLINE_EXCEEDED, ...) after its retries is recorded under ``failed`` and
+left out of the canary hash: the fingerprint is then ``partial`` (its digest differs from
+the full panel's, so the score cache is not shared with it) and the run goes on. Only when
+every canary variant fails transiently is the fingerprint an error (:class:`ScoringError`):
+nothing then says which model answered.
 """
 
 from __future__ import annotations
@@ -134,25 +139,36 @@ def canary_scores(backend, panel: Sequence[Variant], *, scorer: Any = CANARY_SCO
     policy = policy or RetryPolicy(max_attempts=4, initial_backoff=0.5)
     rows: list[list] = []
     errors: dict[str, str] = {}
+    failed: dict[str, str] = {}
     for v in panel:
         out = call_with_retries(lambda v=v: backend.score_one(v, scorers, interval_width=interval_width,
                                                               organism=organism), policy=policy)
         if out.error is not None:
             code = out.error[0]
-            if code in TRANSIENT_CODES:  # an outage must not change the fingerprint (and miss the cache)
-                raise ScoringError(f"the model fingerprint could not be computed because the service "
-                                   f"answered {code} for canary variant {v.key}; retry later")
+            if code in TRANSIENT_CODES:  # an outage is not evidence about the model: left out of the hash
+                failed[v.key] = code
+                continue
             errors[v.key] = code
             continue
         df = out.value.sort(["scorer", "track_name", "track_strand", "gene_id"], nulls_last=True)
         for r in df.select("variant_key", "scorer", "track_name", "track_strand", "gene_id",
                            "raw_score", "quantile_score").iter_rows():
             rows.append([r[0], r[1], r[2], r[3], r[4], _round(r[5]), _round(r[6])])
-    body = {"variants": [v.key for v in panel], "scorer": scorer_id(scorers[0]),
+    if panel and len(failed) == len(panel):
+        codes = ", ".join(sorted(set(failed.values())))
+        raise ScoringError(f"the model fingerprint could not be computed: every canary variant failed "
+                           f"({len(panel)} variants, {codes}); the service looks unavailable: retry later",
+                           hint="retry later, or check the backend address and its quota")
+    used = [v.key for v in panel if v.key not in failed]
+    body = {"variants": used, "scorer": scorer_id(scorers[0]),
             "interval_width": interval_width, "rows": rows, "errors": errors}
-    return {"variants": body["variants"], "scorer": body["scorer"], "interval_width": interval_width,
-            "n_scores": len(rows), "errors": errors, "sha256": _sha(_canon(body)),
-            "scores": rows}
+    out = {"variants": [v.key for v in panel], "scorer": body["scorer"], "interval_width": interval_width,
+           "n_scores": len(rows), "errors": errors, "sha256": _sha(_canon(body)),
+           "scores": rows}
+    if failed:
+        out["failed"] = failed
+        out["partial"] = True
+    return out
 
 
 def compute_fingerprint(backend, *, canary: Sequence[Variant | str] | None = None,
@@ -208,6 +224,10 @@ def compare(a: dict[str, Any], b: dict[str, Any], *, tol: float = 1e-3) -> dict[
     if ca.get("sha256") != cb.get("sha256"):
         sa = {tuple(r[:5]): r[5] for r in ca.get("scores", [])}
         sb = {tuple(r[:5]): r[5] for r in cb.get("scores", [])}
+        skipped = set(ca.get("failed") or {}) | set(cb.get("failed") or {})  # transient failures prove nothing
+        if skipped:
+            sa = {k: v for k, v in sa.items() if k[0] not in skipped}
+            sb = {k: v for k, v in sb.items() if k[0] not in skipped}
         if set(sa) != set(sb) or ca.get("errors") != cb.get("errors"):
             diff["canary"] = "different rows or errors"
         else:
