@@ -16,8 +16,8 @@ computes the same model **vectorised over contexts**:
   ``sum_q TSS[q] * K[q]`` with a context-free kernel ``K`` made from the gene's exon mask.
   REF exon sums are computed once per gene (cached); for a substitution only ``TSS``
   within the model's promoter reach of the allele changes, so the ALT - REF exon sum is
-  ``sum_q dTSS[q] * K[q]`` over ~3.3 kb. Indels use the exact per-base path
-  (:class:`standins.scoring_math.LocalScorer`).
+  ``sum_q dTSS[q] * K[q]`` over ~3.3 kb. Indels use ~15 kb of TSS around the allele with
+  ALT aligned to REF as :func:`standins.scoring_math.align_alt_to_ref` does.
 
 Shapes: ``seq`` is a DNA string; contexts are :class:`standins.seqmodel.TrackContext`;
 positions are 0-based; intervals half-open.
