@@ -204,3 +204,29 @@ def test_background_quantiles_are_mid_ranks():
                 assert got[i, j] == pytest.approx(want)
         assert np.isnan(got[:, 3]).all()
         np.testing.assert_array_equal(bg.quantiles(raw[:, [2, 0]], columns=[2, 0]), got[:, [2, 0]])
+
+
+def test_concurrent_ref_sums_compute_a_gene_once(model, monkeypatch):
+    import threading
+    import time
+
+    seq = _seq(40_000, 6, model.params)
+    eng = GeneMaskEngine(BatchModel(model), _Genome(seq).fetch, {"G1": np.array([[10_000, 10_400], [20_000, 20_300]])})
+    calls = []
+    real = eng._compute_ref_sums
+
+    def slow(*a):
+        calls.append(1)
+        time.sleep(0.2)
+        return real(*a)
+
+    monkeypatch.setattr(eng, "_compute_ref_sums", slow)
+    out = []
+    threads = [threading.Thread(target=lambda: out.append(eng.ref_sums("chr1", "G1", 0, 40_000, ("CL:0000624",))))
+               for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and len(out) == 6 and all(o is out[0] for o in out)
+    assert out[0][2] == 700 and out[0][0][0] > 0
