@@ -7,15 +7,17 @@ service (SIMULATED) running in its own process with added latency.
     python bench/standin_throughput.py --catalogue real --latency-ms 0 --workers 1 16 64
                                                        # the real 5,563-track catalogue, DNASE and RNA_SEQ
 
-One scorer at a time (the recommended DNASE centre mask; with ``--catalogue real`` also
-the RNA_SEQ gene mask), 1 Mb intervals centred on each variant, the unmodified
-``DnaClient`` on a channel with ``dna_client.create()``'s options, against the stand-in
-in its own process. The scorer's quantile background is computed by one warm-up call
-before timing. Each concurrency gets its own variants (the stand-in keeps an LRU of
-answers, so repeating variants would time that cache); the first round also pays the
-stand-in's one-off per-gene REF exon sums for RNA_SEQ (``cold genes`` in the output).
+One scorer set at a time (the recommended DNASE centre mask; with ``--catalogue real``
+also the RNA_SEQ gene mask, and both in one request), 1 Mb intervals centred on each
+variant, the unmodified ``DnaClient`` on a channel with ``dna_client.create()``'s
+options, against the stand-in in its own process. The quantile background is computed by
+one warm-up call before timing. Every round gets new variants (the stand-in keeps an LRU
+of answers, so repeating variants would time that cache); without ``--prewarm`` the first
+RNA_SEQ round also pays the stand-in's one-off per-gene REF exon sums (``cold genes``).
 Prints seconds and variants/s per concurrency next to the latency-only ideal
-(``latency x n / workers``) and the client's and stand-in's CPU seconds. This is the
+(``latency x n / workers``) and the CPU seconds of the client and of the stand-in: on a
+shared machine the CPU per variant is the stable number (capacity ~ cores / CPU per
+variant). This is the
 baseline the scoring engine is compared with (issue 4's ``bench/scoring.py``).
 """
 
@@ -60,10 +62,12 @@ def sdk_client(address: str):
 
 
 def time_score_variants(client, variants, scorer, workers: int, width: int = 2 ** 20) -> float:
-    """Seconds for one bare ``score_variants`` call over ``variants``."""
+    """Seconds for one bare ``score_variants`` call over ``variants`` (``scorer``: one
+    scorer or a list sent together in each request)."""
     intervals = [v.reference_interval.resize(width) for v in variants]
+    scorers = list(scorer) if isinstance(scorer, (list, tuple)) else [scorer]
     t0 = time.perf_counter()
-    out = client.score_variants(intervals, variants, [scorer], max_workers=workers, progress_bar=False)
+    out = client.score_variants(intervals, variants, scorers, max_workers=workers, progress_bar=False)
     dt = time.perf_counter() - t0
     assert len(out) == len(variants)
     return dt
@@ -86,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--catalogue", choices=["demo", "real"], default="demo",
                     help="track catalogue of the built world (real: AlphaGenome's 5,563 human tracks)")
     ap.add_argument("--scorers", nargs="+", default=None,
-                    help="recommended scorers to time, one at a time (default DNASE; DNASE RNA_SEQ with "
-                         "--catalogue real)")
+                    help="recommended scorers to time, one at a time; A+B sends both in each request "
+                         "(default DNASE; DNASE RNA_SEQ DNASE+RNA_SEQ with --catalogue real)")
     ap.add_argument("--n", type=int, default=None, help="variants per round (default 1000; 100 with --quick)")
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 4, 16, 64])
     ap.add_argument("--latency-ms", type=float, default=50.0)
@@ -96,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
                                                            "exon sums and the backgrounds computed before timing)")
     args = ap.parse_args(argv)
     n = args.n or (100 if args.quick else 1000)
-    scorer_names = args.scorers or (["DNASE", "RNA_SEQ"] if args.catalogue == "real" else ["DNASE"])
+    scorer_names = args.scorers or (["DNASE", "RNA_SEQ", "DNASE+RNA_SEQ"] if args.catalogue == "real"
+                                    else ["DNASE"])
 
     from alphagenome.models import variant_scorers
 
@@ -112,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             world = Path(build_world(tmp / "world", seed=7, size="small", catalogue=args.catalogue))
             print(f"built a small world ({args.catalogue} catalogue) in {time.perf_counter() - t:.1f} s: {world}")
         rounds = len(args.workers)
-        variants = world_variants(world, n * rounds + 1)
+        variants = world_variants(world, n * rounds * len(scorer_names) + 1)
         t = time.perf_counter()
         extra = ["--prewarm"] if args.prewarm else []
         with start_service("alphagenome", world, "--latency-ms", f"{args.latency_ms:g}", *extra, log_dir=tmp,
@@ -121,21 +126,23 @@ def main(argv: list[str] | None = None) -> int:
                   f"{args.latency_ms:g} ms latency per request")
             client = sdk_client(svc.address)
             pid = svc.proc.pid if hasattr(svc, "proc") else None
-            for name in scorer_names:
-                scorer = variant_scorers.RECOMMENDED_VARIANT_SCORERS[name]
+            for si, name in enumerate(scorer_names):
+                scorer = [variant_scorers.RECOMMENDED_VARIANT_SCORERS[x] for x in name.split("+")]
                 t = time.perf_counter()
                 time_score_variants(client, variants[-1:], scorer, 1)  # warm-up: the quantile background
                 print(f"\n{name}: warm-up (quantile background) {time.perf_counter() - t:.1f} s")
-                print(f"bare SDK score_variants: {n} new variants per round, 1 scorer ({name}), 1 Mb intervals")
+                print(f"bare SDK score_variants: {n} new variants per round, {len(scorer)} scorer(s) ({name}), "
+                      "1 Mb intervals")
                 print(f"{'max_workers':>11} {'seconds':>9} {'variants/s':>11} {'ideal s':>9} "
                       f"{'client cpu':>10} {'server cpu':>10}")
                 for r, w in enumerate(args.workers):
-                    chunk = variants[r * n:(r + 1) * n]
+                    k = si * rounds + r  # new variants for every round: no answer comes from a cache
+                    chunk = variants[k * n:(k + 1) * n]
                     c0, s0 = time.process_time(), _cpu_seconds(pid) if pid else 0.0
                     dt = time_score_variants(client, chunk, scorer, w)
                     c1, s1 = time.process_time(), _cpu_seconds(pid) if pid else 0.0
                     ideal = args.latency_ms / 1000 * n / w
-                    note = "  (cold genes)" if r == 0 and name == "RNA_SEQ" and not args.prewarm else ""
+                    note = "  (cold genes)" if r == 0 and "RNA_SEQ" in name and not args.prewarm else ""
                     print(f"{w:>11} {dt:>9.2f} {n / dt:>11.1f} {ideal:>9.2f} {c1 - c0:>10.1f} {s1 - s0:>10.1f}{note}",
                           flush=True)
         return 0

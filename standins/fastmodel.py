@@ -16,8 +16,8 @@ computes the same model **vectorised over contexts**:
   ``sum_q TSS[q] * K[q]`` with a context-free kernel ``K`` made from the gene's exon mask.
   REF exon sums are computed once per gene (cached); for a substitution only ``TSS``
   within the model's promoter reach of the allele changes, so the ALT - REF exon sum is
-  ``sum_q dTSS[q] * K[q]`` over ~3.3 kb. Indels use the exact per-base path
-  (:class:`standins.scoring_math.LocalScorer`).
+  ``sum_q dTSS[q] * K[q]`` over ~3.3 kb. Indels use ~15 kb of TSS around the allele with
+  ALT aligned to REF as :func:`standins.scoring_math.align_alt_to_ref` does.
 
 Shapes: ``seq`` is a DNA string; contexts are :class:`standins.seqmodel.TrackContext`;
 positions are 0-based; intervals half-open.
@@ -377,6 +377,7 @@ class GeneMaskEngine:
         self._fetch = fetch
         self._blocks = {g: _merge_blocks(b) for g, b in exon_blocks.items()}
         self._ref: OrderedDict = OrderedDict()
+        self._key_locks: dict = {}
         self._lock = threading.Lock()
         self._cache_size = cache_size
         self.P = bm.tss_reach
@@ -442,6 +443,22 @@ class GeneMaskEngine:
             if hit is not None:
                 self._ref.move_to_end(key)
                 return hit
+            key_lock = self._key_locks.setdefault(key, threading.Lock())
+        with key_lock:  # one thread computes a gene; the others wait for its result
+            with self._lock:
+                hit = self._ref.get(key)
+            if hit is not None:
+                return hit
+            out = self._compute_ref_sums(chrom, blocks, curies)
+            with self._lock:
+                self._ref[key] = out
+                while len(self._ref) > self._cache_size:
+                    self._ref.popitem(last=False)
+                self._key_locks.pop(key, None)
+            return out
+
+    def _compute_ref_sums(self, chrom: str, blocks: np.ndarray, curies: tuple):
+        """Uncached :meth:`ref_sums` for merged, clipped ``blocks``."""
         W_acc, W_prom, bias = self.bm.weights(list(curies))
         U = len(curies)
         sp = np.zeros(U)
@@ -455,12 +472,7 @@ class GeneMaskEngine:
                 kp, km = exon_kernels(blocks, a, b)
                 sp += np.einsum("un,n->u", tp, kp)  # not BLAS gemv (multi-threaded)
                 sm += np.einsum("un,n->u", tm, km)
-        out = (sp, sm, n)
-        with self._lock:
-            self._ref[key] = out
-            while len(self._ref) > self._cache_size:
-                self._ref.popitem(last=False)
-        return out
+        return sp, sm, n
 
     # ------------------------------------------------------------------ ALT - REF (substitutions)
     def delta_sums(self, chrom: str, v0: int, ref: str, alt: str, blocks_list: list[np.ndarray], curies: tuple):

@@ -177,3 +177,56 @@ def test_indel_gene_mask_equals_the_exact_local_scorer(model):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=2e-6, err_msg=str(v))
         checked += int(np.abs(want).max() > 1e-4)
     assert checked >= 6
+
+
+def test_background_quantiles_are_mid_ranks():
+    from scipy.stats import percentileofscore
+
+    from standins.alphagenome.background import QUANTILE_CAP, Background
+
+    rng = np.random.default_rng(5)
+    rows = np.round(rng.normal(size=(40, 4)), 1)
+    rows[:10, 2] = np.nan                      # a track with fewer observations
+    rows[:, 3] = np.nan                        # a track with none
+    raw = np.round(rng.normal(size=(7, 4)) * 2, 1)
+    raw[0, 0] = np.nan
+    for signed in (True, False):
+        bg = Background.from_rows(rows, signed)
+        got = bg.quantiles(raw)
+        for j in range(3):
+            col = rows[:, j][~np.isnan(rows[:, j])]
+            for i in range(7):
+                if np.isnan(raw[i, j]):
+                    assert np.isnan(got[i, j])
+                    continue
+                f = percentileofscore(col, raw[i, j], kind="mean") / 100
+                want = np.clip(2 * f - 1 if signed else f, -QUANTILE_CAP if signed else 0, QUANTILE_CAP)
+                assert got[i, j] == pytest.approx(want)
+        assert np.isnan(got[:, 3]).all()
+        np.testing.assert_array_equal(bg.quantiles(raw[:, [2, 0]], columns=[2, 0]), got[:, [2, 0]])
+
+
+def test_concurrent_ref_sums_compute_a_gene_once(model, monkeypatch):
+    import threading
+    import time
+
+    seq = _seq(40_000, 6, model.params)
+    eng = GeneMaskEngine(BatchModel(model), _Genome(seq).fetch, {"G1": np.array([[10_000, 10_400], [20_000, 20_300]])})
+    calls = []
+    real = eng._compute_ref_sums
+
+    def slow(*a):
+        calls.append(1)
+        time.sleep(0.2)
+        return real(*a)
+
+    monkeypatch.setattr(eng, "_compute_ref_sums", slow)
+    out = []
+    threads = [threading.Thread(target=lambda: out.append(eng.ref_sums("chr1", "G1", 0, 40_000, ("CL:0000624",))))
+               for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and len(out) == 6 and all(o is out[0] for o in out)
+    assert out[0][2] == 700 and out[0][0][0] > 0

@@ -232,3 +232,20 @@ def test_tiled_binned_predictions_equal_one_piece(real_standin, monkeypatch):
     assert got.shape == (320, 200)
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
     np.testing.assert_array_equal(core._tiled_contexts(bm, seq, ctxs[:3], 1), whole[:, :3])
+
+
+@needs_csv
+def test_cli_builds_the_real_catalogue_byte_identically(real_world_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from agval.cli.world import app
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["build", "--out", str(tmp_path / "w"), "--size", "small", "--catalogue", "real",
+                              "--track-metadata", str(CSV)])
+    assert res.exit_code == 0, res.output
+    assert "5585 tracks (real catalogue" in res.output and "SIMULATED" in res.output
+    for name in ("tracks.parquet", "variants.parquet", "world.json"):
+        assert (tmp_path / "w" / name).read_bytes() == (real_world_dir / name).read_bytes(), name
+    res = runner.invoke(app, ["build", "--out", str(tmp_path / "x"), "--catalogue", "bogus"])
+    assert isinstance(res.exception, InputError) and "demo, real" in str(res.exception)

@@ -48,21 +48,22 @@ class Background:
         """Quantile scores for ``raw`` ``[n_obs, n_tracks]`` (NaN stays NaN); with
         ``columns`` (track indices), ``raw`` holds only those tracks' columns."""
         raw = np.asarray(raw, dtype=np.float64)
-        out = np.full(raw.shape, np.nan)
         cols = range(len(self.columns)) if columns is None else [int(c) for c in columns]
+        lo = np.zeros(raw.shape)
+        hi = np.zeros(raw.shape)
+        size = np.zeros(raw.shape[1])
         for i, j in enumerate(cols):
             bg = self.columns[j]
-            x = raw[:, i]
-            ok = ~np.isnan(x)
-            if not ok.any() or bg.size == 0:
-                continue
-            lo = np.searchsorted(bg, x[ok], side="left")
-            hi = np.searchsorted(bg, x[ok], side="right")
-            f = (lo + hi) / (2.0 * bg.size)
-            q = 2.0 * f - 1.0 if self.signed else f
-            lo_cap = -QUANTILE_CAP if self.signed else 0.0
-            out[ok, i] = np.clip(q, lo_cap, QUANTILE_CAP)
-        return out
+            if bg.size:
+                lo[:, i] = bg.searchsorted(raw[:, i], side="left")
+                hi[:, i] = bg.searchsorted(raw[:, i], side="right")
+                size[i] = bg.size
+        with np.errstate(invalid="ignore", divide="ignore"):
+            f = (lo + hi) / (2.0 * size)
+        q = 2.0 * f - 1.0 if self.signed else f
+        np.clip(q, -QUANTILE_CAP if self.signed else 0.0, QUANTILE_CAP, out=q)
+        q[np.isnan(raw) | (size == 0)[None, :]] = np.nan
+        return q
 
 
 class BackgroundCache:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import hashlib
+import os
 import sys
 import threading
 import time
@@ -92,9 +93,9 @@ class StandinConfig:
     * ``result_cache_size``: raw scores kept in an LRU cache (0 = off); answers are the
       same either way, only the stand-in's CPU time changes. ``result_cache_mb`` bounds
       its memory too (entries hold one column per distinct model context).
-    * ``compute_threads``: variant scores computed at the same time (default: the number
-      of CPUs // 2: the client usually shares the machine); more requests wait (numpy under the GIL gains nothing from more, and
-      loses to contention and memory churn).
+    * ``compute_threads``: variant scores computed at the same time (default half the
+      CPUs, at least 1: the client usually shares the machine); more requests wait (numpy
+      under the GIL gains nothing from more threads and loses to contention and memory churn).
     * ``prewarm``: before serving, compute what the first calls would otherwise pay for
       (every gene's REF exon sums for human RNA_SEQ and the recommended DNASE / RNA_SEQ
       quantile backgrounds, ALL_FOLDS), so benchmarks meet a warm stand-in.
