@@ -116,6 +116,9 @@ class QTLStudy(BaseModel):
                                            "population Spearman correlation (reported against the CI)")
     planted_statistic: Literal["spearman_rho", "magnitude_spearman_rho"] | None = Field(
         None, description="which statistic planted_spearman refers to")
+    published: str | None = Field(
+        None, description="published reference set shown beside the run (agval.published): a set id, "
+        "'none', or default (caqtl/hqtl in the seed's own format: the seed study's published numbers)")
     description: str = ""
 
     @field_validator("effect_allele")
@@ -125,6 +128,18 @@ class QTLStudy(BaseModel):
             return None
         try:
             return str(EffectConvention.parse(v))
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
+
+    @field_validator("published")
+    @classmethod
+    def _published_set(cls, v: str | None) -> str | None:
+        if v is None or v.strip().lower() == "none":
+            return v
+        from agval.published import published_set
+
+        try:
+            return published_set(v).id
         except ConfigError as e:
             raise ValueError(str(e)) from None
 
