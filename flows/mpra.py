@@ -104,7 +104,9 @@ class MPRAStudy(BaseModel):
     # -- precomputed path
     predictions: str | None = Field(None, description="table of predictions (element or locus id -> aggregates)")
     predictions_key: str | None = Field(None, description="key column of the predictions table (auto)")
-    prediction_columns: list[str] | None = Field(None, description="aggregate columns (default: numeric columns)")
+    prediction_columns: list[str] | None = Field(
+        None, description="aggregate columns (default: the columns named <assay>_<aggregate>, e.g. dnase_center, "
+        "or pred_<name>; agval.mpra.predictions.is_prediction_column)")
     measured_column: str | None = Field(None, description="the predictions table carries the measured activity "
                                                           "in this column (then no counts are needed)")
     input_column: str | None = Field(None, description="column naming the distinct model input (default: the key)")
