@@ -73,7 +73,13 @@ def test_benchmark_auprc_is_sklearns_on_the_same_rows(demo):
     assert set(odd["chrom"]) <= {"chr1", "chr3", "chr5", "chr7", "chr9", "chr11"}
     # the report and metrics carry the leaderboard and the random baseline
     t = out["tables"]["Causality and direction per split and model"]
-    assert t.height == 8 and (t["random_auprc"] < t["auprc"]).all()
+    assert t.height == 12 and (t["random_auprc"] < t["auprc"]).all()
+    assert res["models"] == ["score_truth", "score_noisy", "ensemble"]
+    # the rank-mean ensemble row is the documented formula, scored like any model
+    ens = cz.rank_mean_ensemble([frame["score_truth"].to_numpy(), frame["score_noisy"].to_numpy()])
+    want = average_precision_score(frame["label"].to_numpy(), np.abs(ens))
+    assert abs(res["splits"]["all"]["models"]["ensemble"]["auprc"] - want) < 1e-12
+    assert res["splits"]["all"]["differences"]["ensemble"]["reference"] == "score_truth"
     assert out["metrics"]["headline"]["model"] == "score_truth"
 
 
@@ -96,6 +102,16 @@ def test_significance_gap_is_applied_and_configurable(demo):
     assert ap_all < ap_kept - 0.02
     with pytest.raises(ValueError, match="gap_max_log10p"):
         cz.CausalitySettings(control_max_log10p=5, gap_max_log10p=3)
+
+
+def test_rank_mean_ensemble():
+    a = np.array([0.5, -2.0, 1.0, np.nan])
+    b = np.array([10.0, -30.0, 20.0, 1.0])
+    e = cz.rank_mean_ensemble([a, b])
+    # ranks of |a| over the three complete rows: 1, 3, 2; of |b|: 1, 3, 2
+    assert np.allclose(e[:3], [1 / 3, -1.0, 2 / 3]) and np.isnan(e[3])
+    e2 = cz.rank_mean_ensemble([np.array([1.0, 2.0]), np.array([-1.0, 2.0])])
+    assert np.allclose(e2, [0.0, 1.0])  # signs disagree: the row cancels
 
 
 def test_loci_and_splits():
@@ -156,7 +172,7 @@ def test_causality_flow_with_the_standin(demo, alphagenome_standin, world_dir, p
     m = json.loads((folder / "metrics.json").read_text())
     assert res["simulated"] is True and m["benchmark"] == "causality"
     res_c = m["causality"]
-    assert res_c["models"] == ["alphagenome", "score_truth", "score_noisy"]
+    assert res_c["models"] == ["alphagenome", "score_truth", "score_noisy", "ensemble"]
     st = res_c["splits"]["all"]["models"]["alphagenome"]
     assert st["n_scored"] == m["counts"]["analysed_rows"] == 360
     # the stand-in model finds causal variants better than chance

@@ -36,7 +36,8 @@ baseline column), on the rows the model scored:
   variants closer than ``locus_distance`` bp on a chromosome (a positive and its matched
   controls resample together);
 * **paired differences** of every model against ``reference_model`` on the rows both
-  scored, with the same locus draws for both (:func:`paired_bootstrap_difference`).
+  scored, with the same locus draws for both (:func:`paired_bootstrap_difference`);
+* with two or more models, a **rank-mean ensemble** row (:func:`rank_mean_ensemble`).
 
 The module never imports Prefect or the stand-ins.
 """
@@ -58,7 +59,7 @@ from agval.stats.resampling import Statistic, bootstrap_ci, paired_bootstrap_dif
 
 __all__ = ["CausalitySettings", "load_causality_table", "apply_significance_gap", "locus_ids", "check_reference",
            "split_masks", "average_precision", "AVERAGE_PRECISION", "benchmark", "results_table",
-           "differences_table", "REQUIRED_COLUMNS", "BASELINE_PREFIX"]
+           "differences_table", "REQUIRED_COLUMNS", "BASELINE_PREFIX", "rank_mean_ensemble", "ENSEMBLE"]
 
 REQUIRED_COLUMNS = ("chrom", "pos", "ref", "alt", "label", "effect")
 #: columns named ``score_<model>`` are baseline-model scores unless ``baseline_columns`` names them
@@ -86,6 +87,8 @@ class CausalitySettings(BaseModel):
                                                "(default: every column named score_<model>)")
     reference_model: str | None = Field(None, description="paired differences are taken against this model "
                                         "(default: the first model)")
+    ensemble: bool = Field(True, description="with two or more models, add the rank-mean ensemble row "
+                           "('ensemble': mean over models of sign(score) x rank(|score|) / n)")
     planted: dict[str, dict[str, float]] | None = Field(
         None, description="SIMULATED studies: model -> {auprc, direction_r} expected in the population "
         "(reported against the bootstrap interval of the 'all' split)")
@@ -369,6 +372,11 @@ def benchmark(frame: pl.DataFrame, models: list[str], settings: CausalitySetting
     effect = frame["effect"].cast(pl.Float64).fill_null(math.nan).to_numpy()
     loci = frame["locus_id"].to_numpy()
     scores = {m: frame[m].cast(pl.Float64).fill_null(math.nan).to_numpy() for m in models}
+    if settings.ensemble and len(models) >= 2:
+        if ENSEMBLE in models:
+            raise InputError(f"a model may not be called {ENSEMBLE!r} (the ensemble row's name)")
+        scores[ENSEMBLE] = rank_mean_ensemble([scores[m] for m in models])
+        models = [*models, ENSEMBLE]
     out: dict[str, Any] = {"models": list(models), "reference_model": ref, "n_boot": n_boot, "seed": seed,
                            "confidence": confidence, "splits": {}}
     for split, mask in split_masks(frame["chrom"], settings).items():
@@ -389,6 +397,28 @@ def benchmark(frame: pl.DataFrame, models: list[str], settings: CausalitySetting
         out["splits"][split] = entry
     if settings.planted:
         out["planted"] = _planted(out, settings.planted, ref)
+    return out
+
+
+#: the name of the rank-mean ensemble row
+ENSEMBLE = "ensemble"
+
+
+def rank_mean_ensemble(scores: list[np.ndarray]) -> np.ndarray:
+    """The rank-mean ensemble of several models' signed scores, per row:
+    ``mean_m sign(s_m) * rank(|s_m|) / n`` (average ranks over the rows every model scored;
+    NaN elsewhere). ``|ensemble|`` is the mean magnitude rank when the models agree in sign,
+    so it serves causality (``|.|``) and direction (signed) alike, on one scale for models
+    whose scores are not comparable."""
+    from scipy.stats import rankdata
+
+    S = np.vstack([np.asarray(x, dtype=np.float64) for x in scores])
+    ok = np.isfinite(S).all(axis=0)
+    out = np.full(S.shape[1], np.nan)
+    if ok.any():
+        sub = S[:, ok]
+        r = np.vstack([rankdata(np.abs(row)) / row.size for row in sub])
+        out[ok] = (np.sign(sub) * r).mean(axis=0)
     return out
 
 
