@@ -68,7 +68,5 @@ def test_published_none_and_non_seed_layout_disable_the_rows(caqtl_toml):
     r = run_plain(_study(caqtl_toml, published="pelikan2018-hqtl-seed", n_boot=0, n_perm=0), simulated=True,
                   figures=False)
     assert r["metrics"]["published"]["set"] == "pelikan2018-hqtl-seed"
-    from agval.errors import ConfigError  # noqa: F401
-
     with pytest.raises(ValueError, match="unknown published reference set"):
         _study(caqtl_toml, published="no-such-set")

@@ -3,7 +3,6 @@ QTL precomputed path's distinct variants, and the MPRA prediction-column naming 
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import polars as pl

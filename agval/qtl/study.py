@@ -165,6 +165,9 @@ class QTLStudy(BaseModel):
             self.format = "causality" if self.benchmark == "causality" else fmt  # type: ignore[assignment]
         if (self.benchmark == "causality") != (self.format == "causality"):
             raise ValueError("benchmark = 'causality' reads the causality layout (format 'causality') and only it")
+        if self.benchmark == "causality" and self.predictions:
+            raise ValueError("benchmark = 'causality' reads baseline scores from the table's score_<model> "
+                             "columns, not from 'predictions'")
         if self.effect_allele is None:
             # GTEx v8 slopes are for the ALT allele of chr_pos_ref_alt_b38 (STUDIES.md P1)
             self.effect_allele = "alt" if self.format == "gtex" else "unknown"

@@ -29,13 +29,12 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import polars as pl
 from scipy import special
 
-from standins.world.studies.qtl import (CAQTL_BIOSAMPLE, _effects, _element_snvs, _pick, _toml_str, _track_rows,
+from standins.world.studies.qtl import (CAQTL_BIOSAMPLE, _element_snvs, _pick, _toml_str, _track_rows,
                                         normal_scores)
 
 __all__ = ["generate", "planted_values"]
