@@ -7,7 +7,8 @@ AlphaGenome and myvariant.info services in their own processes, and runs this fl
    fingerprint, an allele lookup, a scoring round trip; written as a run record;
 2. **studies**: every registered study kind whose demo generator exists (QTL, TWAS,
    MPRA) generates its inputs from the world's ground truth in the real file formats and
-   runs through its own flow as a subflow.
+   runs through its own flow as a subflow; the QTL flow also runs the causality
+   benchmark (``standins.world.studies.causality``, :data:`EXTRA_GENERATORS`).
 
 Everything lands under the simulated results root.
 """
@@ -59,6 +60,11 @@ def standin_smoke(world_dir: str, alphagenome_address: str, myvariant_url: str) 
     return {"run_folder": str(rec.folder), "simulated": rec.manifest["simulated"], "metrics": metrics}
 
 
+#: further demo generators run through a kind's flow (``standins.world.studies.<module>``):
+#: the QTL causality benchmark is a mode of the QTL flow (``benchmark = "causality"``)
+EXTRA_GENERATORS: dict[str, tuple[str, ...]] = {"qtl": ("causality",)}
+
+
 def demo_generators() -> dict[str, Any]:
     """Study kinds whose flow and demo generator both exist in this build."""
     out = {}
@@ -83,7 +89,11 @@ def demo(world_dir: str, alphagenome_address: str, myvariant_url: str, studies_d
         if studies and kind not in studies:
             continue
         out = Path(studies_dir) / kind
-        for study_file in gen.generate(world_dir, out, seed=seed):
+        files = list(gen.generate(world_dir, out, seed=seed))
+        for extra in EXTRA_GENERATORS.get(kind, ()):
+            mod = importlib.import_module(f"standins.world.studies.{extra}")
+            files += list(mod.generate(world_dir, out, seed=seed))
+        for study_file in files:
             if Path(study_file).suffix != ".toml":
                 continue
             res = registry.run(kind, study_file,

@@ -41,7 +41,7 @@ from typing import Any, Literal
 
 import polars as pl
 from prefect import flow, get_run_logger
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from agval.config import BackendConfig
 from agval.errors import ConfigError, GuardError
@@ -104,7 +104,9 @@ class MPRAStudy(BaseModel):
     # -- precomputed path
     predictions: str | None = Field(None, description="table of predictions (element or locus id -> aggregates)")
     predictions_key: str | None = Field(None, description="key column of the predictions table (auto)")
-    prediction_columns: list[str] | None = Field(None, description="aggregate columns (default: numeric columns)")
+    prediction_columns: list[str] | None = Field(
+        None, description="aggregate columns (default: the columns named <assay>_<aggregate>, e.g. dnase_center, "
+        "or pred_<name>; agval.mpra.predictions.is_prediction_column)")
     measured_column: str | None = Field(None, description="the predictions table carries the measured activity "
                                                           "in this column (then no counts are needed)")
     input_column: str | None = Field(None, description="column naming the distinct model input (default: the key)")
@@ -122,9 +124,24 @@ class MPRAStudy(BaseModel):
     primary_aggregate: str | None = Field(None, description="aggregate for strata and headline (default: "
                                                             "<first output>_center)")
     robustness_min_dna: list[float] = Field(default_factory=lambda: [0, 10, 100])
+    published: str | None = Field(
+        None, description="published reference set shown beside the run (agval.published): a set id, 'none', "
+        "or default (GSE84888 count files: grossman2017-mpra-v2)")
     figures: Literal["all", "summary", "none"] = Field(
         "all", description="all figures; summary: scatter of the primary aggregate, ROC, heatmap, TF bars, "
         "wild type vs mutant; none")
+
+    @field_validator("published")
+    @classmethod
+    def _published_set(cls, v: str | None) -> str | None:
+        if v is None or v.strip().lower() == "none":
+            return v
+        from agval.published import published_set
+
+        try:
+            return published_set(v).id
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
 
     @model_validator(mode="after")
     def _check(self):
@@ -426,6 +443,13 @@ def mpra_benchmark(study: MPRAStudy, backend: BackendConfig = BackendConfig()) -
                 "spearman_p",
                 "auroc", "threshold", "n_positive", "n_negative", "within_pearson_r")}} for a, s in stats.items()])
             tables = {"Statistics per aggregate": summary_table, **tables}
+            pub = _published(study, stats, simulated)
+            if pub is not None:
+                from agval.published import published_table, published_title
+
+                metrics["published"] = pub
+                tables = {"Statistics per aggregate": summary_table, published_title(pub): published_table(pub),
+                          **{k: v for k, v in tables.items() if k != "Statistics per aggregate"}}
             if metrics.get("aggregates_by_strand"):
                 strand_table = pl.DataFrame([{"aggregate": a, **v} for a, v in metrics["aggregates_by_strand"].items()])
                 tables["Per-strand aggregates (stranded tracks reported separately)"] = strand_table
@@ -439,6 +463,16 @@ def mpra_benchmark(study: MPRAStudy, backend: BackendConfig = BackendConfig()) -
             log.info(head)
     return {"run_folder": str(rec.folder), "simulated": simulated, "metrics": metrics, "headline": head,
             "warnings": warn_texts}
+
+
+def _published(study: MPRAStudy, stats: dict[str, Any], simulated: bool) -> dict[str, Any] | None:
+    """``metrics["published"]``: the study's published set (default: the seed's V2 numbers
+    when the counts are GSE84888 files), compared aggregate by aggregate."""
+    from agval.published import mpra_observed, published_block, resolve_set_id
+
+    set_id = resolve_set_id(study.published, "mpra", seed_layout=bool(study.counts)
+                            and study.count_format == "gse84888")
+    return published_block(set_id, mpra_observed(stats), simulated=simulated)
 
 
 def _fmt(v: Any) -> str:

@@ -80,6 +80,8 @@ def qtl_validation(study: QTLStudy, backend: BackendConfig = BackendConfig(),
     """Validate AlphaGenome scores against one QTL study, ``original`` and ``corrected``
     side by side. Returns ``run_folder``, ``simulated``, ``metrics``, ``headline``."""
     log = get_run_logger()
+    if study.benchmark == "causality":
+        return _causality_benchmark(study, backend, log)
     with contextlib.ExitStack() as stack:
         # -- the backend decides whether this run is simulated (stand-in label in its metadata)
         provenance = None
@@ -165,6 +167,66 @@ def qtl_validation(study: QTLStudy, backend: BackendConfig = BackendConfig(),
     log.info("%s: %s rho = %.3f (n = %s), report %s", study.name, hl.get("analysis"),
              hl.get("spearman_rho", float("nan")), hl.get("n"), rec.folder / "report.html")
     return {"run_folder": str(rec.folder), "simulated": simulated, "metrics": metrics, "headline": hl}
+
+
+def _causality_benchmark(study: QTLStudy, backend: BackendConfig, log) -> dict[str, Any]:
+    """``benchmark = "causality"`` (agval.qtl.causality): causal QTL variants vs matched
+    controls (auPRC of |score| beside the positive rate) and direction (Pearson over the
+    positives), per split and model, locus-level bootstrap SEs, paired differences."""
+    from agval.qtl import causality as cz
+
+    live = study.causality.live_model
+    with contextlib.ExitStack() as stack:
+        if live:
+            b, spec = stack.enter_context(backend_session(backend))
+            simulated = bool(b.simulated)
+        else:
+            spec = None
+            provenance = table_provenance(study.table)
+            simulated = _simulated_without_backend(backend) or provenance["provenance"] == "simulated"
+        params = {k: v.model_dump(mode="json") for k, v in (("study", study), ("backend", backend))}
+        rec = start_run(study.name, "qtl-validation", params, simulated=simulated, seed=study.seed,
+                        inputs=_inputs(study))
+        with rec:
+            genome = study.reference_fasta or (str(Path(backend.standin_world) / "genome.fa")
+                                               if backend.standin_world else None)
+            rec.note("reference_fasta", genome)
+            frame, baselines = cz.prepare(study, genome_path=genome, drops=rec.drops)
+            n_input = cz.load_causality_table(study.table, baseline_columns=baselines)[0].height
+            scoring_info = None
+            if live:
+                variants = frame.select("row_id", "chrom", "pos", "ref", "alt")
+                run = score_variants(variants, cz_scorers(study), backend=spec, interval_width=study.interval_width,
+                                     chunk_size=backend.chunk_size, concurrency=backend.max_workers,
+                                     artifact_key=f"{study.name}-scoring")
+                run.record(rec)
+                frame = cz.attach_live_scores(frame, run.scores, study)
+                scoring_info = {"scorers": run.scorers, "interval_width": run.interval_width, "summary": run.summary}
+            else:
+                rec.set_backend({"backend": "none", "models": baselines, "simulated": simulated})
+            models = cz.models_of(study, baselines)
+            res = cz.benchmark(frame, models, study.causality, n_boot=study.n_boot, seed=study.seed,
+                               confidence=study.confidence)
+            counts = cz.causality_counts(frame, n_input)
+            metrics = cz.build_metrics(study, res, counts=counts, simulated=simulated, scoring=scoring_info)
+            rec.write_table("rows", frame)
+            rec.write_table("causality", cz.results_table(res))
+            sections, warnings, tables = cz.report_parts(study, res, counts=counts, simulated=simulated)
+            rec.add_metrics(metrics)
+        hl = metrics["headline"]
+        summary_md = "\n".join(f"* **{k}**: {v}" for k, v in hl.items())
+        publish_report(rec, title=f"QTL causality benchmark: {study.name}", key=study.name, tables=tables,
+                       sections=sections, warnings=warnings, summary_md=summary_md)
+    log.info("%s: %s auPRC = %.3f (random %.3f), direction r = %.3f, report %s", study.name, hl["model"],
+             hl["auprc"], hl["random_auprc"], hl["direction_r"], rec.folder / "report.html")
+    return {"run_folder": str(rec.folder), "simulated": simulated, "metrics": metrics, "headline": hl}
+
+
+def cz_scorers(study: QTLStudy) -> list[str]:
+    """The scorers of the causality benchmark's live model."""
+    from agval.qtl.causality import live_analysis
+
+    return scorers_for([live_analysis(study)])
 
 
 FLOW = qtl_validation

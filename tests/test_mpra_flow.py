@@ -159,6 +159,14 @@ def test_real_counts_through_the_precomputed_path(shared_data, tmp_path, prefect
     st = m["aggregates"]["dnase_center"]
     assert st["n"] == 6963 and st["n_clusters"] == 18
     assert Path(res["run_folder"], "report.html").is_file() and res["simulated"] is True
+    # GSE84888 counts: the seed's V2 numbers beside the run (random predictions here: not reproduced)
+    pub = m["published"]
+    assert pub["set"] == "grossman2017-mpra-v2" and pub["simulated"] is True
+    rows = {r["key"]: r for r in pub["rows"]}
+    assert rows["dnase_center.pearson_r"]["observed"] == pytest.approx(st["pearson_r"], abs=1e-12)
+    assert rows["dnase_center.pearson_r"]["difference"] == pytest.approx(st["pearson_r"] - 0.0531, abs=1e-12)
+    assert rows["cage_center.pearson_r"]["observed"] is None  # not computed: reported as missing
+    assert "differences are expected" in Path(res["run_folder"], "report.html").read_text()
 
 
 def test_tracks_come_from_the_study_organism_and_ontology(alphagenome_standin, world_dir):

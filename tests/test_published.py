@@ -52,3 +52,58 @@ def test_defaults_and_unknown_sets():
     assert default_set_id("mpra") == "grossman2017-mpra-v2"
     with pytest.raises(ConfigError, match="known: .*gate2018"):
         published_set("nope")
+
+
+# ----------------------------------------------------------------------------- wiring into runs
+
+def test_resolve_set_id_defaults_only_for_the_seed_layout():
+    from agval.published import resolve_set_id
+
+    assert resolve_set_id(None, "qtl", "caqtl") == "gate2018-caqtl-seed"
+    assert resolve_set_id(None, "qtl", "caqtl", seed_layout=False) is None
+    assert resolve_set_id("none", "qtl", "caqtl") is None
+    assert resolve_set_id("grossman2017-mpra-v1", "mpra") == "grossman2017-mpra-v1"
+    with pytest.raises(ConfigError):
+        resolve_set_id("nope", "qtl", "caqtl")
+
+
+def test_observed_mappings_use_the_registry_keys():
+    from agval.published import mpra_observed, qtl_observed, twas_observed
+
+    q = qtl_observed({"original": {"spearman_rho": 0.4, "pearson_r": 0.41, "r2": 0.168,
+                                   "same_sign_fraction_unverified": 0.62, "sign_fraction": float("nan")},
+                      "corrected": {"spearman_rho": 0.5, "r2": None, "same_sign_fraction_unverified": None,
+                                    "sign_fraction": 0.7}})
+    assert q == {"original.spearman_rho": 0.4, "original.pearson_r": 0.41, "original.r_squared": 0.168,
+                 "original.same_sign": 0.62, "corrected.spearman_rho": 0.5, "corrected.same_sign": 0.7}
+    keys = {r.key for r in published_set("gate2018-caqtl-seed").rows}
+    assert keys <= set(q)
+    m = mpra_observed({"dnase_center": {"pearson_r": 0.05, "spearman_rho": 0.1, "auroc": 0.54}})
+    assert m == {"dnase_center.pearson_r": 0.05, "dnase_center.spearman_rho": 0.1, "dnase_center.auroc": 0.54}
+    import polars as pl
+
+    t = twas_observed(
+        q1_table=pl.DataFrame({"output_type": ["RNA_SEQ", "DNASE"], "tissue": ["Prostate", "Heart - Atrial Appendage"],
+                               "accuracy": [0.598, 0.52]}),
+        q2_table=[{"output_type": "ATAC", "fold": 1.18, "spearman_rho": 0.036}],
+        q3_table=[{"output_type": "CAGE", "rho": 0.155}],
+        q4_table=[{"output_type": "RNA_SEQ", "tissue": "Whole_Blood", "spearman_rho": float("nan")}])
+    assert t == {"q1.RNA_SEQ.Prostate.accuracy": 0.598, "q1.DNASE.Heart_Atrial_Appendage.accuracy": 0.52,
+                 "q2.ATAC.fold": 1.18, "q2.ATAC.spearman_rho": 0.036, "q3.CAGE.spearman_rho": 0.155}
+    by = {c.key: c for c in compare("af-twas-writeup", t)}
+    assert by["q1.RNA_SEQ.Prostate.accuracy"].reproduced is True
+    assert by["q1.DNASE.Heart_Atrial_Appendage.accuracy"].difference == pytest.approx(0.52 - 0.523)
+    assert by["q4.RNA_SEQ.Whole_Blood.spearman_rho"].observed is None
+
+
+def test_published_block_and_table():
+    from agval.published import SIMULATED_LABEL, published_block, published_table, published_title
+
+    assert published_block(None, {}) is None
+    b = published_block("gate2018-caqtl-seed", {"original.spearman_rho": 0.40, "original.pearson_r": 0.2},
+                        simulated=True)
+    assert b["set"] == "gate2018-caqtl-seed" and b["n_compared"] == 2 and b["n_reproduced"] == 1
+    assert SIMULATED_LABEL in published_title(b)
+    t = published_table(b)
+    assert t.height == 4 and t["published"][0] == 0.4032
+    assert t["difference"][1] == pytest.approx(0.2 - 0.4089) and t["reproduced"][1] is False

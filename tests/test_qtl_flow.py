@@ -113,6 +113,7 @@ def test_cli_run_qtl_caqtl(prefect_api, alphagenome_standin, world_dir, world_my
     assert c["sign_fraction"] is None  # NaN (no verified rows) is written to metrics.json as null
     assert c["magnitude_spearman_rho"] > 0.3
     assert m["analyses"]["original"]["n_tracks"] == 8 and c["n_tracks"] == 2
+    assert m["published"]["set"] == "gate2018-caqtl-seed" and len(m["published"]["rows"]) == 4
     assert out["headline"]["direction_claims"].startswith("none")
     # one SNP, two peaks: two rows, the same score, their own betas (P9)
     rows = pl.read_parquet(folder / "tables" / "analysis_rows.parquet").filter(pl.col("analysis") == "corrected")

@@ -11,7 +11,13 @@ A predictions table (CSV/TSV/parquet) maps an id to aggregate columns::
   explosion, P19): ``element_id``/``name`` -> the construct, ``locus_id``/``variant_id``
   (``chrom:start-end:strand:seq16``, the seed's ``variant_id``) -> the locus,
   ``row_id`` -> the row, any other name -> the same-named measured column.
-* Aggregate columns: ``columns`` or every numeric column except ids and measurements.
+* Aggregate (prediction) columns: ``columns`` (explicit), or by **one naming rule**
+  (:func:`is_prediction_column`): a column whose name is ``<assay>_<aggregate>`` with
+  ``<assay>`` one of agval's assay names (``dnase``, ``atac``, ``cage``, ``rna``,
+  ``procap``, ``histone``, ``chiptf``; :data:`agval.mpra.aggregates.ASSAY_NAMES`), e.g.
+  ``dnase_center``, ``cage_mean_plus`` (what agval itself writes), or one starting with
+  ``pred_`` / ``prediction_`` (``pred_enformer``). Nothing else is taken: counts, lengths,
+  ``n``, GC content and other numeric columns are never predictions unless named.
 * ``measured_column``: the table carries the measured activity too (e.g. the seed's
   ``mpra_log2_ratio``); then no count files are needed and every row is a construct.
 
@@ -31,7 +37,23 @@ from agval.errors import InputError, MissingColumnError
 from agval.frames import checked_join
 from agval.io._common import add_row_ids, dataset_name, parse_float, read_text_table
 
-__all__ = ["KEY_COLUMNS", "load_predictions", "attach_predictions", "JOIN_TARGET"]
+__all__ = ["KEY_COLUMNS", "load_predictions", "attach_predictions", "JOIN_TARGET", "is_prediction_column",
+           "PREDICTION_PREFIXES"]
+
+#: name prefixes that mark a column as a prediction (besides ``<assay>_``)
+PREDICTION_PREFIXES = ("pred_", "prediction_")
+
+
+def is_prediction_column(name: str) -> bool:
+    """The naming rule of auto-detected prediction columns (module docstring):
+    ``<assay>_<aggregate>`` with an agval assay name, or a ``pred_`` / ``prediction_``
+    prefix (case-insensitive)."""
+    from agval.mpra.aggregates import ASSAY_NAMES
+
+    n = name.strip().lower()
+    if n.startswith(PREDICTION_PREFIXES) and len(n) > len(n.split("_", 1)[0]) + 1:
+        return True
+    return any(n.startswith(a + "_") and len(n) > len(a) + 1 for a in ASSAY_NAMES.values())
 
 KEY_COLUMNS = ("element_id", "name", "locus_id", "variant_id", "row_id", "id")
 JOIN_TARGET = {"element_id": "element_id", "name": "element_id", "locus_id": "locus_id",
@@ -70,15 +92,11 @@ def load_predictions(path: str | Path, *, key: str | None = None, columns: Seque
                 raise MissingColumnError(c, file=p, available=raw.columns)
     else:
         skip = _NOT_AGGREGATES | set(KEY_COLUMNS) | {key, measured_column}
-        aggs = []
-        for c in raw.columns:
-            if c in skip:
-                continue
-            vals = raw[c].drop_nulls().str.strip_chars()
-            if vals.len() and vals.cast(pl.Float64, strict=False).null_count() == 0:
-                aggs.append(c)
+        aggs = [c for c in raw.columns if c not in skip and is_prediction_column(c)]
         if not aggs:
-            raise InputError("no numeric prediction columns found (name them with 'columns')", file=p)
+            raise InputError("no prediction column found: auto-detection takes only columns named "
+                             "<assay>_<aggregate> (dnase_center, cage_mean, ...) or pred_<name>; name the "
+                             f"others with prediction_columns (columns: {', '.join(raw.columns)})", file=p)
     out = [pl.col("row_id"), pl.col("source_file"), pl.col("source_row"), pl.col(key).str.strip_chars().alias(key)]
     parsed = {c: parse_float(df, c, file=p).alias(c) for c in aggs}
     if measured_column is not None:

@@ -35,7 +35,9 @@ from typing import Any, Mapping
 from agval.errors import ConfigError
 
 __all__ = ["PublishedRow", "PublishedSet", "Comparison", "published_sets", "published_set",
-           "default_set_id", "compare", "comparison_records", "REGISTRY_FILE", "REGISTRY_VERSION"]
+           "default_set_id", "compare", "comparison_records", "REGISTRY_FILE", "REGISTRY_VERSION",
+           "resolve_set_id", "qtl_observed", "mpra_observed", "twas_observed", "published_block",
+           "published_table", "published_title", "SIMULATED_LABEL"]
 
 REGISTRY_FILE = "seeds-v1.toml"
 REGISTRY_VERSION = 1
@@ -154,3 +156,153 @@ def compare(published: PublishedSet | str, observed: Mapping[str, Any]) -> list[
 def comparison_records(comparisons: list[Comparison]) -> list[dict[str, Any]]:
     """Plain dicts (metrics.json, report tables)."""
     return [asdict(c) for c in comparisons]
+
+
+# ----------------------------------------------------------------------------------
+# Wiring into runs: which set a study uses, the run's observed mapping, the metrics block
+# ----------------------------------------------------------------------------------
+
+#: label of the published table in a simulated run's report
+SIMULATED_LABEL = "simulated data: differences are expected"
+
+
+def resolve_set_id(requested: str | None, kind: str, sub_kind: str | None = None, *,
+                   seed_layout: bool = True) -> str | None:
+    """The published set a study is compared with.
+
+    ``requested`` is the study file's ``published`` value: a set id (checked against the
+    registry, :class:`ConfigError` otherwise), ``"none"`` (no comparison) or ``None`` (the
+    default of ``(kind, sub_kind)`` from :func:`default_set_id`, but only when the study
+    reads the seed's own layout, ``seed_layout``: a caQTL table in another format is not
+    Gate et al.'s table, and its numbers would not be comparable).
+    """
+    if requested is not None:
+        if requested.strip().lower() == "none":
+            return None
+        return published_set(requested).id
+    return default_set_id(kind, sub_kind) if seed_layout else None
+
+
+def _put(out: dict[str, float], key: str, value: Any) -> None:
+    v = _finite(value)
+    if v is not None:
+        out[key] = v
+
+
+def qtl_observed(stats: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
+    """A QTL run's statistics with the registry's keys: for every analysis ``a``
+    (``original``, ``corrected``, ...), ``a.spearman_rho``, ``a.pearson_r``, ``a.r_squared``
+    (``r2``, the linregress R^2 of beta ~ score) and ``a.same_sign`` (the fraction of rows
+    whose score and beta have the same sign, as the seeds computed it: the unverified
+    same-sign fraction, else the verified sign concordance).
+
+    ``stats``: ``analysis -> statistics`` as in ``metrics.json["analyses"]``.
+    """
+    out: dict[str, float] = {}
+    for name, st in stats.items():
+        _put(out, f"{name}.spearman_rho", st.get("spearman_rho"))
+        _put(out, f"{name}.pearson_r", st.get("pearson_r"))
+        _put(out, f"{name}.r_squared", st.get("r2"))
+        same = st.get("same_sign_fraction_unverified")
+        _put(out, f"{name}.same_sign", same if _finite(same) is not None else st.get("sign_fraction"))
+    return out
+
+
+def mpra_observed(aggregates: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
+    """An MPRA run's statistics with the registry's keys: ``<aggregate>.pearson_r``,
+    ``<aggregate>.spearman_rho``, ``<aggregate>.auroc`` for every aggregate
+    (``dnase_center``, ``cage_mean``, ...; ``metrics.json["aggregates"]``)."""
+    out: dict[str, float] = {}
+    for agg, st in aggregates.items():
+        for k in ("pearson_r", "spearman_rho", "auroc"):
+            _put(out, f"{agg}.{k}", st.get(k))
+    return out
+
+
+def _records(table: Any) -> list[dict[str, Any]]:
+    if table is None:
+        return []
+    if hasattr(table, "to_dicts"):
+        return table.to_dicts()
+    return list(table)
+
+
+def _first(rec: Mapping[str, Any], names: tuple[str, ...]) -> Any:
+    for n in names:
+        if n in rec and rec[n] is not None:
+            return rec[n]
+    return None
+
+
+def twas_observed(q1_table: Any = None, q2_table: Any = None, q3_table: Any = None,
+                  q4_table: Any = None) -> dict[str, float]:
+    """A TWAS run's Q1-Q4 results with the registry's keys.
+
+    Each table is a polars DataFrame or a list of dicts, one row per cell:
+
+    * ``q1_table``: ``output_type, tissue, accuracy`` -> ``q1.<output_type>.<tissue>.accuracy``
+      (tissue as GTEx names it, spaces and punctuation already ``_``-joined, e.g.
+      ``Heart_Left_Ventricle``);
+    * ``q2_table``: ``output_type, fold, spearman_rho`` -> ``q2.<output_type>.fold`` and
+      ``q2.<output_type>.spearman_rho`` (credible-set vs other mean |score|; Spearman of
+      PIP with |score|);
+    * ``q3_table``: ``output_type, spearman_rho`` -> ``q3.<output_type>.spearman_rho``;
+    * ``q4_table``: ``output_type, tissue, spearman_rho`` -> ``q4.<output_type>.<tissue>.spearman_rho``.
+
+    ``rho`` is accepted for ``spearman_rho`` and ``fold_change`` for ``fold``; a missing or
+    non-finite value is left out (:func:`compare` then reports it as missing).
+    """
+    out: dict[str, float] = {}
+    rho = ("spearman_rho", "rho")
+    for r in _records(q1_table):
+        _put(out, f"q1.{r['output_type']}.{_tissue(r['tissue'])}.accuracy", r.get("accuracy"))
+    for r in _records(q2_table):
+        _put(out, f"q2.{r['output_type']}.fold", _first(r, ("fold", "fold_change")))
+        _put(out, f"q2.{r['output_type']}.spearman_rho", _first(r, rho))
+    for r in _records(q3_table):
+        _put(out, f"q3.{r['output_type']}.spearman_rho", _first(r, rho))
+    for r in _records(q4_table):
+        _put(out, f"q4.{r['output_type']}.{_tissue(r['tissue'])}.spearman_rho", _first(r, rho))
+    return out
+
+
+def _tissue(name: str) -> str:
+    """GTEx tissue name as a key part: ``Heart - Left Ventricle`` -> ``Heart_Left_Ventricle``."""
+    parts = [p for p in "".join(c if c.isalnum() else " " for c in str(name)).split()]
+    return "_".join(parts)
+
+
+def published_block(set_id: str | None, observed: Mapping[str, Any], *,
+                    simulated: bool = False) -> dict[str, Any] | None:
+    """The ``metrics.json["published"]`` block of a run: ``{"set", "title", "source", "note",
+    "simulated", "label", "n_reproduced", "n_compared", "rows": comparison_records(...)}``;
+    ``None`` when the study is compared with no set. ``label`` is :data:`SIMULATED_LABEL`
+    for a simulated run (its differences from a real study's numbers are expected)."""
+    if set_id is None:
+        return None
+    ps = published_set(set_id)
+    rows = comparison_records(compare(ps, observed))
+    compared = [r for r in rows if r["observed"] is not None]
+    return {"set": ps.id, "title": ps.title, "source": ps.source, "note": ps.note, "simulated": bool(simulated),
+            "label": SIMULATED_LABEL if simulated else "", "n_compared": len(compared),
+            "n_reproduced": sum(bool(r["reproduced"]) for r in compared), "rows": rows}
+
+
+def published_title(block: Mapping[str, Any]) -> str:
+    """The report table's title for a published block (labelled when simulated)."""
+    t = f"Published reference: {block['title']}"
+    return f"{t} ({SIMULATED_LABEL})" if block.get("simulated") else t
+
+
+def published_table(block: Mapping[str, Any]):
+    """The report table of a published block: ``statistic, published, agval, difference,
+    sign_agrees, reproduced, tolerance, published_n`` (a polars DataFrame)."""
+    import polars as pl
+
+    rows = [{"statistic": r["label"], "key": r["key"], "published": r["published"], "agval": r["observed"],
+             "difference": r["difference"], "sign_agrees": r["sign_agrees"], "reproduced": r["reproduced"],
+             "tolerance": r["tolerance"], "published_n": r["published_n"]} for r in block["rows"]]
+    schema = {"statistic": pl.Utf8, "key": pl.Utf8, "published": pl.Float64, "agval": pl.Float64,
+              "difference": pl.Float64, "sign_agrees": pl.Boolean, "reproduced": pl.Boolean,
+              "tolerance": pl.Float64, "published_n": pl.Int64}
+    return pl.DataFrame(rows, schema=schema)

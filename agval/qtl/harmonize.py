@@ -235,11 +235,38 @@ def orient_in_place(study: QTLStudy, frame: pl.DataFrame) -> Harmonized:
     table = frame.with_columns((b * sign).alias("beta_alt"), verified.alias("orientation_verified"),
                                how.alias("harmonization"), pl.lit("precomputed").alias("lookup_class"))
     if "variant_key" not in table.columns:
-        table = table.with_columns(pl.col("row_id").alias("variant_key"))
+        table = table.with_columns(_precomputed_variant_keys(table))
     funnel = funnel_table([("input", n), ("oriented", n)])
     return Harmonized(table, funnel, str(conv), "precomputed",
                       ["precomputed predictions: no allele lookup; beta oriented by the declared convention "
                        "against the table's own alleles"])
+
+
+def _precomputed_variant_keys(table: pl.DataFrame) -> pl.Series:
+    """``variant_key`` of each row on the precomputed path: the variant's coordinates
+    (``chrom:pos:ref>alt``, in the table's own build) when the table has them, else its
+    rsID, else (neither known) the row itself. Distinct variants are counted, and rows of
+    one variant resampled together, by this key - never one "variant" per row."""
+    n = table.height
+    have = [c for c in ("chrom", "pos", "ref", "alt") if c in table.columns]
+    if len(have) < 4 and {"hg19_chrom", "hg19_pos", "ref", "alt"} <= set(table.columns):
+        coords = table.select(pl.col("hg19_chrom").alias("chrom"), pl.col("hg19_pos").alias("pos"), "ref", "alt")
+    elif len(have) == 4:
+        coords = table.select("chrom", "pos", "ref", "alt")
+    else:
+        coords = None
+    keys: list[str | None] = [None] * n
+    if coords is not None:
+        for i, (c, p, r, a) in enumerate(coords.iter_rows()):
+            if c is None or p is None or r is None or a is None:
+                continue
+            c = str(c).strip()
+            keys[i] = f"{c if c.lower().startswith('chr') else 'chr' + c}:{int(p)}:{str(r).upper()}>{str(a).upper()}"
+    if "rsid" in table.columns:
+        rs = table["rsid"].cast(pl.Utf8).to_list()
+        keys = [k if k is not None else (r or None) for k, r in zip(keys, rs)]
+    rows = table["row_id"].cast(pl.Utf8).to_list()
+    return pl.Series("variant_key", [k if k is not None else r for k, r in zip(keys, rows)], dtype=pl.Utf8)
 
 
 def finalize(study: QTLStudy, h: Harmonized) -> Harmonized:

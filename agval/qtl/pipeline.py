@@ -24,11 +24,11 @@ from agval.errors import GuardError
 from agval.qtl.analysis import (Selected, analysis_frame, analysis_statistics, compare_analyses, headline,
                                 per_track_statistics, select_precomputed, select_tracks)
 from agval.qtl.modality import Analysis, plan_analyses, scorers_for
-from agval.qtl.study import QTLStudy
+from agval.qtl.study import KIND_DEFAULTS, QTLStudy
 from agval.stats.pvalues import bh_adjust, correlation_log10_p, format_p
 
 __all__ = ["QTLResult", "analyse", "select_all", "evaluate_all", "build_metrics", "report_parts", "run_plain", "comparison_table",
-           "cells_table",
+           "cells_table", "published_for",
            "table_marks", "analysis_rows", "genome_path", "ANALYSIS_KEYS"]
 
 #: statistics shown side by side in the report's comparison table
@@ -207,7 +207,22 @@ def build_metrics(result: QTLResult, *, counts: dict[str, Any], route: str, conv
                         "recovered": h.get("recovered_value"), "in_ci": h.get("planted_in_ci")}
     if result.notes:
         m["notes"] = result.notes
+    pub = published_for(result)
+    if pub is not None:
+        m["published"] = pub
     return m
+
+
+def published_for(result: QTLResult) -> dict[str, Any] | None:
+    """The run's published reference block (``metrics.json["published"]``, see
+    :func:`agval.published.published_block`): the study's ``published`` set, or by default
+    the seed's set when a caQTL/hQTL study reads the seed's own table format."""
+    from agval.published import published_block, qtl_observed, resolve_set_id
+
+    study = result.study
+    set_id = resolve_set_id(study.published, "qtl", study.kind,
+                            seed_layout=study.format == KIND_DEFAULTS[study.kind][0])
+    return published_block(set_id, qtl_observed(result.stats), simulated=result.simulated)
 
 
 def report_parts(result: QTLResult, *, counts: dict[str, Any], route: str,
@@ -278,6 +293,14 @@ def report_parts(result: QTLResult, *, counts: dict[str, Any], route: str,
                         "is reported for reproduction only and is not a test.")
     tables = {"Cells (primary, secondary, sensitivity)": cells_table(result),
               "Original vs corrected": comparison_table(result)}
+    pub = published_for(result)
+    if pub is not None:
+        from agval.published import published_table, published_title
+
+        tables[published_title(pub)] = published_table(pub)
+        if pub["simulated"]:
+            warnings.append(f"The published reference rows come from the real study; this run is simulated "
+                            f"({pub['label']}).")
     if result.per_track.height:
         pt = result.per_track
         tables["Per-track correlations (BH over every track)"] = pt.select(

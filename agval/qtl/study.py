@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from agval.alleles.harmonize import EffectConvention
 from agval.errors import ConfigError
+from agval.qtl.causality import CausalitySettings
 
 __all__ = ["QTLStudy", "KIND_DEFAULTS", "DEFAULT_INTERVAL_WIDTH", "MODES"]
 
@@ -61,8 +62,9 @@ class QTLStudy(BaseModel):
     kind: Literal["caqtl", "hqtl", "eqtl", "generic"] = Field(
         ..., description="caqtl: chromatin accessibility; hqtl: histone marks; eqtl: expression; generic")
     table: str = Field(..., description="the QTL table (path)")
-    format: Literal["gse86886", "gse116193", "gtex", "generic"] | None = Field(
-        None, description="table layout; default by kind (gse86886, gse116193, gtex, generic)")
+    format: Literal["gse86886", "gse116193", "gtex", "generic", "causality"] | None = Field(
+        None, description="table layout; default by kind (gse86886, gse116193, gtex, generic); 'causality' "
+        "(chrom, pos, ref, alt, label, effect[, p, score_<model>...]) for benchmark = 'causality'")
     reference_fasta: str | None = Field(None, description="hg38 FASTA (+ .fai) for the reference-allele check; "
                                         "default: the stand-in world's genome.fa when the backend is a stand-in")
     build: str | None = Field(None, description="generic tables: genome build of chrom/pos when the file has no "
@@ -116,6 +118,15 @@ class QTLStudy(BaseModel):
                                            "population Spearman correlation (reported against the CI)")
     planted_statistic: Literal["spearman_rho", "magnitude_spearman_rho"] | None = Field(
         None, description="which statistic planted_spearman refers to")
+    benchmark: Literal["correlation", "causality"] = Field(
+        "correlation", description="correlation: scores vs effect sizes among QTLs (the seed analyses); "
+        "causality: QTL variants vs matched controls (auPRC of |score|) and direction (Pearson over the "
+        "positives) per split, agval.qtl.causality")
+    causality: CausalitySettings = Field(default_factory=CausalitySettings,
+                                         description="[study.causality]: the causality benchmark's settings")
+    published: str | None = Field(
+        None, description="published reference set shown beside the run (agval.published): a set id, "
+        "'none', or default (caqtl/hqtl in the seed's own format: the seed study's published numbers)")
     description: str = ""
 
     @field_validator("effect_allele")
@@ -125,6 +136,18 @@ class QTLStudy(BaseModel):
             return None
         try:
             return str(EffectConvention.parse(v))
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
+
+    @field_validator("published")
+    @classmethod
+    def _published_set(cls, v: str | None) -> str | None:
+        if v is None or v.strip().lower() == "none":
+            return v
+        from agval.published import published_set
+
+        try:
+            return published_set(v).id
         except ConfigError as e:
             raise ValueError(str(e)) from None
 
@@ -139,7 +162,12 @@ class QTLStudy(BaseModel):
     def _defaults(self) -> "QTLStudy":
         fmt, bios, orig, sens, negate = KIND_DEFAULTS[self.kind]
         if self.format is None:
-            self.format = fmt  # type: ignore[assignment]
+            self.format = "causality" if self.benchmark == "causality" else fmt  # type: ignore[assignment]
+        if (self.benchmark == "causality") != (self.format == "causality"):
+            raise ValueError("benchmark = 'causality' reads the causality layout (format 'causality') and only it")
+        if self.benchmark == "causality" and self.predictions:
+            raise ValueError("benchmark = 'causality' reads baseline scores from the table's score_<model> "
+                             "columns, not from 'predictions'")
         if self.effect_allele is None:
             # GTEx v8 slopes are for the ALT allele of chr_pos_ref_alt_b38 (STUDIES.md P1)
             self.effect_allele = "alt" if self.format == "gtex" else "unknown"
@@ -153,7 +181,8 @@ class QTLStudy(BaseModel):
             self.seed_negate_beta = negate
         if self.allele_columns is None and self.kind == "hqtl" and not self.effect_allele.startswith("column:"):
             self.allele_columns = ["ref", "alt"]
-        if self.biosample is None and not self.gtex_tissue:
+        if self.biosample is None and not self.gtex_tissue and not (
+                self.benchmark == "causality" and not self.causality.live_model):
             raise ValueError(f"kind {self.kind!r} needs 'biosample' (an ontology CURIE) or 'gtex_tissue'")
         if self.primary_cell is None:
             if self.kind == "caqtl":

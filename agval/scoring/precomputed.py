@@ -18,6 +18,20 @@ Two layouts (``layout="auto"`` picks long when a ``raw_score`` or ``score`` colu
 * **wide**: one row per variant, one numeric column per track (the column name becomes
   ``track_name``; raw scores only), scorer from ``scorer=`` or the model name.
 
+**A saved SDK ``tidy_scores`` table** (``alphagenome.models.variant_scorers.tidy_scores``
+written with ``to_csv`` / ``to_parquet``: ``variant_id, scored_interval, gene_id,
+gene_name, gene_type, gene_strand, junction_Start, junction_End, output_type,
+variant_scorer, track_name, track_strand, Assay title, ontology_curie, biosample_name,
+biosample_type, biosample_life_stage, gtex_tissue, data_source, endedness,
+genetically_modified, raw_score, quantile_score, abs_quantile_score``) is read as saved
+(:data:`SDK_TIDY_RENAME`): ``variant_scorer`` is the scorer (the SDK scorer's repr, so a
+request for ``RNA_SEQ`` finds ``GeneMaskLFCScorer(requested_output=RNA_SEQ)``), ``Assay
+title`` the assay, ``junction_Start``/``junction_End`` the junction columns (splice
+junction rows stay distinct); columns outside :data:`SCORE_COLUMNS`
+(``scored_interval``, ``biosample_life_stage``, ``endedness``, ``genetically_modified``,
+``abs_quantile_score``) are not used. The same renaming as the live backend
+(:mod:`agval.scoring.alphagenome`), so a replayed table gives the rows a live run gave.
+
 For sequences, a long table with ``output_type``, ``track_name`` and ``value`` gives one
 whole-sequence value per track (resolution = sequence length).
 
@@ -44,7 +58,11 @@ from agval.scoring.backend import (GENE_COLUMNS, ROW_KEY, SCORE_COLUMNS, SIMULAT
                                    BackendCallError, ScoringBackend, SequencePrediction, VariantOutcome,
                                    conform_scores, metadata_is_simulated, scorer_id)
 
-__all__ = ["PrecomputedBackend", "table_provenance", "PROVENANCES"]
+__all__ = ["PrecomputedBackend", "table_provenance", "PROVENANCES", "SDK_TIDY_RENAME", "read_sdk_tidy"]
+
+#: SDK ``tidy_scores`` column -> agval score column (as :mod:`agval.scoring.alphagenome` renames them)
+SDK_TIDY_RENAME = {"variant_scorer": "scorer", "Assay title": "assay", "junction_Start": "junction_start",
+                   "junction_End": "junction_end"}
 
 #: the provenance values :func:`table_provenance` returns
 PROVENANCES = ("simulated", "real", "unknown")
@@ -102,15 +120,32 @@ _NON_TRACK = {"row_id", "chrom", "pos", "ref", "alt", "rsid", "seq_id", "sequenc
               *_ID_COLUMNS, *GENE_COLUMNS, "scorer", "output_type", "interval_width"}
 
 
+#: text columns of an SDK tidy table read as text whatever their values look like (CSV inference)
+_SDK_TEXT = {"variant_id": pl.String, "gene_id": pl.String, "gene_name": pl.String, "gene_strand": pl.String,
+             "track_name": pl.String, "track_strand": pl.String, "ontology_curie": pl.String,
+             "gtex_tissue": pl.String, "genetically_modified": pl.String}
+
+
 def _read(path: Path) -> pl.DataFrame:
     suf = "".join(path.suffixes).lower()
     if suf.endswith(".parquet") or suf.endswith(".pq"):
         return pl.read_parquet(path)
     if suf.endswith((".tsv", ".tsv.gz", ".txt", ".txt.gz")):
-        return pl.read_csv(path, separator="\t", infer_schema_length=10000)
-    if suf.endswith((".csv", ".csv.gz")):
-        return pl.read_csv(path, infer_schema_length=10000)
-    raise InputError("precomputed scores must be .parquet, .csv or .tsv", file=path)
+        sep = "\t"
+    elif suf.endswith((".csv", ".csv.gz")):
+        sep = ","
+    else:
+        raise InputError("precomputed scores must be .parquet, .csv or .tsv", file=path)
+    header = pl.read_csv(path, separator=sep, n_rows=0).columns
+    over = {c: t for c, t in _SDK_TEXT.items() if c in header} if "variant_scorer" in header else None
+    return pl.read_csv(path, separator=sep, infer_schema_length=10000, schema_overrides=over)
+
+
+def read_sdk_tidy(df: pl.DataFrame) -> pl.DataFrame:
+    """An SDK ``tidy_scores`` frame with agval's column names (:data:`SDK_TIDY_RENAME`);
+    any other frame unchanged. A column already present under agval's name wins."""
+    ren = {k: v for k, v in SDK_TIDY_RENAME.items() if k in df.columns and v not in df.columns}
+    return df.rename(ren) if ren else df
 
 
 class PrecomputedBackend(ScoringBackend):
@@ -166,6 +201,7 @@ class PrecomputedBackend(ScoringBackend):
     def _load_variants(self, df: pl.DataFrame):
         if "sequence_sha256" in df.columns or "sequence" in df.columns:
             return pl.DataFrame(schema=SCORE_COLUMNS), {}
+        df = read_sdk_tidy(df)
         keys = self._variant_keys(df)
         if keys is None:
             raise InputError("precomputed scores need variant_key / variant_id or chrom, pos, ref, alt columns",
