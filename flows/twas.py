@@ -95,6 +95,9 @@ class TWASStudy(BaseModel):
     primary_cell: str = Field("Heart_Atrial_Appendage/DNASE",
                               description="pre-specified 'tissue/assay' cell, reported apart and unadjusted")
     seed: int = 0
+    published: str | None = Field(
+        None, description="published reference set shown beside the run (agval.published): a set id, 'none', "
+                          "or unset for the AF TWAS write-up's numbers")
     heart_tissues: list[str] = Field(default_factory=lambda: ["Heart_Atrial_Appendage", "Heart_Left_Ventricle"])
     q3_min_tissues: int = Field(2, ge=2)
     q3_min_tissues_kendall: int = Field(3, ge=2)
@@ -121,6 +124,13 @@ class TWASStudy(BaseModel):
 
         t, a = parse_primary_cell(v)
         return f"{t}/{a}"
+
+    @field_validator("published")
+    @classmethod
+    def _published_set(cls, v: str | None) -> str | None:
+        from agval.published import resolve_set_id
+
+        return v if v is None or v.strip().lower() == "none" else resolve_set_id(v, "twas")
 
     @field_validator("null_cell")
     @classmethod
@@ -354,6 +364,9 @@ def twas_concordance(study: TWASStudy, backend: BackendConfig = BackendConfig(),
                                              coverage=at["coverage"], funnel=rec.drops.funnel(), assays=labels,
                                              notes=notes, corrected=rc, primary_cell=study.primary_cell)
             metrics["simulated"] = simulated
+            published = _published(study, r1, r2, r3, r4, simulated)
+            if published is not None:
+                metrics["published"] = published
             tables_out = {
                 "triplets": long, "twas_pairs": ld["pairs"], "oriented_gwas": oriented, "q1": r1["table"],
                 "q1_heart_vs_nonheart": r1["heart_vs_nonheart"], "q1_null": r1["null"], "q2": r2,
@@ -391,6 +404,10 @@ def twas_concordance(study: TWASStudy, backend: BackendConfig = BackendConfig(),
                     "assay", "tissue", "n_genes", "spearman_rho", "rho_ci_low", "rho_ci_high", "perm_p_greater",
                     "null_mean", "bh_q"),
             })
+            if published is not None:
+                from agval.published import published_table, published_title
+
+                report_tables[published_title(published)] = published_table(published)
             report_tables.update({
                 "Original (seed) Q1 sign concordance (tissue x assay, pooled)": r1["table"].select(
                     "assay", "tissue", "n", "k", "accuracy", "accuracy_weighted", "binom_p_greater", "perm_p",
@@ -412,6 +429,24 @@ def twas_concordance(study: TWASStudy, backend: BackendConfig = BackendConfig(),
                                           on="assay", how="left")))
             log.info(head["summary"])
     return {"run_folder": str(rec.folder), "simulated": simulated, "metrics": metrics, "headline": head}
+
+
+def _published(study: TWASStudy, r1: dict[str, Any], r2: pl.DataFrame, r3: dict[str, Any], r4: dict[str, Any],
+               simulated: bool) -> dict[str, Any] | None:
+    """``metrics["published"]``: the seed's (original-mode) Q1-Q4 beside the write-up's numbers."""
+    from agval.published import published_block, resolve_set_id, twas_observed
+
+    set_id = resolve_set_id(study.published, "twas")
+    if set_id is None:
+        return None
+
+    def by_output_type(df: pl.DataFrame) -> pl.DataFrame:
+        return df.with_columns(pl.col("assay").map_elements(output_type_of, return_dtype=pl.Utf8)
+                               .alias("output_type"))
+
+    observed = twas_observed(by_output_type(r1["table"].filter(~pl.col("pooled"))), by_output_type(r2),
+                             by_output_type(r3["summary"]), by_output_type(r4["table"]))
+    return published_block(set_id, observed, simulated=simulated)
 
 
 def _primary_cell_table(pc: dict[str, Any]) -> pl.DataFrame:

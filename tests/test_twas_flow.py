@@ -148,6 +148,27 @@ def test_agval_run_twas_end_to_end(cli_run, twas_study):
     assert len(h["q1_accuracy_ci"]) == 2 and h["q1_eqtl_perm_p"] is not None and "q3_rho_perm_p" in h
     assert "Pre-specified cell" in html and "colocalisation" in html and "marginal eQTL effect" in html
 
+    # the write-up's published numbers beside the seed-mode re-run, labelled simulated
+    pub = metrics["published"]
+    assert pub["set"] == "af-twas-writeup" and pub["simulated"] is True and pub["n_compared"] > 0
+    seed_q1 = {(r["assay"], r["tissue"]): r["accuracy"] for r in metrics["q1"] if not r["pooled"]}
+    seed_q2 = {r["assay"]: r["fold"] for r in metrics["q2"]}
+    short = {"RNA_SEQ": "RNA", "DNASE": "DNASE", "ATAC": "ATAC", "CAGE": "CAGE"}
+    checked = 0
+    for row in pub["rows"]:
+        parts = row["key"].split(".")
+        if row["observed"] is None:
+            continue
+        if parts[0] == "q1":
+            assert row["observed"] == pytest.approx(seed_q1[(short[parts[1]], parts[2])])
+        elif parts[0] == "q2" and parts[2] == "fold":
+            assert row["observed"] == pytest.approx(seed_q2[short[parts[1]]])
+        else:
+            continue
+        assert row["difference"] == pytest.approx(row["observed"] - row["published"])
+        checked += 1
+    assert checked > 0 and "Published reference" in html
+
 
 def test_flow_on_a_precomputed_perfect_model(prefect_api, twas_study, world_myvariant):
     """The precomputed path: the planted truth as a tidy score table (no model is called)."""
