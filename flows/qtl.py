@@ -46,7 +46,7 @@ from agval.qtl.modality import plan_analyses, scorers_for  # noqa: E402
 from agval.qtl.pipeline import analysis_rows, build_metrics, genome_path, report_parts, table_marks  # noqa: E402
 from agval.qtl.study import QTLStudy  # noqa: E402
 from agval.scoring.precomputed import table_provenance  # noqa: E402
-from flows._common import RESULT_STORAGE, backend_session, lookup_session, start_run  # noqa: E402
+from flows._common import RESULT_STORAGE, backend_session, lookup_session, run_name, start_run  # noqa: E402
 from flows.runners import task_runner_from_env  # noqa: E402
 from tasks.alleles import lookup_alleles  # noqa: E402
 from tasks.qtl import (harmonize_qtl, load_qtl_predictions, load_qtl_table, qtl_plots,  # noqa: E402
@@ -72,7 +72,8 @@ def _inputs(study: QTLStudy) -> dict[str, str | None]:
     return out
 
 
-@flow(name="qtl-validation", log_prints=True, persist_result=True, result_storage=RESULT_STORAGE,
+@flow(name="qtl-validation", flow_run_name=run_name("qtl"),
+      log_prints=True, persist_result=True, result_storage=RESULT_STORAGE,
       task_runner=task_runner_from_env())
 def qtl_validation(study: QTLStudy, backend: BackendConfig = BackendConfig(),
                    lookup: LookupConfig = LookupConfig()) -> dict[str, Any]:

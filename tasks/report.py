@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import polars as pl
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
@@ -27,6 +27,7 @@ def publish_report(record: RunRecord, *, title: str, key: str, metrics: dict[str
     html = render_report(title, provenance=record.manifest, sections=sections, metrics=record.metrics,
                          drop_funnel=funnel, figures=figures, tables=tables, warnings=warnings)
     path = record.write_report(html)
+    get_run_logger().info("%s: report %s (run folder %s)", title, path.as_uri(), record.folder)
     k = artifact_key(key)
     flat = metrics_frame(record.metrics)
     if flat.height:
