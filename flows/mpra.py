@@ -427,7 +427,7 @@ def mpra_benchmark(study: MPRAStudy, backend: BackendConfig = BackendConfig()) -
                 rec.write_table("statistics_by_strand", strand_table)
             rec.write_table("statistics", summary_table)
             sections = _sections(study, plan, metrics, primary, cluster_col)
-            publish_report(rec, title=f"MPRA benchmark: {study.name}", key=key, metrics=metrics,
+            publish_report(rec, kind="mpra", title=f"MPRA benchmark: {study.name}", key=key, metrics=metrics,
                            figures=[Figure(path=Path(p), caption=c) for p, c in figs],
                            tables=tables, sections=sections, warnings=warn_texts,
                            summary_md=f"**{head}**\n\n{metrics['inputs']['message']}")

@@ -161,7 +161,7 @@ def qtl_validation(study: QTLStudy, backend: BackendConfig = BackendConfig(),
         # 8. report, once the run record is complete (its provenance says "completed")
         hl = result.headline
         summary_md = "\n".join(f"* **{k}**: {v}" for k, v in hl.items())
-        publish_report(rec, title=f"QTL validation: {study.name}", key=study.name, figures=figures,
+        publish_report(rec, kind="qtl", title=f"QTL validation: {study.name}", key=study.name, figures=figures,
                        tables=tables, sections=sections, warnings=warnings, summary_md=summary_md)
     log.info("%s: %s rho = %.3f (n = %s), report %s", study.name, hl.get("analysis"),
              hl.get("spearman_rho", float("nan")), hl.get("n"), rec.folder / "report.html")

@@ -402,7 +402,7 @@ def twas_concordance(study: TWASStudy, backend: BackendConfig = BackendConfig(),
                 "Original (seed) Q4 synthetic TWAS (Spearman AG_G vs TWAS.Z per tissue)": r4["table"],
                 "Tracks per tissue x assay": at["coverage"],
             })
-            publish_report(rec, title=f"TWAS concordance: {study.name}", key=key, metrics=metrics, figures=figs,
+            publish_report(rec, kind="twas", title=f"TWAS concordance: {study.name}", key=key, metrics=metrics, figures=figs,
                            tables=report_tables, sections=sections,
                            warnings=[SELF_INCLUSION_NOTE, analysis.MEDIATION_NOTE, *fig_warnings],
                            summary_md=f"**{head['summary']}**\n\n"

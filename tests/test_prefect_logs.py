@@ -63,6 +63,12 @@ def test_flow_run_has_agval_info_logs_and_report_path(prefect_api, world_dir, tm
     assert any("rho" in m and "n =" in m for m in messages), "the flow's counts reach the run's logs"
     html = (folder / "report.html").read_text()
     assert info["flow_run_id"] in html, "the report records its Prefect flow run"
+    assert "status: completed" in html and 'id="answers"' in html
+    from tests.browser import chromium, measure
+
+    if chromium() is not None:  # the flow's own report, answer first (tests/test_report_browser.py)
+        lay = measure(folder / "report.html", tmp_path)
+        assert lay["card_bottom"] <= 1500 and lay["figure_top"] < 1500 and lay["overflow"] == [], lay
 
 
 def test_agval_library_logger_reaches_the_run_logs_redacted(prefect_api, monkeypatch):

@@ -263,3 +263,65 @@ def tile_heatmap(pdf: pd.DataFrame, *, x: str, y: str, fill: str, label: str,
             + p9.labs(x="", y="")
             + theme_agval()
             + p9.theme(panel_grid=p9.element_blank(), legend_position="right"))
+
+
+# -- SIMULATED label ----------------------------------------------------------------------
+
+SIMULATED_LABEL = "SIMULATED: stand-in model, synthetic world - not real AlphaGenome results"
+_STAMP_KEY = "agval-simulated"
+#: The label band's colour (RGB); tests look for it in the top rows of a stamped figure.
+SIMULATED_RGB = (179, 38, 30)
+
+
+def is_stamped(path: str | Path) -> bool:
+    """True when the PNG at ``path`` carries agval's SIMULATED band."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return im.info.get(_STAMP_KEY) == "1"
+
+
+def stamp_simulated(path: str | Path) -> bool:
+    """Draw the SIMULATED label inside the PNG at ``path``: a red band with white text
+    added above the figure (the pixels carry it, so a copied plot keeps it). Idempotent
+    (a PNG text chunk marks a stamped file); returns True when it stamped now."""
+    from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
+
+    path = Path(path)
+    with Image.open(path) as im:
+        if im.info.get(_STAMP_KEY) == "1":
+            return False
+        src = im.convert("RGBA")
+        meta = {k: v for k, v in im.info.items() if isinstance(v, str)}
+    w = src.width
+    size = max(12, min(28, w // 45))
+    band = size + 14
+    out = Image.new("RGBA", (w, src.height + band), (255, 255, 255, 255))
+    out.paste(src, (0, band))
+    draw = ImageDraw.Draw(out)
+    draw.rectangle([0, 0, w, band - 1], fill=SIMULATED_RGB + (255,))
+    try:
+        font = ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1
+        font = ImageFont.load_default()
+    text = SIMULATED_LABEL
+    while draw.textlength(text, font=font) > w - 16 and len(text) > 9:
+        text = text[: text.rfind(" ", 0, len(text) - 1)] if " " in text[9:] else "SIMULATED"
+    draw.text((8, 7), text, fill=(255, 255, 255, 255), font=font)
+    info = PngImagePlugin.PngInfo()
+    for k, v in meta.items():
+        info.add_text(k, v)
+    info.add_text(_STAMP_KEY, "1")
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.{threading.get_ident()}.stamp.png")
+    try:
+        out.convert("RGB").save(tmp, format="PNG", pnginfo=info)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return True
+
+
+def stamp_folder(folder: str | Path) -> int:
+    """Stamp every PNG under ``folder`` (a simulated run's plots); returns how many were new."""
+    return sum(stamp_simulated(p) for p in sorted(Path(folder).rglob("*.png")))
