@@ -249,13 +249,20 @@ def _as_figure(f: Any) -> Figure:
     raise TypeError(f"a figure is a Figure, a path, (path, caption) or a mapping; got {f!r}")
 
 
-def _data_uri(path: Path) -> str:
+def _data_uri(path: Path, *, simulated: bool = False) -> str:
+    """The figure as a data URI; a simulated run's PNG gets the SIMULATED band drawn in
+    (in memory, when the file does not carry it yet: e.g. plots made outside
+    ``tasks.report.publish_report``)."""
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise InputError(f"cannot read the figure: {exc.strerror or exc}", file=path) from exc
     if data.startswith(_PNG):
         mime = "image/png"
+        if simulated:
+            from agval.plots._common import stamped_png
+
+            data = stamped_png(data) or data
     elif data.startswith(_JPEG):
         mime = "image/jpeg"
     else:
@@ -263,10 +270,10 @@ def _data_uri(path: Path) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
-def _figure_html(fig: Figure, idx: int) -> str:
+def _figure_html(fig: Figure, idx: int, simulated: bool = False) -> str:
     cap = fig.caption or fig.path.stem
     title = f"<h3>{_e(fig.title)}</h3>" if fig.title else ""
-    return (f'<figure id="fig-{idx}">{title}<img src="{_data_uri(fig.path)}" alt="{_e(cap)}">'
+    return (f'<figure id="fig-{idx}">{title}<img src="{_data_uri(fig.path, simulated=simulated)}" alt="{_e(cap)}">'
             f"<figcaption><b>Figure {idx}.</b> {_e(cap)}</figcaption></figure>")
 
 
@@ -461,7 +468,7 @@ def _published_for(card: Card, published: Mapping[str, Any] | None) -> str:
             f'<br><span class="note">{_e(published.get("title") or published.get("set") or "")}</span></p>')
 
 
-def _card_html(card: Card, idx: int, published: Mapping[str, Any] | None) -> str:
+def _card_html(card: Card, idx: int, published: Mapping[str, Any] | None, simulated: bool = False) -> str:
     from agval.stats.pvalues import format_p
 
     est = "not estimable" if card.estimate is None else format_value(float(card.estimate))
@@ -469,7 +476,7 @@ def _card_html(card: Card, idx: int, published: Mapping[str, Any] | None) -> str
     n = f'<p class="note">{_e(card.n)}</p>' if card.n else ""
     fig = ""
     if card.figure is not None:
-        fig = (f'<img class="keyfig" src="{_data_uri(card.figure.path)}" '
+        fig = (f'<img class="keyfig" src="{_data_uri(card.figure.path, simulated=simulated)}" '
                f'alt="{_e(card.figure.caption or card.figure.path.stem)}">')
     return (f'<article class="card" id="answer-{idx}"><h3>{_decorate(_e(card.question))}</h3>'
             f'<p class="stat"><span class="statname">{_e(card.statistic)}</span> '
@@ -605,14 +612,14 @@ def render_report(title: str, *, provenance: Mapping[str, Any],
     published = (metrics or {}).get("published") if isinstance((metrics or {}).get("published"), Mapping) else None
     if cards:
         section("Answers", '<div class="cards">' +
-                "".join(_card_html(c, i, published) for i, c in enumerate(cards, start=1)) + "</div>")
+                "".join(_card_html(c, i, published, simulated) for i, c in enumerate(cards, start=1)) + "</div>")
     if warnings:
         body.append('<section id="warnings">' + "".join(
             f'<div class="warn" role="note"><b>Warning:</b> {deco(w)}</div>' for w in warnings) + "</section>")
     figs = [_as_figure(f) for f in figures or ()]
     if figs:
         section("Figures", '<div class="figs">' +
-                "\n".join(_figure_html(f, i) for i, f in enumerate(figs, start=1)) + "</div>")
+                "\n".join(_figure_html(f, i, simulated) for i, f in enumerate(figs, start=1)) + "</div>")
     for heading, text in _as_pairs(sections):
         section(heading, "".join(f"<p>{deco(b).replace(chr(10), '<br>')}</p>"
                                  for b in re.split(r"\n\s*\n", str(text)) if b.strip()))
