@@ -74,7 +74,8 @@ def qtl_distributions(df: pl.DataFrame, path: str | Path, *, score: str = "score
                       beta: str = "beta", bins: int = 50, width: float = 10.0,
                       height: float = 8.0, dpi: int = DEFAULT_DPI) -> Path:
     """2×2 panel: score histogram, beta histogram (each with its mean line), |score| and
-    |beta| side by side (each on its own axis: they are different scales), and a bar of same- vs opposite-sign counts ("% same sign" title).
+    |beta| side by side (each on its own axis: they are different scales), and a bar of
+    same- vs opposite-sign counts ("% same sign" title).
 
     ``df`` columns: ``score``, ``beta`` (names are parameters).
     """
