@@ -14,6 +14,7 @@ from prefect.cache_policies import NO_CACHE
 from agval.report import df_to_markdown, metrics_frame, render_report
 from agval.report_cards import cards_for, pipeline_counts
 from agval.runs import RunRecord
+from agval.schema import group_readable
 from tasks.alleles import artifact_key
 
 
@@ -63,6 +64,7 @@ def publish_report(record: RunRecord, *, title: str, key: str, metrics: dict[str
                          cards=cards_for(kind or "", record.metrics, figures), kind=kind,
                          pipeline_counts=pipeline_counts(kind or "", record.metrics))
     path = record.write_report(html)
+    group_readable(record.folder)  # plots and tables too, whatever the umask (colleagues read reports)
     get_run_logger().info("%s: report %s (run folder %s)", title, path.as_uri(), record.folder)
     k = artifact_key(key)
     flat = metrics_frame(record.metrics)

@@ -64,6 +64,10 @@ def test_flow_run_has_agval_info_logs_and_report_path(prefect_api, world_dir, tm
     html = (folder / "report.html").read_text()
     assert info["flow_run_id"] in html, "the report records its Prefect flow run"
     assert "status: completed" in html and 'id="answers"' in html
+    import stat
+
+    modes = {p.relative_to(folder).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in folder.rglob("*")}
+    assert all(m == (0o755 if (folder / p).is_dir() else 0o644) for p, m in modes.items()), modes
     from tests.browser import chromium, measure
 
     if chromium() is not None:  # the flow's own report, answer first (tests/test_report_browser.py)
