@@ -161,7 +161,9 @@ def start_run(study: str, flow: str, params: BaseModel | dict[str, Any], *, simu
     info = prefect_run_info()
     if info:
         rec.manifest["prefect"] = info  # the report links back to its Prefect run
-        rec._write_manifest()
+        write = getattr(rec, "_write_manifest", None)
+        if write:
+            write()  # on disk while the run is still going, not only once it finishes
     for role, path in (inputs or {}).items():
         if path:
             rec.add_input(path, role)

@@ -54,12 +54,18 @@ def publish_report(record: RunRecord, *, title: str, key: str, metrics: dict[str
     selects the headline cards, pipeline counts and metric glossary."""
     if metrics:
         record.add_metrics(metrics)
+    provenance = record.manifest
     if record.manifest.get("status") == "running":
-        record.finish("completed")
+        if getattr(record, "requires_report", False):
+            # a record that completes when its report is written: the page states that final status
+            provenance = {**record.manifest, "status": "completed"}
+        else:
+            record.finish("completed")
+            provenance = record.manifest
     if record.manifest.get("simulated"):
         _label_simulated_figures(record, figures)
     funnel = _funnel_in_pipeline_order(record)
-    html = render_report(title, provenance=record.manifest, sections=sections, metrics=record.metrics,
+    html = render_report(title, provenance=provenance, sections=sections, metrics=record.metrics,
                          drop_funnel=funnel, figures=figures, tables=tables, warnings=warnings,
                          cards=cards_for(kind or "", record.metrics, figures), kind=kind,
                          pipeline_counts=pipeline_counts(kind or "", record.metrics))
