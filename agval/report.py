@@ -29,7 +29,7 @@ import polars as pl
 from agval import __version__
 from agval.errors import InputError
 
-__all__ = ["Figure", "render_report", "render_index", "df_to_html", "df_to_markdown",
+__all__ = ["Card", "Figure", "render_report", "render_index", "df_to_html", "df_to_markdown",
            "metrics_frame", "format_value"]
 
 _PNG = b"\x89PNG\r\n\x1a\n"
@@ -38,6 +38,28 @@ _SCHEME = re.compile(r"^\s*[A-Za-z][A-Za-z0-9+.\-]*:")
 
 SIMULATED_TEXT = ("SIMULATED: produced with stand-in services and a synthetic world. "
                   "These are not real AlphaGenome results.")
+
+
+@dataclass(frozen=True)
+class Card:
+    """One study question answered on the first screen of a report.
+
+    ``estimate`` with its interval ``ci = (low, high)`` (either may be None), ``p`` (a
+    float, printed with :func:`agval.stats.pvalues.format_p`, or None) named by
+    ``p_label``; ``verdict``: one sentence; ``published_keys``: keys of
+    ``metrics["published"]["rows"]`` shown beside the estimate when the run has them;
+    ``figure``: the card's key figure (embedded small; the full figure follows)."""
+
+    question: str
+    statistic: str
+    estimate: float | None = None
+    ci: tuple[float | None, float | None] = (None, None)
+    p: float | None = None
+    p_label: str = "P"
+    verdict: str = ""
+    n: str | None = None
+    published_keys: tuple[str, ...] = ()
+    figure: "Figure | None" = None
 
 
 @dataclass(frozen=True)
@@ -110,7 +132,7 @@ def df_to_html(df: pl.DataFrame, *, max_rows: int = 500, caption: str | None = N
     if bar_column and bar_column in df.columns and df.schema[bar_column].is_numeric() and df.height:
         m = df[bar_column].cast(pl.Float64).abs().max()
         bar_max = float(m) if m else None
-    out = ['<table class="data">']
+    out = ['<div class="scroll"><table class="data">']
     if caption:
         out.append(f"<caption>{_e(caption)}</caption>")
     out.append("<thead><tr>" + "".join(f"<th>{_e(c)}</th>" for c in df.columns) + "</tr></thead>")
@@ -127,7 +149,7 @@ def df_to_html(df: pl.DataFrame, *, max_rows: int = 500, caption: str | None = N
                 cls = ' class="num barcell"'
             cells.append(f"<td{cls}>{cell}</td>")
         out.append("<tr>" + "".join(cells) + "</tr>")
-    out.append("</tbody></table>")
+    out.append("</tbody></table></div>")
     if df.height > max_rows:
         out.append(f'<p class="note">Showing the first {max_rows:,} of {df.height:,} rows.</p>')
     return "\n".join(out)
@@ -187,7 +209,7 @@ def _records_table(v: Any) -> pl.DataFrame | None:
 def _kv_table(rows: Iterable[tuple[str, Any]]) -> str:
     body = "".join(f'<tr><th scope="row">{_e(k)}</th><td class="{"num" if _is_num(v) else ""}">'
                    f"{_e(format_value(v))}</td></tr>" for k, v in rows)
-    return f'<table class="kv"><tbody>{body}</tbody></table>'
+    return f'<div class="scroll"><table class="kv"><tbody>{body}</tbody></table></div>'
 
 
 def _metrics_html(metrics: Mapping[str, Any]) -> str:
@@ -227,13 +249,20 @@ def _as_figure(f: Any) -> Figure:
     raise TypeError(f"a figure is a Figure, a path, (path, caption) or a mapping; got {f!r}")
 
 
-def _data_uri(path: Path) -> str:
+def _data_uri(path: Path, *, simulated: bool = False) -> str:
+    """The figure as a data URI; a simulated run's PNG gets the SIMULATED band drawn in
+    (in memory, when the file does not carry it yet: e.g. plots made outside
+    ``tasks.report.publish_report``)."""
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise InputError(f"cannot read the figure: {exc.strerror or exc}", file=path) from exc
     if data.startswith(_PNG):
         mime = "image/png"
+        if simulated:
+            from agval.plots._common import stamped_png
+
+            data = stamped_png(data) or data
     elif data.startswith(_JPEG):
         mime = "image/jpeg"
     else:
@@ -241,10 +270,10 @@ def _data_uri(path: Path) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
-def _figure_html(fig: Figure, idx: int) -> str:
+def _figure_html(fig: Figure, idx: int, simulated: bool = False) -> str:
     cap = fig.caption or fig.path.stem
     title = f"<h3>{_e(fig.title)}</h3>" if fig.title else ""
-    return (f'<figure id="fig-{idx}">{title}<img src="{_data_uri(fig.path)}" alt="{_e(cap)}">'
+    return (f'<figure id="fig-{idx}">{title}<img src="{_data_uri(fig.path, simulated=simulated)}" alt="{_e(cap)}">'
             f"<figcaption><b>Figure {idx}.</b> {_e(cap)}</figcaption></figure>")
 
 
@@ -256,36 +285,38 @@ def _provenance_html(m: Mapping[str, Any]) -> str:
                                    "simulated", "seed", "n_dropped") if k in m]
     if m.get("error"):
         run.append(("error", m["error"]))
-    parts.append("<h3>Run</h3>" + _kv_table(run))
+    if isinstance(m.get("prefect"), Mapping):
+        run += [(f"prefect {k}", v) for k, v in m["prefect"].items()]
+    parts.append("<h4>Run</h4>" + _kv_table(run))
     versions = [(k, m.get(k)) for k in ("agval_version", "alphagenome_sdk_version",
                                         "prefect_version", "python") if k in m]
-    parts.append("<h3>Versions</h3>" + _kv_table(versions))
+    parts.append("<h4>Versions</h4>" + _kv_table(versions))
     model = m.get("model")
-    parts.append("<h3>Model</h3>" + (_kv_table(_flatten(model)) if isinstance(model, Mapping) and model
+    parts.append("<h4>Model</h4>" + (_kv_table(_flatten(model)) if isinstance(model, Mapping) and model
                                      else '<p class="note">No model recorded (precomputed predictions?).</p>'))
     backend = m.get("backend")
-    parts.append("<h3>Backend</h3>" + (_kv_table(_flatten(backend)) if isinstance(backend, Mapping) and backend
+    parts.append("<h4>Backend</h4>" + (_kv_table(_flatten(backend)) if isinstance(backend, Mapping) and backend
                                        else '<p class="note">No backend recorded.</p>'))
     inputs = m.get("inputs") or []
     if inputs:
         keys = ["role", "path", "sha256", "bytes"]
         keys += [k for i in inputs for k in i if k not in keys]
         tbl = pl.DataFrame({k: [format_value(i.get(k)) for i in inputs] for k in dict.fromkeys(keys)})
-        parts.append("<h3>Inputs</h3>" + df_to_html(tbl))
+        parts.append("<h4>Inputs</h4>" + df_to_html(tbl))
     else:
-        parts.append('<h3>Inputs</h3><p class="note">No input files recorded.</p>')
+        parts.append('<h4>Inputs</h4><p class="note">No input files recorded.</p>')
     params = m.get("parameters") or {}
-    parts.append("<h3>Parameters</h3>" + (_kv_table(_flatten(params)) if params
+    parts.append("<h4>Parameters</h4>" + (_kv_table(_flatten(params)) if params
                                           else '<p class="note">No parameters.</p>'))
     notes = m.get("notes") or {}
     if notes:
-        parts.append("<h3>Notes</h3>" + _kv_table(_flatten(notes)))
+        parts.append("<h4>Notes</h4>" + _kv_table(_flatten(notes)))
     known = {"run_id", "study", "flow", "status", "started", "finished", "simulated", "seed",
              "n_dropped", "error", "agval_version", "alphagenome_sdk_version", "prefect_version",
-             "python", "model", "backend", "inputs", "parameters", "notes"}
+             "python", "model", "backend", "inputs", "parameters", "notes", "prefect"}
     extra = [(k, v) for k, v in m.items() if k not in known]
     if extra:
-        parts.append("<h3>Other</h3>" + _kv_table(_flatten(dict(extra))))
+        parts.append("<h4>Other</h4>" + _kv_table(_flatten(dict(extra))))
     return "\n".join(parts)
 
 
@@ -295,32 +326,51 @@ _CSS = """
 :root { --fg:#1f2933; --muted:#616e7c; --line:#d9e2ec; --accent:#2c6fbb; --warn:#b44d12; }
 * { box-sizing: border-box; }
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif;
-       color: var(--fg); margin: 0 auto; max-width: 1180px; padding: 0 24px 48px; line-height: 1.45; }
-h1 { font-size: 1.7em; margin: 0.6em 0 0.1em; }
-h2 { font-size: 1.3em; border-bottom: 2px solid var(--line); padding-bottom: 4px; margin-top: 2em; }
-h3 { font-size: 1.05em; margin: 1.2em 0 0.4em; }
-.meta { color: var(--muted); margin: 0 0 1em; }
+       color: var(--fg); margin: 0 auto; max-width: 1240px; padding: 0 24px 48px; line-height: 1.45; }
+h1 { font-size: 1.6em; margin: 0.5em 0 0.1em; }
+h2 { font-size: 1.3em; border-bottom: 2px solid var(--line); padding-bottom: 4px; margin-top: 1.4em; }
+h3 { font-size: 1.05em; margin: 1.1em 0 0.4em; }
+h4 { font-size: 0.98em; margin: 1em 0 0.3em; }
+.meta { color: var(--muted); margin: 0 0 0.6em; overflow-wrap: anywhere; }
 .banner { position: sticky; top: 0; z-index: 10; background: #b3261e; color: #fff; font-weight: 700;
-          padding: 10px 16px; margin: 0 -24px; letter-spacing: 0.02em; text-align: center; }
-.warn { border-left: 4px solid var(--warn); background: #fff4e5; padding: 8px 12px; margin: 8px 0; }
-nav ul { columns: 2; padding-left: 1.2em; }
-nav a, table a { color: var(--accent); }
-table { border-collapse: collapse; margin: 0.4em 0 1em; font-size: 0.9em; }
+          padding: 8px 16px; margin: 0 -24px; letter-spacing: 0.02em; text-align: center; }
+.warn { border-left: 4px solid var(--warn); background: #fff4e5; padding: 6px 12px; margin: 6px 0;
+        overflow-wrap: anywhere; }
+nav { color: var(--muted); font-size: 0.92em; margin: 0.4em 0; overflow-wrap: anywhere; }
+nav a, table a, .meta a { color: var(--accent); }
+.cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(270px, 1fr)); gap: 12px; }
+.card { border: 1px solid var(--line); border-top: 4px solid var(--accent); border-radius: 4px;
+        padding: 8px 12px; min-width: 0; overflow-wrap: anywhere; }
+.card h3 { margin: 0.2em 0 0.4em; font-size: 1em; }
+.card p { margin: 0.25em 0; }
+.stat .statname { color: var(--muted); display: block; font-size: 0.9em; }
+.stat .est { font-size: 1.7em; font-weight: 700; font-variant-numeric: tabular-nums; }
+.stat .ci { font-size: 1.05em; margin-left: 0.3em; font-variant-numeric: tabular-nums; }
+.pval { font-weight: 600; }
+.verdict { font-style: italic; }
+.published { background: #f0f4f8; padding: 4px 8px; font-size: 0.9em; }
+img.keyfig { display: block; max-width: 100%; max-height: 230px; margin: 6px auto 0; }
+.scroll { max-width: 100%; overflow-x: auto; margin: 0.4em 0 1em; }
+.scroll table { margin: 0; }
+table { border-collapse: collapse; font-size: 0.9em; }
 th, td { border: 1px solid var(--line); padding: 3px 8px; vertical-align: top; text-align: left; }
-thead th { background: #f0f4f8; }
+thead th { background: #f0f4f8; white-space: nowrap; }
 table.kv th { background: #f8fafc; font-weight: 600; white-space: nowrap; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
-td { word-break: break-word; max-width: 640px; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td { overflow-wrap: anywhere; max-width: 640px; }
 caption { caption-side: top; text-align: left; font-weight: 600; padding: 4px 0; }
 .barcell { position: relative; min-width: 120px; }
 .bar { position: absolute; left: 0; top: 3px; bottom: 3px; background: #cfe0f3; }
 .barval { position: relative; }
-figure { margin: 1.2em 0; border: 1px solid var(--line); padding: 10px; }
+.figs { display: grid; grid-template-columns: repeat(auto-fit, minmax(520px, 1fr)); gap: 12px; }
+figure { margin: 0; border: 1px solid var(--line); padding: 8px; min-width: 0; }
 figure img { max-width: 100%; height: auto; display: block; margin: 0 auto; }
-figcaption { color: var(--muted); font-size: 0.92em; margin-top: 6px; }
+figcaption { color: var(--muted); font-size: 0.92em; margin-top: 6px; overflow-wrap: anywhere; }
+details summary { cursor: pointer; color: var(--accent); }
+abbr[title] { text-decoration: underline dotted; }
 .note { color: var(--muted); font-style: italic; }
-.sim { color: #b3261e; font-weight: 700; }
-section p { margin: 0.5em 0; }
+.sim { color: #b3261e; font-weight: 700; margin: 0.2em 0; }
+section p { margin: 0.5em 0; overflow-wrap: anywhere; }
 footer { margin-top: 3em; color: var(--muted); font-size: 0.85em; border-top: 1px solid var(--line); padding-top: 8px; }
 """
 
@@ -361,27 +411,171 @@ def _page(title: str, body: list[str], *, simulated: bool, banner_text: str = SI
             "</body>\n</html>\n")
 
 
+CURIE_NAMES: dict[str, str] = {
+    "CL:0000624": "CD4-positive, alpha-beta T cell",
+    "CL:0000236": "B cell",
+    "CL:0001054": "CD14-positive monocyte",
+    "CL:0000136": "adipocyte (fat cell)",
+    "EFO:0002784": "GM12878 (lymphoblastoid cell line)",
+    "EFO:0001084": "3T3-L1 (mouse preadipocyte line)",
+    "EFO:0002067": "K562",
+    "UBERON:0000178": "blood",
+    "UBERON:0000948": "heart",
+}
+"""Names of the cell types and tissues agval's studies use (reports show name and CURIE)."""
+
+_CURIE = re.compile(r"\b(?:CL|EFO|UBERON|CLO|NTR):\d{7}\b")
+
+
+def _decorate(escaped: str, curie_names: Mapping[str, str] | None = None) -> str:
+    """Escaped text with cell-type CURIEs named (``name (CURIE)``) and pitfall codes
+    explained on hover (``<abbr title="...">P3</abbr>``)."""
+    from agval.glossary import PITFALL_CODE, PITFALLS
+
+    names = {**CURIE_NAMES, **(curie_names or {})}
+
+    def curie(m: re.Match) -> str:
+        c = m.group(0)
+        name = names.get(c)
+        if not name or _e(name).lower() in escaped[max(0, m.start() - len(name) - 3):m.start()].lower():
+            return c
+        return f"{_e(name)} ({c})"
+
+    out = _CURIE.sub(curie, escaped)
+    return PITFALL_CODE.sub(lambda m: f'<abbr title="{_e(PITFALLS[m.group(0)])}">{m.group(0)}</abbr>', out)
+
+
+def _ci_text(ci: Sequence[float | None]) -> str:
+    lo, hi = (list(ci) + [None, None])[:2]
+    if lo is None or hi is None:
+        return ""
+    return f" [{format_value(float(lo))}, {format_value(float(hi))}]"
+
+
+def _published_for(card: Card, published: Mapping[str, Any] | None) -> str:
+    if not published or not card.published_keys:
+        return ""
+    rows = [r for r in published.get("rows") or [] if r.get("key") in card.published_keys]
+    if not rows:
+        return ""
+    r = rows[0]
+    bits = [f"{r.get('label') or r.get('key')} = {format_value(r.get('published'))}"]
+    if r.get("published_n"):
+        bits.append(f"n = {r['published_n']}")
+    agval = "" if r.get("observed") is None else f"; this run {format_value(r.get('observed'))}"
+    label = f" ({published.get('label')})" if published.get("label") else ""
+    return (f'<p class="published"><b>Published seed</b>{_e(label)}: {_e(", ".join(bits))}{_e(agval)}'
+            f'<br><span class="note">{_e(published.get("title") or published.get("set") or "")}</span></p>')
+
+
+def _card_html(card: Card, idx: int, published: Mapping[str, Any] | None, simulated: bool = False) -> str:
+    from agval.stats.pvalues import format_p
+
+    est = "not estimable" if card.estimate is None else format_value(float(card.estimate))
+    p = "" if card.p is None else f'<p class="pval">{_e(card.p_label)} = {_e(format_p(card.p))}</p>'
+    n = f'<p class="note">{_e(card.n)}</p>' if card.n else ""
+    fig = ""
+    if card.figure is not None:
+        fig = (f'<img class="keyfig" src="{_data_uri(card.figure.path, simulated=simulated)}" '
+               f'alt="{_e(card.figure.caption or card.figure.path.stem)}">')
+    return (f'<article class="card" id="answer-{idx}"><h3>{_decorate(_e(card.question))}</h3>'
+            f'<p class="stat"><span class="statname">{_e(card.statistic)}</span> '
+            f'<span class="est">{_e(est)}</span><span class="ci">{_e(_ci_text(card.ci))}</span></p>'
+            f'{p}{n}<p class="verdict">{_decorate(_e(card.verdict))}</p>'
+            f'{_published_for(card, published)}{fig}</article>')
+
+
+def _glossary_html(kind: str | None, metrics: Mapping[str, Any]) -> str:
+    from agval.glossary import glossary
+
+    table = glossary().get(kind or "", {})
+    if not table:
+        return ""
+    present: list[str] = []
+    for name, _ in _flatten(metrics):
+        for part in name.split("."):
+            if part in table and part not in present:
+                present.append(part)
+    for k, v in metrics.items():
+        if isinstance(v, list):
+            for rec in v:
+                if isinstance(rec, Mapping):
+                    present.extend(x for x in rec if x in table and x not in present)
+    if not present:
+        return ""
+    rows = "".join(f'<tr><th scope="row">{_e(k)}</th><td>{_decorate(_e(table[k]))}</td></tr>' for k in present)
+    return (f'<p class="meta">From docs/metrics-{_e(kind)}.md, for the {len(present)} metric names in this run.</p>'
+            f'<div class="scroll"><table class="kv"><tbody>{rows}</tbody></table></div>')
+
+
+def _pitfalls_html(page: str) -> str:
+    from agval.glossary import PITFALL_CODE, PITFALLS
+
+    codes = sorted({m.group(0) for m in PITFALL_CODE.finditer(re.sub(r"<[^>]+>", " ", page))},
+                   key=lambda c: int(c[1:]))
+    if not codes:
+        return ""
+    items = "".join(f"<li><b>{c}</b>: {_e(PITFALLS[c])}</li>" for c in codes)
+    return ('<p class="meta">Pitfall codes of the study spec (STUDIES.md) mentioned in this report.</p>'
+            f"<ul>{items}</ul>")
+
+
+def _funnel_html(drop_funnel: pl.DataFrame | None, pipeline_counts: Sequence[tuple[str, int]]) -> str:
+    from agval.drops import funnel_table
+
+    parts = []
+    if pipeline_counts:
+        parts.append("<h3>Rows through the pipeline</h3>" +
+                     df_to_html(funnel_table(pipeline_counts), bar_column="n"))
+    if drop_funnel is not None:
+        if not isinstance(drop_funnel, pl.DataFrame):
+            raise TypeError("render_report: drop_funnel must be a polars DataFrame")
+        if drop_funnel.height:
+            total = ""
+            if "n" in drop_funnel.columns and "step" not in drop_funnel.columns:
+                total = f'<p class="meta">{int(drop_funnel["n"].sum()):,} rows dropped in total, by pipeline stage.</p>'
+            parts.append("<h3>Drops by stage and reason</h3>" + total +
+                         df_to_html(drop_funnel, bar_column="n"))
+        else:
+            parts.append('<p class="note">No rows were dropped.</p>')
+    return "\n".join(parts)
+
+
 def render_report(title: str, *, provenance: Mapping[str, Any],
                   sections: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
                   metrics: Mapping[str, Any] | None = None,
                   drop_funnel: pl.DataFrame | None = None,
                   figures: Sequence[Figure | tuple | str | Path | Mapping] = (),
                   tables: Mapping[str, pl.DataFrame] | Sequence[tuple[str, pl.DataFrame]] | None = None,
-                  warnings: Sequence[str] = ()) -> str:
-    """A self-contained HTML report of one run.
+                  warnings: Sequence[str] = (), cards: Sequence[Card] = (), kind: str | None = None,
+                  pipeline_counts: Sequence[tuple[str, int]] = (),
+                  curie_names: Mapping[str, str] | None = None) -> str:
+    """A self-contained HTML report of one run, answer first.
+
+    Order: header (study, flow, status, run, Prefect flow run) and the SIMULATED banner;
+    **answers** (``cards``: one per study question with estimate, interval, P, verdict,
+    the published seed number from ``metrics["published"]`` and the key figure);
+    warnings; figures; narrative ``sections``; ``tables``; then **details**: the drop
+    funnel (``pipeline_counts`` as ``(step, n)`` in pipeline order, then drops by stage
+    and reason), pitfalls named in words, the metric glossary (``kind``: ``qtl`` /
+    ``twas`` / ``mpra``, from ``docs/metrics-<kind>.md``), provenance, and the raw
+    metrics dump last and collapsed.
 
     * ``provenance``: the run manifest (``agval.runs.RunRecord.manifest``); its
-      ``simulated`` flag switches the SIMULATED banner on.
+      ``simulated`` flag switches the SIMULATED banner on; ``prefect`` (flow run id,
+      name, UI URL) is shown in the header.
     * ``sections``: narrative text, ``{heading: text}`` or ``[(heading, text)]``; blank
       lines separate paragraphs. Plain text (escaped), no markup.
     * ``metrics``: the run's metrics dict (nested dicts become titled tables, lists of
-      dicts become data tables).
+      dicts become data tables) in the collapsed raw dump.
     * ``drop_funnel``: a polars table, e.g. ``DropLog.funnel()`` (``stage, reason, n``)
       or ``drops.funnel_table`` (``step, n, lost``).
     * ``figures``: :class:`Figure`, ``(path, caption)``, ``(path, caption, title)``, a
       mapping with ``path``/``caption`` or a bare path; embedded as base64 data URIs.
-    * ``tables``: ``{title: DataFrame}`` or ``[(title, DataFrame)]``.
-    * ``warnings``: short texts shown prominently at the top (e.g. pseudo-replication).
+    * ``tables``: ``{title: DataFrame}`` or ``[(title, DataFrame)]``; each scrolls in
+      its own box.
+    * ``warnings``: short texts shown prominently after the answers.
+    * ``curie_names``: extra ``{CURIE: name}`` (cell types are shown by name and CURIE).
     """
     if not isinstance(provenance, Mapping):
         raise TypeError("render_report: provenance must be the run manifest (a mapping)")
@@ -390,47 +584,69 @@ def render_report(title: str, *, provenance: Mapping[str, Any],
     toc: list[tuple[str, str]] = []
     body: list[str] = []
 
-    def section(heading: str, inner: str) -> None:
-        sid = _slug(heading, used)
-        toc.append((sid, heading))
-        body.append(f'<section id="{sid}"><h2>{_e(heading)}</h2>\n{inner}\n</section>')
+    def deco(text: Any) -> str:
+        return _decorate(_e(text), curie_names)
 
-    meta = " \u00b7 ".join(_e(f"{k}: {format_value(provenance[k])}") for k in
-                           ("study", "flow", "run_id", "status", "started") if provenance.get(k) is not None)
+    def section(heading: str, inner: str, *, level: int = 2) -> None:
+        sid = _slug(heading, used)
+        if level == 2:
+            toc.append((sid, heading))
+        body.append(f'<section id="{sid}"><h{level}>{_e(heading)}</h{level}>\n{inner}\n</section>')
+
+    meta = [_e(f"{k}: {format_value(provenance[k])}") for k in
+            ("study", "flow", "status", "run_id", "started") if provenance.get(k) is not None]
+    pf = provenance.get("prefect") or {}
+    if isinstance(pf, Mapping) and pf.get("flow_run_id"):
+        label = _e(f"Prefect flow run {pf.get('flow_run_name') or ''} ({pf['flow_run_id']})")
+        url = pf.get("ui_url")
+        meta.append(f'<a href="{_e(url)}">{label}</a>' if isinstance(url, str) and url.startswith("http")
+                    else label)
     header = [f"<header><h1>{_e(title)}</h1>"]
     if meta:
-        header.append(f'<p class="meta">{meta}</p>')
+        header.append(f'<p class="meta">{" &middot; ".join(meta)}</p>')
     if simulated:
         header.append('<p class="sim">SIMULATED run: every number below comes from the synthetic '
                       "world and the stand-in model.</p>")
     header.append("</header>")
-    for w in warnings or ():
-        header.append(f'<div class="warn" role="note"><b>Warning:</b> {_e(w)}</div>')
 
-    for heading, text in _as_pairs(sections):
-        section(heading, _paragraphs(text))
-    if metrics is not None:
-        section("Metrics", _metrics_html(metrics))
+    published = (metrics or {}).get("published") if isinstance((metrics or {}).get("published"), Mapping) else None
+    if cards:
+        section("Answers", '<div class="cards">' +
+                "".join(_card_html(c, i, published, simulated) for i, c in enumerate(cards, start=1)) + "</div>")
+    if warnings:
+        body.append('<section id="warnings">' + "".join(
+            f'<div class="warn" role="note"><b>Warning:</b> {deco(w)}</div>' for w in warnings) + "</section>")
     figs = [_as_figure(f) for f in figures or ()]
     if figs:
-        section("Figures", "\n".join(_figure_html(f, i) for i, f in enumerate(figs, start=1)))
+        section("Figures", '<div class="figs">' +
+                "\n".join(_figure_html(f, i, simulated) for i, f in enumerate(figs, start=1)) + "</div>")
+    for heading, text in _as_pairs(sections):
+        section(heading, "".join(f"<p>{deco(b).replace(chr(10), '<br>')}</p>"
+                                 for b in re.split(r"\n\s*\n", str(text)) if b.strip()))
     for name, df in _as_pairs(tables):
         if not isinstance(df, pl.DataFrame):
             raise TypeError(f"render_report: table {name!r} is not a polars DataFrame")
         section(name, df_to_html(df))
-    if drop_funnel is not None:
-        if not isinstance(drop_funnel, pl.DataFrame):
-            raise TypeError("render_report: drop_funnel must be a polars DataFrame")
-        total = ""
-        if "n" in drop_funnel.columns and drop_funnel.height and "step" not in drop_funnel.columns:
-            total = f'<p class="meta">{int(drop_funnel["n"].sum()):,} rows dropped in total.</p>'
-        inner = (total + df_to_html(drop_funnel, bar_column="n")) if drop_funnel.height else \
-            '<p class="note">No rows were dropped.</p>'
-        section("Drop funnel", inner)
-    section("Provenance", _provenance_html(provenance))
 
-    nav = ('<nav><h2>Contents</h2><ul>' +
-           "".join(f'<li><a href="#{sid}">{_e(h)}</a></li>' for sid, h in toc) + "</ul></nav>")
+    details: list[str] = []
+    funnel = _funnel_html(drop_funnel, pipeline_counts)
+    if funnel:
+        details.append(f'<section id="drop-funnel"><h3>Drop funnel</h3>{funnel}</section>')
+    pit = _pitfalls_html("\n".join(header + body))
+    if pit:
+        details.append(f'<section id="pitfalls"><h3>Pitfalls referenced</h3>{pit}</section>')
+    glo = _glossary_html(kind, metrics or {})
+    if glo:
+        details.append(f'<section id="glossary"><h3>Metric glossary</h3>{glo}</section>')
+    details.append(f'<section id="provenance"><h3>Provenance</h3>{_provenance_html(provenance)}</section>')
+    if metrics is not None:
+        details.append('<section id="metrics"><h3>All metrics</h3><details><summary>Raw metrics.json '
+                       f"(every key)</summary>{_metrics_html(metrics)}</details></section>")
+    toc.append(("details", "Details"))
+    body.append('<section id="details"><h2>Details</h2>' + "\n".join(details) + "</section>")
+
+    nav = ('<nav><b>Contents:</b> ' +
+           " &middot; ".join(f'<a href="#{sid}">{_e(h)}</a>' for sid, h in toc) + "</nav>")
     return _page(title, header + [nav] + body, simulated=simulated)
 
 

@@ -67,6 +67,23 @@ def get(name: str) -> TableFormat:
         raise KeyError(f"unknown table format {name!r}; known: {sorted(REGISTRY)}") from None
 
 
+FILE_MODE = 0o644
+DIR_MODE = 0o755
+"""Results are group- and world-readable by default (colleagues on a shared server read
+the reports); ``mkstemp`` alone would leave every file 0600."""
+
+
+def group_readable(folder: str | Path) -> None:
+    """``chmod`` every file under ``folder`` to :data:`FILE_MODE` and every folder
+    (``folder`` included) to :data:`DIR_MODE`, whatever the umask was."""
+    root = Path(folder)
+    os.chmod(root, DIR_MODE)
+    for p in root.rglob("*"):
+        if p.is_symlink():
+            continue
+        os.chmod(p, DIR_MODE if p.is_dir() else FILE_MODE)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -76,6 +93,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -104,6 +122,7 @@ def write_table(df: pl.DataFrame, path: str | Path, fmt: str | TableFormat | Non
     os.close(fd)
     try:
         pq.write_table(table, tmp, compression="zstd")
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -115,6 +115,42 @@ def record_model(record: RunRecord, backend) -> None:
                       "fingerprint_digest": fp.get("digest")})
 
 
+def run_name(default: str = "run"):
+    """A ``flow_run_name`` callable: ``<study name>-<UTC time>`` (``<default>-<time>`` when
+    the flow has no ``study`` parameter), e.g. ``caqtl_demo-20261204T133512Z``. Two
+    subflows of one re-validation run are told apart by their study names."""
+
+    def name() -> str:
+        import datetime as _dt
+
+        from prefect.runtime import flow_run
+
+        params = flow_run.parameters or {}
+        study = params.get("study")
+        label = getattr(study, "name", None) or (study.get("name") if isinstance(study, dict) else None)
+        if not label and isinstance(params.get("name"), str):
+            label = params["name"]  # agval-study: the config's study entry
+        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        return f"{label or default}-{stamp}"
+
+    return name
+
+
+def prefect_run_info() -> dict[str, Any] | None:
+    """The current Prefect flow run (``flow_run_id``, ``flow_run_name``, ``flow_name``,
+    ``ui_url``), or None outside a flow run."""
+    from prefect.runtime import flow_run
+
+    if not flow_run.id:
+        return None
+    info = {"flow_run_id": str(flow_run.id), "flow_run_name": flow_run.name, "flow_name": flow_run.flow_name}
+    try:
+        info["ui_url"] = flow_run.ui_url
+    except Exception:  # noqa: BLE001 - no UI configured (ephemeral API)
+        info["ui_url"] = None
+    return info
+
+
 def start_run(study: str, flow: str, params: BaseModel | dict[str, Any], *, simulated: bool,
               seed: int | None = None, inputs: dict[str, str | Path | None] | None = None,
               report: bool = True) -> RunRecord:
@@ -122,7 +158,9 @@ def start_run(study: str, flow: str, params: BaseModel | dict[str, Any], *, simu
 
     Every input must be a readable file before the record opens (an :class:`InputError`
     naming the file and its study field otherwise); ``report=True``: the run is
-    ``completed`` only once its ``report.html`` is written."""
+    ``completed`` only once its ``report.html`` is written. ``flow`` is the Prefect flow name
+    (one name per flow in Prefect, manifest and report); inside a flow run the manifest also
+    records the Prefect run (``manifest["prefect"]``)."""
     from agval.errors import InputError
 
     for role, path in (inputs or {}).items():
@@ -132,6 +170,10 @@ def start_run(study: str, flow: str, params: BaseModel | dict[str, Any], *, simu
                                                   "(relative paths are relative to the study file)")
     p = params.model_dump(mode="json") if isinstance(params, BaseModel) else dict(params)
     rec = RunRecord.start(study, flow, parameters=p, simulated=simulated, seed=seed, report=report)
+    info = prefect_run_info()
+    if info:
+        rec.manifest["prefect"] = info  # the report links back to its Prefect run
+        rec._write_manifest()  # on disk while the run is still going, not only once it finishes
     try:
         for role, path in (inputs or {}).items():
             if path:

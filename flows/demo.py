@@ -24,7 +24,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows import registry
-from flows._common import start_run
+from flows._common import run_name, start_run
 
 
 @task(name="standin-smoke", cache_policy=NO_CACHE)
@@ -77,7 +77,8 @@ def demo_generators() -> dict[str, Any]:
     return out
 
 
-@flow(name="agval-demo", log_prints=True)
+@flow(name="agval-demo", flow_run_name=run_name("demo"),
+      log_prints=True)
 def demo(world_dir: str, alphagenome_address: str, myvariant_url: str, studies_dir: str,
          studies: list[str] | None = None, seed: int = 0) -> dict[str, Any]:
     """Run the smoke checks, then each demo study against the stand-ins."""

@@ -51,7 +51,7 @@ from agval.mpra.aggregates import aggregate_run, assay_name, center_bounds, choo
 from agval.mpra.backbone import BACKBONE_SEED
 from agval.mpra.sequences import check_length
 from agval.stats.mpra import DEFAULT_WARN_RATIO, pseudo_replication_check
-from flows._common import RESULT_STORAGE, backend_session, record_model, start_run
+from flows._common import RESULT_STORAGE, backend_session, record_model, run_name, start_run
 from flows.runners import task_runner_from_env
 
 STRAND_SUFFIXES = ("_plus", "_minus", "_unstranded")
@@ -250,7 +250,8 @@ def _predict_block(built, rows: pl.DataFrame, *, backend, organism: str, terms: 
     return frame, per_track, aggs, summary
 
 
-@flow(name="mpra-benchmark", log_prints=True, persist_result=True, result_storage=RESULT_STORAGE,
+@flow(name="mpra-benchmark", flow_run_name=run_name("mpra"),
+      log_prints=True, persist_result=True, result_storage=RESULT_STORAGE,
       task_runner=task_runner_from_env())
 def mpra_benchmark(study: MPRAStudy, backend: BackendConfig = BackendConfig()) -> dict[str, Any]:
     """Benchmark sequence predictions against MPRA activity (see the module docstring)."""
@@ -277,7 +278,7 @@ def mpra_benchmark(study: MPRAStudy, backend: BackendConfig = BackendConfig()) -
         inputs.update(sequences=study.sequences, predictions=study.predictions)
         if study.backbone == "reference" or study.element_source == "reference":
             inputs["reference_fasta"] = study.reference_fasta
-        rec = start_run(study.name, "mpra_benchmark",
+        rec = start_run(study.name, "mpra-benchmark",
                         {"study": study.model_dump(mode="json"), "backend": backend.model_dump(mode="json")},
                         simulated=simulated, seed=study.seed, inputs=inputs)
         with rec:
@@ -456,7 +457,7 @@ def mpra_benchmark(study: MPRAStudy, backend: BackendConfig = BackendConfig()) -
                 rec.write_table("statistics_by_strand", strand_table)
             rec.write_table("statistics", summary_table)
             sections = _sections(study, plan, metrics, primary, cluster_col)
-            publish_report(rec, title=f"MPRA benchmark: {study.name}", key=key, metrics=metrics,
+            publish_report(rec, kind="mpra", title=f"MPRA benchmark: {study.name}", key=key, metrics=metrics,
                            figures=[Figure(path=Path(p), caption=c) for p, c in figs],
                            tables=tables, sections=sections, warnings=warn_texts,
                            summary_md=f"**{head}**\n\n{metrics['inputs']['message']}")

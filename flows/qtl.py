@@ -47,7 +47,7 @@ from agval.qtl.modality import plan_analyses, scorers_for  # noqa: E402
 from agval.qtl.pipeline import analysis_rows, build_metrics, genome_path, report_parts, table_marks  # noqa: E402
 from agval.qtl.study import QTLStudy  # noqa: E402
 from agval.scoring.precomputed import table_provenance  # noqa: E402
-from flows._common import RESULT_STORAGE, backend_session, lookup_session, start_run  # noqa: E402
+from flows._common import RESULT_STORAGE, backend_session, lookup_session, run_name, start_run  # noqa: E402
 from flows.runners import task_runner_from_env  # noqa: E402
 from tasks.alleles import lookup_alleles  # noqa: E402
 from tasks.qtl import (harmonize_qtl, load_qtl_predictions, load_qtl_table, qtl_plots,  # noqa: E402
@@ -73,7 +73,8 @@ def _inputs(study: QTLStudy) -> dict[str, str | None]:
     return out
 
 
-@flow(name="qtl-validation", log_prints=True, persist_result=True, result_storage=RESULT_STORAGE,
+@flow(name="qtl-validation", flow_run_name=run_name("qtl"),
+      log_prints=True, persist_result=True, result_storage=RESULT_STORAGE,
       task_runner=task_runner_from_env())
 def qtl_validation(study: QTLStudy, backend: BackendConfig = BackendConfig(),
                    lookup: LookupConfig = LookupConfig()) -> dict[str, Any]:
@@ -162,7 +163,7 @@ def qtl_validation(study: QTLStudy, backend: BackendConfig = BackendConfig(),
         # 8. report, once the run record is complete (its provenance says "completed")
         hl = result.headline
         summary_md = "\n".join(f"* **{k}**: {v}" for k, v in hl.items())
-        publish_report(rec, title=f"QTL validation: {study.name}", key=study.name, figures=figures,
+        publish_report(rec, kind="qtl", title=f"QTL validation: {study.name}", key=study.name, figures=figures,
                        tables=tables, sections=sections, warnings=warnings, summary_md=summary_md)
     log.info("%s: %s rho = %.3f (n = %s), report %s", study.name, hl.get("analysis"),
              hl.get("spearman_rho", float("nan")), hl.get("n"), rec.folder / "report.html")

@@ -31,7 +31,7 @@ from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
-from flows._common import RESULT_STORAGE  # noqa: E402  (where flow results are persisted)
+from flows._common import RESULT_STORAGE, run_name  # noqa: E402  (where flow results are persisted)
 EVENT = "agval.model.changed"
 
 
@@ -72,7 +72,8 @@ def emit_model_changed(backend: str, model_version: str, report: dict[str, Any])
                  "new_digest": report["new_digest"], "differed": report["parts"], "details": report["details"]})
 
 
-@flow(name="agval-watch-model", persist_result=True, result_storage=RESULT_STORAGE, log_prints=True)
+@flow(name="agval-watch-model", flow_run_name=run_name("watch-model"),
+      persist_result=True, result_storage=RESULT_STORAGE, log_prints=True)
 def watch_model(config: str | None = None, backends: list[str] | None = None, emit: bool = True) -> dict[str, Any]:
     """Fingerprint each configured backend and model version; on a change emit
     ``agval.model.changed`` and record the new fingerprint as the baseline."""
@@ -186,7 +187,8 @@ def _raise_failed(results: list[dict[str, Any]]) -> None:
                            + "; ".join(f"{x['name']}: {x.get('message')}" for x in failed))
 
 
-@flow(name="agval-revalidate", persist_result=True, result_storage=RESULT_STORAGE, log_prints=True)
+@flow(name="agval-revalidate", flow_run_name=run_name("revalidate"),
+      persist_result=True, result_storage=RESULT_STORAGE, log_prints=True)
 def revalidate(config: str | None = None, studies: list[str] | None = None, backend: str | None = None,
                model_version: str | None = None, reason: str = "manual", new_digest: str | None = None) -> dict[str, Any]:
     """Run every study of the config against the current model; append their metrics to
@@ -219,7 +221,8 @@ def revalidate(config: str | None = None, studies: list[str] | None = None, back
             "studies": results, "synced_rows": synced, "indexes": [str(p) for p in indexes]}
 
 
-@flow(name="agval-study", persist_result=True, result_storage=RESULT_STORAGE, log_prints=True)
+@flow(name="agval-study", flow_run_name=run_name("study"),
+      persist_result=True, result_storage=RESULT_STORAGE, log_prints=True)
 def run_study(name: str, config: str | None = None) -> dict[str, Any]:
     """Run the ``[[studies]]`` entry ``name`` of the config (study file read at run time)
     and append it to the history. prefect.yaml deploys studies through this flow."""
@@ -258,7 +261,8 @@ def _register_config_kinds(config: str | None, log) -> None:
         registry.STUDIES.setdefault(kind, module)
 
 
-@flow(name="agval-compare", persist_result=True, result_storage=RESULT_STORAGE, log_prints=True)
+@flow(name="agval-compare", flow_run_name=run_name("compare"),
+      persist_result=True, result_storage=RESULT_STORAGE, log_prints=True)
 def compare(a: str | None = None, b: str | None = None, studies: list[str] | None = None,
             n_boot: int = 2000, seed: int = 0, config: str | None = None) -> dict[str, Any]:
     """Compare two model fingerprints, two backends or two run folders (``a`` vs ``b``;

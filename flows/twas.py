@@ -44,7 +44,7 @@ from agval.twas.analysis import MEDIATION_NOTE
 from agval.twas.figures import DEFAULT_LOCI, DEFAULT_SCATTER_TISSUES
 from agval.twas.inputs import DEFAULT_PIP_THRESHOLD, expand_paths
 from agval.twas.triplets import assay_label, output_type_of, variants_to_score
-from flows._common import RESULT_STORAGE, backend_session, lookup_session, start_run
+from flows._common import RESULT_STORAGE, backend_session, lookup_session, run_name, start_run
 from flows.runners import task_runner_from_env
 
 DEFAULT_TWAS_P = 4.7e-6
@@ -184,7 +184,8 @@ def _loci_frame(rows: pl.DataFrame, lookup_table: pl.DataFrame) -> pl.DataFrame:
             .sort("gene_name", "pos"))
 
 
-@flow(name="twas-concordance", log_prints=True, persist_result=True, result_storage=RESULT_STORAGE,
+@flow(name="twas-concordance", flow_run_name=run_name("twas"),
+      log_prints=True, persist_result=True, result_storage=RESULT_STORAGE,
       task_runner=task_runner_from_env())
 def twas_concordance(study: TWASStudy, backend: BackendConfig = BackendConfig(),
                      lookup: LookupConfig = LookupConfig()) -> dict[str, Any]:
@@ -215,7 +216,7 @@ def twas_concordance(study: TWASStudy, backend: BackendConfig = BackendConfig(),
         for role, spec_paths in (("susie", study.susie), ("twas", study.twas)):
             for i, f in enumerate(expand_paths(spec_paths, what=role)):
                 inputs[f"{role}:{i}"] = f
-        rec = start_run(study.name, "twas_concordance",
+        rec = start_run(study.name, "twas-concordance",
                         {"study": study.model_dump(mode="json"), "backend": backend.model_dump(mode="json"),
                          "lookup": lookup.model_dump(mode="json")},
                         simulated=simulated, seed=study.seed, inputs=inputs)
@@ -418,7 +419,7 @@ def twas_concordance(study: TWASStudy, backend: BackendConfig = BackendConfig(),
                 "Original (seed) Q4 synthetic TWAS (Spearman AG_G vs TWAS.Z per tissue)": r4["table"],
                 "Tracks per tissue x assay": at["coverage"],
             })
-            publish_report(rec, title=f"TWAS concordance: {study.name}", key=key, metrics=metrics, figures=figs,
+            publish_report(rec, kind="twas", title=f"TWAS concordance: {study.name}", key=key, metrics=metrics, figures=figs,
                            tables=report_tables, sections=sections,
                            warnings=[SELF_INCLUSION_NOTE, analysis.MEDIATION_NOTE, *fig_warnings],
                            summary_md=f"**{head['summary']}**\n\n"

@@ -338,7 +338,8 @@ def test_comparison_report_folder(tmp_path, monkeypatch):
         assert href.startswith("../") and href.endswith("/report.html")
         assert f'<a href="{html.escape(href)}">' in index, href
     assert index.count("report.html") >= 3
-    assert "SIMULATED" in (folder / "report.html").read_text()
+    page = (folder / "report.html").read_text()
+    assert "SIMULATED" in page and "status: completed" in page and "status: running" not in page
     # selectors: a backend label and run folders
     res2 = build_comparison(h, h["run_folder"][0], h.sort("time")["run_folder"][-1],
                             specs_for=lambda k: specs_for(k, toy), n_boot=50, seed=2, root=tmp_path / "reports")

@@ -97,7 +97,7 @@ def test_agval_run_twas_end_to_end(cli_run, twas_study):
     folder = cli_run
 
     man = load_manifest(folder)
-    assert man["simulated"] is True and man["status"] == "completed" and man["flow"] == "twas_concordance"
+    assert man["simulated"] is True and man["status"] == "completed" and man["flow"] == "twas-concordance"
     tmap = man["notes"]["tissue_map"]
     assert "tissue_map.tsv" in tmap["source"] and "Lung" in tmap["map"] and tmap["map"]["Whole_Blood"]["ATAC"] == []
     assert man["notes"]["seeds"] == {"study": 3, "q1": 3, "q4": 4, "corrected": 5}

@@ -41,6 +41,7 @@ POS = "#c0392b"
 NEG = "#2c6fbb"
 MEAN_LINE = "#c0392b"
 MEDIAN_LINE = "#2c3e50"
+NA_GREY = "#d9d9d9"
 
 
 class EmptyPlotInputError(GuardError):
@@ -242,20 +243,28 @@ def categorical(series: pd.Series, order: Sequence[Any]) -> pd.Categorical:
 def tile_heatmap(pdf: pd.DataFrame, *, x: str, y: str, fill: str, label: str,
                  midpoint: float, limits: tuple[float, float] | None = None,
                  x_order: Sequence[Any] | None = None, y_order: Sequence[Any] | None = None,
-                 fill_name: str = "", text_size: float = 8) -> p9.ggplot:
+                 fill_name: str = "", text_size: float = 8, na_label: str = "no data") -> p9.ggplot:
     """Annotated tile heatmap on a diverging blue-white-red scale around ``midpoint``.
 
     ``pdf`` is already pandas (called at the plotting boundary); ``label`` is the column of
-    cell annotations. Cells with a missing ``fill`` are drawn grey.
+    cell annotations. Cells with a missing ``fill`` are drawn grey, and the legend then
+    has a grey "no data" key beside the colour bar (``na_label``).
     """
     pdf = pdf.copy()
     pdf[x] = categorical(pdf[x].astype(str), [str(v) for v in (x_order or ordered(pdf[x].astype(str)))])
     y_levels = [str(v) for v in (y_order or ordered(pdf[y].astype(str)))]
     pdf[y] = categorical(pdf[y].astype(str), list(reversed(y_levels)))  # first row on top
     scale = p9.scale_fill_gradient2(low=NEG, mid="#f7f7f7", high=POS, midpoint=midpoint,
-                                    limits=limits, na_value="#d9d9d9", name=fill_name)
-    return (p9.ggplot(pdf, p9.aes(x, y, fill=fill))
-            + p9.geom_tile(color="white", size=0.5)
+                                    limits=limits, na_value=NA_GREY, name=fill_name)
+    plot = (p9.ggplot(pdf, p9.aes(x, y, fill=fill))
+            + p9.geom_tile(color="white", size=0.5))
+    missing = pdf[pdf[fill].isna()]
+    if len(missing):  # a legend key for the grey cells (the fill scale's NA colour has none)
+        missing = missing.assign(_na=na_label)
+        plot = (plot + p9.geom_point(p9.aes(x, y, color="_na"), data=missing, inherit_aes=False, alpha=0)
+                + p9.scale_color_manual(values={na_label: NA_GREY}) + p9.labs(color=" ")
+                + p9.guides(color=p9.guide_legend(override_aes={"alpha": 1, "size": 6, "shape": "s"})))
+    return (plot
             + p9.geom_text(p9.aes(label=label), size=text_size)
             + scale
             + p9.scale_x_discrete(expand=(0, 0))
@@ -263,3 +272,78 @@ def tile_heatmap(pdf: pd.DataFrame, *, x: str, y: str, fill: str, label: str,
             + p9.labs(x="", y="")
             + theme_agval()
             + p9.theme(panel_grid=p9.element_blank(), legend_position="right"))
+
+
+# -- SIMULATED label ----------------------------------------------------------------------
+
+SIMULATED_LABEL = "SIMULATED: stand-in model, synthetic world - not real AlphaGenome results"
+_STAMP_KEY = "agval-simulated"
+#: The label band's colour (RGB); tests look for it in the top rows of a stamped figure.
+SIMULATED_RGB = (179, 38, 30)
+
+
+def is_stamped(path: str | Path) -> bool:
+    """True when the PNG at ``path`` carries agval's SIMULATED band."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return im.info.get(_STAMP_KEY) == "1"
+
+
+def stamped_png(data: bytes) -> bytes | None:
+    """The PNG ``data`` with the SIMULATED band drawn above it, or None when it already
+    carries the band (see :func:`stamp_simulated`)."""
+    import io
+
+    from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
+
+    with Image.open(io.BytesIO(data)) as im:
+        if im.info.get(_STAMP_KEY) == "1":
+            return None
+        src = im.convert("RGBA")
+        meta = {k: v for k, v in im.info.items() if isinstance(v, str)}
+    w = src.width
+    size = max(12, min(28, w // 45))
+    band = size + 14
+    out = Image.new("RGBA", (w, src.height + band), (255, 255, 255, 255))
+    out.paste(src, (0, band))
+    draw = ImageDraw.Draw(out)
+    draw.rectangle([0, 0, w, band - 1], fill=SIMULATED_RGB + (255,))
+    try:
+        font = ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1
+        font = ImageFont.load_default()
+    text = SIMULATED_LABEL
+    while draw.textlength(text, font=font) > w - 16 and len(text) > 9:
+        text = text[: text.rfind(" ", 0, len(text) - 1)] if " " in text[9:] else "SIMULATED"
+    draw.text((8, 7), text, fill=(255, 255, 255, 255), font=font)
+    info = PngImagePlugin.PngInfo()
+    for k, v in meta.items():
+        info.add_text(k, v)
+    info.add_text(_STAMP_KEY, "1")
+    buf = io.BytesIO()
+    out.convert("RGB").save(buf, format="PNG", pnginfo=info)
+    return buf.getvalue()
+
+
+def stamp_simulated(path: str | Path) -> bool:
+    """Draw the SIMULATED label inside the PNG at ``path``: a red band with white text
+    added above the figure (the pixels carry it, so a copied plot keeps it). Idempotent
+    (a PNG text chunk marks a stamped file); returns True when it stamped now."""
+    path = Path(path)
+    data = stamped_png(path.read_bytes())
+    if data is None:
+        return False
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.{threading.get_ident()}.stamp.png")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return True
+
+
+def stamp_folder(folder: str | Path) -> int:
+    """Stamp every PNG under ``folder`` (a simulated run's plots); returns how many were new."""
+    return sum(stamp_simulated(p) for p in sorted(Path(folder).rglob("*.png")))

@@ -12,6 +12,7 @@ scikit-learn at runtime.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,31 @@ def roc_auc(labels: Any, scores: Any) -> float:
     return float(np.trapezoid(pts["tpr"].to_numpy(), pts["fpr"].to_numpy()))
 
 
+# -- labels -----------------------------------------------------------------------------
+
+_ASSAYS = {"dnase": "DNase", "atac": "ATAC", "cage": "CAGE", "rna": "RNA-seq", "rna_seq": "RNA-seq",
+           "procap": "PRO-cap", "chip_histone": "histone ChIP", "chip_tf": "TF ChIP"}
+_STATS = {"pearson_r": "Pearson r", "spearman_rho": "Spearman \u03c1", "auroc": "AUROC"}
+
+
+def axis_label(name: str) -> str:
+    """A readable axis label with units for an MPRA column name: ``log2_ratio`` ->
+    ``MPRA activity, log2((RNA + pc) / (DNA + pc))``; ``dnase_center`` -> ``predicted
+    DNase, centre-window mean (track units)``; ``cage_mean_plus`` -> ``predicted CAGE,
+    whole-sequence mean, + strand (track units)``; statistics by their names."""
+    if name in ("log2_ratio", "activity"):
+        return "MPRA activity, log2((RNA + pc) / (DNA + pc))"
+    if name in _STATS:
+        return _STATS[name]
+    m = re.fullmatch(r"(?P<assay>[a-z_]+?)_(?P<win>center|mean)(?:_(?P<strand>plus|minus|unstranded))?", name)
+    if not m:
+        return name.replace("_", " ")
+    win = "centre-window mean" if m["win"] == "center" else "whole-sequence mean"
+    strand = {"plus": ", + strand", "minus": ", \u2212 strand", "unstranded": ", unstranded"}.get(m["strand"] or "", "")
+    assay = _ASSAYS.get(m["assay"], m["assay"].upper())
+    return f"predicted {assay}, {win}{strand} (track units)"
+
+
 # -- figures ----------------------------------------------------------------------------
 
 def mpra_scatter(df: pl.DataFrame, path: str | Path, *, aggregate: str, activity: str = "log2_ratio",
@@ -110,7 +136,7 @@ def mpra_scatter(df: pl.DataFrame, path: str | Path, *, aggregate: str, activity
             + p9.geom_bin_2d(bins=bins)
             + p9.scale_fill_cmap("YlOrRd", name="rows")
             + p9.geom_line(data=fit_line(x, st["slope"], st["intercept"]), color=NEG, size=0.9)
-            + p9.labs(x=f"MPRA {activity}", y=aggregate,
+            + p9.labs(x=axis_label(activity), y=axis_label(aggregate),
                       title=f"MPRA vs {aggregate}", subtitle=sub)
             + theme_agval()
             + p9.theme(legend_position="right"))
@@ -222,7 +248,8 @@ def mpra_prediction_distributions(df: pl.DataFrame, path: str | Path, *,
     plot = (p9.ggplot(pdf, p9.aes("value"))
             + p9.geom_histogram(bins=bins, fill=POINT, color="white", size=0.1)
             + p9.facet_wrap("aggregate", scales="free", ncol=ncol)
-            + p9.labs(x="prediction", y="rows", title="Prediction distributions")
+            + p9.labs(x="prediction (track units; each panel its own scale)", y="rows",
+                      title="Prediction distributions")
             + theme_agval()
             + p9.theme(axis_text_x=p9.element_text(rotation=30, ha="right")))
     return save(plot, path, width=width, height=height, dpi=dpi)
@@ -266,7 +293,7 @@ def mpra_tf_bars(df: pl.DataFrame, path: str | Path, *, tf: str = "stratum", r: 
             + p9.coord_flip()
             + p9.scale_fill_manual(values={"positive": POS, "negative": NEG})
             + p9.scale_y_continuous(expand=(0.25, 0))
-            + p9.labs(x="", y=r, fill="", title=title,
+            + p9.labs(x="", y=axis_label(r), fill="", title=title,
                       subtitle=f"top {len(pdf)} of {df.height} TFs by {r}")
             + theme_agval())
     return save(plot, path, width=width, height=height, dpi=dpi)
@@ -299,7 +326,8 @@ def mpra_wt_vs_mutant(df: pl.DataFrame, path: str | Path, *, aggregate: str = "a
             + p9.geom_abline(slope=1, intercept=0, color=NEG, linetype="dashed")
             + p9.facet_wrap("panel", scales="free", ncol=ncol)
             + p9.scale_fill_cmap("YlOrRd", name="rows")
-            + p9.labs(x="wild-type prediction", y="mutant prediction", title="Wild type vs mutant")
+            + p9.labs(x="wild-type prediction (track units)", y="mutant prediction (track units)",
+                      title="Wild type vs mutant", subtitle="each panel its own scale")
             + theme_agval()
             + p9.theme(legend_position="right", axis_text_x=p9.element_text(rotation=30, ha="right")))
     return save(plot, path, width=width, height=height, dpi=dpi)
@@ -336,7 +364,7 @@ def mpra_delta_distributions(df: pl.DataFrame, path: str | Path, *, aggregate: s
             + p9.scale_color_manual(values={"mean": MEAN_LINE, "median": MEDIAN_LINE})
             + p9.scale_linetype_manual(values={"mean": "dashed", "median": "dotted"})
             + p9.facet_wrap("panel", scales="free", ncol=ncol)
-            + p9.labs(x="\u0394 prediction (mutant \u2212 wild type)", y="constructs", color="",
+            + p9.labs(x="\u0394 prediction, mutant \u2212 wild type (track units)", y="constructs", color="",
                       linetype="", title="Mutation effect distributions")
             + theme_agval()
             + p9.theme(axis_text_x=p9.element_text(rotation=30, ha="right")))

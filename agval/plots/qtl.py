@@ -74,7 +74,8 @@ def qtl_distributions(df: pl.DataFrame, path: str | Path, *, score: str = "score
                       beta: str = "beta", bins: int = 50, width: float = 10.0,
                       height: float = 8.0, dpi: int = DEFAULT_DPI) -> Path:
     """2×2 panel: score histogram, beta histogram (each with its mean line), |score| and
-    |beta| overlaid, and a bar of same- vs opposite-sign counts ("% same sign" title).
+    |beta| side by side (each on its own axis: they are different scales), and a bar of
+    same- vs opposite-sign counts ("% same sign" title).
 
     ``df`` columns: ``score``, ``beta`` (names are parameters).
     """
@@ -93,11 +94,13 @@ def qtl_distributions(df: pl.DataFrame, path: str | Path, *, score: str = "score
 
     mags = pd.DataFrame({"value": np.concatenate([np.abs(x), np.abs(y)]),
                          "what": [f"|{score}|"] * x.size + [f"|{beta}|"] * y.size})
+    mags["what"] = categorical(mags["what"], [f"|{score}|", f"|{beta}|"])
+    # score and beta are on different scales: one panel each, never one shared axis
     overlay = (p9.ggplot(mags, p9.aes("value", fill="what"))
-               + p9.geom_histogram(bins=bins, alpha=0.55, position="identity")
-               + p9.scale_fill_manual(values={f"|{score}|": POINT, f"|{beta}|": "#e67e22"},
-                                      breaks=[f"|{score}|", f"|{beta}|"])
-               + p9.labs(x="magnitude", y="count", fill="", title="Magnitudes")
+               + p9.geom_histogram(bins=bins, color="white", size=0.1, show_legend=False)
+               + p9.facet_wrap("what", scales="free", nrow=1)
+               + p9.scale_fill_manual(values={f"|{score}|": POINT, f"|{beta}|": "#e67e22"})
+               + p9.labs(x="magnitude (each panel its own scale)", y="count", title="Magnitudes")
                + theme_agval())
     counts = _sign_counts(x, y)
     same_pct = float(counts.loc[counts["kind"] == "same sign", "pct"].iloc[0])

@@ -178,6 +178,7 @@ def build_comparison(history: pl.DataFrame, a: str | None, b: str | None, *,
                      "both predictors are resampled together. Metric deltas are B - A, without intervals.")]
         if not pairs:
             sections.append(("No pairs", "No study has a run on both sides; nothing was compared."))
+        rec.finish("completed")  # the report is the last step: it states the final status, never "running"
         html = render_report("agval comparison", provenance=rec.manifest, sections=sections, metrics=metrics_out,
                              figures=figures,
                              tables=[("Paired bootstrap differences (A - B)", comparison),
