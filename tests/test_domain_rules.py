@@ -70,3 +70,36 @@ def test_chrom_names_parity_on_random_names(names):
     want = [normalize_chrom(n) for n in names]
     for path, values in _vectorised(names).items():
         assert values == want, path
+
+
+# ------------------------------------------------------------------ gene-id versions
+
+_GENES = {"ENSG00000141510.16": "ENSG00000141510", "ENSG00000141510": "ENSG00000141510",
+          "ENSG00000002586.20_PAR_Y": "ENSG00000002586_PAR_Y", "ENSG00000002586_PAR_Y": "ENSG00000002586_PAR_Y",
+          "ENSMUSG00000059552.7": "ENSMUSG00000059552", " ENSG00000141510.16 ": "ENSG00000141510",
+          "TP53": "TP53", "RP11-1.2": "RP11-1.2"}
+
+
+def test_gene_version_rule_keeps_par_y_in_every_path():
+    from agval.genes import strip_gene_version, strip_gene_version_expr
+    from agval.io._common import strip_gene_version_expr as io_expr
+    from agval.scoring.tracks import strip_gene_version as tracks_expr
+
+    assert [strip_gene_version(g) for g in _GENES] == list(_GENES.values())
+    assert strip_gene_version(None) is None
+    df = pl.DataFrame({"gene_id": list(_GENES) + [None]})
+    want = list(_GENES.values()) + [None]
+    assert df.select(strip_gene_version_expr(pl.col("gene_id")))["gene_id"].to_list() == want
+    assert df.select(io_expr(pl.col("gene_id")))["gene_id"].to_list() == want
+    assert df.select(tracks_expr("gene_id"))["gene_id"].to_list() == want
+
+
+def test_no_other_gene_version_stripper_in_the_tree():
+    import pathlib
+    import re
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    pat = re.compile(r"""gene\w*\W.{0,60}split\(["']\.["']\)|ENS\[A-Z\]\*G?\\d\+\)\\\.""")
+    hits = [f"{p.relative_to(root)}:{i}" for d in ("agval", "flows", "tasks") for p in (root / d).rglob("*.py")
+            if p.name != "genes.py" for i, line in enumerate(p.read_text().splitlines(), 1) if pat.search(line)]
+    assert not hits, hits

@@ -36,6 +36,7 @@ import polars as pl
 from agval import coords as _coords
 from agval.drops import DropLog
 from agval.errors import InputError, MissingColumnError, bounded, quote
+from agval.genes import strip_gene_version_expr  # noqa: F401  (re-exported for the loaders)
 
 #: Text values read as "missing" (compared after stripping whitespace).
 NA_STRINGS: tuple[str, ...] = ("", "NA", "N/A", "na", "n/a", "NaN", "nan", "NAN", "null", "NULL",
@@ -416,11 +417,6 @@ def chrom_expr_fast(e: pl.Expr) -> pl.Expr:
     """:func:`agval.coords.chrom_expr` with ``fast=True``, for tens of millions of rows
     (missing tokens must already be null: the CSV reader's ``null_values``)."""
     return _coords.chrom_expr(e, fast=True)
-
-
-def strip_gene_version_expr(e: pl.Expr) -> pl.Expr:
-    """``ENSG00000141510.16`` -> ``ENSG00000141510`` (``_PAR_Y`` suffixes are kept)."""
-    return e.str.strip_chars().str.replace(r"^(ENS[A-Z]*\d+)\.\d+", "${1}")
 
 
 RSID_RE = r"^rs\d+$"
