@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -103,3 +104,27 @@ def test_no_other_gene_version_stripper_in_the_tree():
     hits = [f"{p.relative_to(root)}:{i}" for d in ("agval", "flows", "tasks") for p in (root / d).rglob("*.py")
             if p.name != "genes.py" for i, line in enumerate(p.read_text().splitlines(), 1) if pat.search(line)]
     assert not hits, hits
+
+
+# ------------------------------------------------------------------ p-values used as effects
+
+def test_pvalue_guard_is_one_rule_with_one_threshold():
+    import pytest
+
+    from agval.alleles.guards import PVALUE_GUARD_MIN_DECADES, PVALUE_GUARD_MIN_ROWS, check_not_pvalues
+    from agval.errors import GuardError
+    from agval.io.qtl import check_slope_not_pvalues
+
+    n, d = PVALUE_GUARD_MIN_ROWS, PVALUE_GUARD_MIN_DECADES
+    just_in = pl.Series(np.geomspace(10 ** -d, 1.0, n))          # spans exactly the threshold
+    just_out = pl.Series(np.geomspace(10 ** -(d - 0.1), 1.0, n))  # a tenth of a decade short
+    too_few = pl.Series(np.geomspace(1e-30, 1.0, n - 1))
+    for guard in (check_not_pvalues, check_slope_not_pvalues):
+        with pytest.raises(GuardError, match="looks like p-values"):
+            guard(just_in)
+        guard(just_out)
+        guard(too_few)
+        guard(pl.Series([-1e-9, 1e-5, 0.5, 0.9]))                 # signed: effects
+        guard(pl.Series(np.linspace(0.05, 0.95, 50)))            # all-positive betas (caQTL, P3)
+    with pytest.raises(GuardError, match="GTEx v8"):
+        check_slope_not_pvalues(just_in)
