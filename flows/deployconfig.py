@@ -1,5 +1,8 @@
 """The deployments config file (``deployments/agval.toml``): what is deployed, when, against what.
 
+The model lives in the flows layer (it validates study kinds against :mod:`flows.registry`),
+so the flows never import :mod:`deployments`; ``deployments.config`` re-exports it.
+
 It is validated **before anything starts** (:func:`load_config` then :func:`validate`):
 an invalid cron, an unknown timezone, an unknown study kind, a study file that is missing
 or does not parse, a study naming an unknown backend, or an unreachable
@@ -79,7 +82,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agval.errors import ConfigError
 
-DEFAULT_CONFIG = Path(__file__).with_name("agval.toml")
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "deployments" / "agval.toml"
 ENV_CONFIG = "AGVAL_DEPLOYMENTS_CONFIG"
 
 

@@ -1,0 +1,32 @@
+"""The deployments config model, re-exported from :mod:`flows.deployconfig` (its home: the
+flows layer owns it so that ``flows`` never imports ``deployments``)."""
+
+from flows.deployconfig import (  # noqa: F401  (re-exported)
+    BackendEntry,
+    CompareSection,
+    DEFAULT_CONFIG,
+    DEMO_VARIABLES,
+    DemoSection,
+    DeploymentsConfig,
+    ENV_CONFIG,
+    PrefectSection,
+    QuotaSection,
+    RunnerSection,
+    ScheduleSection,
+    StudyEntry,
+    WatchSection,
+    apply_parameters,
+    check_cron,
+    check_server,
+    check_timezone,
+    config_path,
+    demo_enabled,
+    deployment_name,
+    load_and_validate,
+    load_config,
+    register_study_kinds,
+    study_files,
+    study_overrides,
+    study_parameters,
+    validate,
+)
