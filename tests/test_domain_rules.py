@@ -128,3 +128,32 @@ def test_pvalue_guard_is_one_rule_with_one_threshold():
         guard(pl.Series(np.linspace(0.05, 0.95, 50)))            # all-positive betas (caQTL, P3)
     with pytest.raises(GuardError, match="GTEx v8"):
         check_slope_not_pvalues(just_in)
+
+
+# ------------------------------------------------------------------ SDK lengths, permutation P
+
+def test_sequence_lengths_come_from_the_sdk():
+    from alphagenome.models import dna_client
+
+    from agval.mpra.sequences import SUPPORTED_LENGTHS as mpra_lengths
+    from agval.mpra.sequences import check_length
+    from agval.scoring.engine import SUPPORTED_LENGTHS as engine_lengths
+    from agval.sdk import SUPPORTED_SEQUENCE_LENGTHS
+
+    want = tuple(sorted(dna_client.SUPPORTED_SEQUENCE_LENGTHS.values()))
+    assert SUPPORTED_SEQUENCE_LENGTHS == want and mpra_lengths == want and engine_lengths == want
+    assert list(SUPPORTED_SEQUENCE_LENGTHS) == list(want) and 16_384 in engine_lengths and 1000 not in mpra_lengths
+    assert check_length(want[0]) == want[0]
+
+
+def test_permutation_plot_uses_the_one_permutation_p(tmp_path, monkeypatch):
+    """The plot's P when none is given is stats.resampling.permutation_p (ties within 1e-10 count)."""
+    import agval.plots.twas as pt
+    from agval.stats.resampling import permutation_p
+
+    null = np.array([0.1, 0.2, 0.3 - 1e-14, 0.3, 0.5])
+    seen = {}
+    real = pt.permutation_p
+    monkeypatch.setattr(pt, "permutation_p", lambda *a, **k: seen.setdefault("p", real(*a, **k)))
+    pt.twas_permutation_null(null, 0.3, tmp_path / "null.png")
+    assert seen["p"] == permutation_p(0.3, null) == (1 + 3) / (5 + 1)
