@@ -157,3 +157,32 @@ def test_permutation_plot_uses_the_one_permutation_p(tmp_path, monkeypatch):
     monkeypatch.setattr(pt, "permutation_p", lambda *a, **k: seen.setdefault("p", real(*a, **k)))
     pt.twas_permutation_null(null, 0.3, tmp_path / "null.png")
     assert seen["p"] == permutation_p(0.3, null) == (1 + 3) / (5 + 1)
+
+
+# ------------------------------------------------------------------ REF check and swap
+
+def test_reference_genome_owns_the_ref_decision(tmp_path):
+    from agval.genome import RefCheck, ReferenceGenome
+
+    fa = tmp_path / "g.fa"
+    fa.write_text(">chr1\nACGTACGTAC\n")
+    g = ReferenceGenome(fa)
+    assert g.check_ref("chr1", 2, "C", "T") == RefCheck("match", "C")
+    assert g.check_ref("1", 2, "T", "C") == RefCheck("swap", "C")          # ALT is the genome's base
+    assert g.check_ref("chr1", 2, "G", "T") == RefCheck("mismatch", "C")
+    assert g.check_ref("chr1", 2, "CG", "AT") == RefCheck("match", "CG")   # MNV
+    assert g.check_ref("chr1", 2, "AT", "CG") == RefCheck("swap", "CG")
+    assert g.check_ref("chr1", 2, "G", "CG").status == "mismatch"          # an indel is never swapped
+    assert g.check_ref("chr1", 2, "CG", "C").status == "match"
+    assert g.check_ref("chr9", 2, "C", "T") == RefCheck("missing")
+
+
+def test_both_harmonizers_use_the_one_ref_check():
+    import inspect
+
+    import agval.alleles.harmonize as ah
+    import agval.qtl.harmonize as qh
+
+    for mod in (ah, qh):
+        src = inspect.getsource(mod)
+        assert "check_ref(" in src and ".fetch(" not in src, mod.__name__
