@@ -55,16 +55,86 @@ def require_build(found: Build | str, expected: Build | str = Build.GRCh38, *, w
             f"implicitly (a {f.value} position scored on {e.value} is a different base)")
 
 
+#: The one chromosome alias table: a name without its ``chr`` prefix, upper-cased, ->
+#: the canonical name without the prefix. PLINK codes 23/24/25/26 are X, Y, X's
+#: pseudo-autosomal part (PLINK ``XY``, scored on chrX) and the mitochondrion; ``MT``
+#: and ``M`` are both ``chrM``. Any other name keeps its spelling (``chr1``, ``chr17``,
+#: ``chrUn_...``).
+CHROM_ALIASES: dict[str, str] = {"X": "X", "Y": "Y", "XY": "X", "M": "M", "MT": "M",
+                                 "23": "X", "24": "Y", "25": "X", "26": "M"}
+
+#: RefSeq accessions of the GRCh38 primary chromosomes (version suffix ignored):
+#: ``NC_000001`` .. ``NC_000022`` -> ``chr1`` .. ``chr22``, ``NC_000023``/``24`` -> X/Y,
+#: ``NC_012920`` (the rCRS mitochondrion) -> ``chrM``.
+REFSEQ_CHROMS: dict[str, str] = {**{f"NC_{i:06d}": f"chr{i}" for i in range(1, 23)},
+                                 "NC_000023": "chrX", "NC_000024": "chrY", "NC_012920": "chrM"}
+
+#: Other RefSeq contigs (``NT_``/``NW_``/unplaced ``NC_``) are not chromosomes: they keep
+#: their name, without a ``chr`` prefix (so a :class:`Variant` refuses them).
+_REFSEQ_PREFIXES = ("NC_", "NT_", "NW_")
+_ACC_LEN = 9  # len("NC_000001")
+
+
 def normalize_chrom(chrom: str | int) -> str:
-    """``1``, ``'1'``, ``'chr1'``, ``'CHR1'`` -> ``'chr1'``; ``MT``/``M`` -> ``chrM``."""
+    """Canonical chromosome name, by :data:`CHROM_ALIASES` and :data:`REFSEQ_CHROMS`.
+
+    ``1``, ``'1'``, ``'chr1'``, ``'CHR1'`` -> ``'chr1'``; ``x`` -> ``chrX``; ``MT``/``M``/``26``
+    -> ``chrM``; ``23``/``25`` -> ``chrX``; ``24`` -> ``chrY``; ``NC_000001.11`` -> ``chr1``;
+    ``NT_187361.1`` stays as written. :func:`chrom_expr` is the same rule on a polars column.
+    """
     c = str(chrom).strip()
-    if c.lower().startswith("chr"):
+    acc = c.split(".", 1)[0]
+    if acc in REFSEQ_CHROMS:
+        return REFSEQ_CHROMS[acc]
+    if c.startswith(_REFSEQ_PREFIXES):
+        return c
+    if c[:3].lower() == "chr":
         c = c[3:]
-    if c.upper() in {"M", "MT"}:
-        return "chrM"
-    if c.upper() in {"X", "Y"}:
-        return "chr" + c.upper()
-    return "chr" + c
+    return "chr" + CHROM_ALIASES.get(c.upper(), c)
+
+
+def _case_variants(word: str) -> list[str]:
+    """Every upper/lower spelling of ``word`` (``mt`` -> ``mt``, ``mT``, ``Mt``, ``MT``)."""
+    import itertools
+
+    return ["".join(t) for t in itertools.product(*({ch.lower(), ch.upper()} for ch in word))]
+
+
+def chrom_expr(e, *, fast: bool = False):
+    """:func:`normalize_chrom` on a polars expression (same table, same result; a parity
+    test checks every alias). Missing stays null.
+
+    ``fast=False`` casts to text and strips whitespace first. ``fast=True`` is for tens of
+    millions of rows: the input must already be text with missing values null, and the
+    expression uses only cheap, streaming-friendly operations (equality, ``starts_with``,
+    ``slice``; no regex, no stripping, no ``str.replace``, which made the streaming engine
+    hold the whole column).
+    """
+    import polars as pl
+
+    if not fast:
+        e = e.cast(pl.Utf8).str.strip_chars()
+    pre = pl.lit(False)
+    for v in _case_variants("chr"):
+        pre = pre | e.str.starts_with(v)
+    core = pl.when(pre).then(e.str.slice(3)).otherwise(e)
+    out = pl.lit("chr") + core
+    by_canon: dict[str, list[str]] = {}
+    for alias, canon in CHROM_ALIASES.items():
+        by_canon.setdefault(canon, []).extend(_case_variants(alias))
+    chain = pl
+    for canon, spellings in by_canon.items():
+        chain = chain.when(core.is_in(spellings)).then(pl.lit("chr" + canon))
+    out = chain.otherwise(out)
+    acc = e.str.slice(0, _ACC_LEN)
+    whole_acc = (e.str.len_bytes() == _ACC_LEN) | (e.str.slice(_ACC_LEN, 1) == ".")
+    refseq = acc.replace_strict(REFSEQ_CHROMS, default=None, return_dtype=pl.Utf8)
+    other = pl.lit(False)
+    for p in _REFSEQ_PREFIXES:
+        other = other | e.str.starts_with(p)
+    return (pl.when(whole_acc & refseq.is_not_null()).then(refseq)
+            .when(other).then(e)
+            .otherwise(out))
 
 
 def revcomp(seq: str) -> str:

@@ -9,7 +9,9 @@ model sees past a chromosome end); an unknown chromosome is an error.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from agval.coords import normalize_chrom
 from agval.errors import InputError
@@ -43,6 +45,21 @@ def check_fai(fasta: Path, fai: Path) -> None:
                 raise InputError(f"the index does not match {fasta.name} (record {name!r}, length {length:,}); "
                                  "it is stale or belongs to another file", file=fai, line=i,
                                  hint=f"delete {fai.name}; agval rebuilds it on the next run")
+
+
+@dataclass(frozen=True, slots=True)
+class RefCheck:
+    """The reference-allele decision for one variant (:meth:`ReferenceGenome.check_ref`).
+
+    ``status``: ``"match"`` (REF is the genome's), ``"swap"`` (a substitution whose ALT is
+    the genome's: swap REF/ALT and negate the effect), ``"mismatch"`` (neither: drop as
+    ``ref_mismatch``) or ``"missing"`` (the chromosome is not in the FASTA: drop as
+    ``chrom_not_in_reference``). ``genome_ref`` is the genome's bases over REF (``None``
+    when missing).
+    """
+
+    status: Literal["match", "swap", "mismatch", "missing"]
+    genome_ref: str | None = None
 
 
 class ReferenceGenome:
@@ -106,6 +123,25 @@ class ReferenceGenome:
     def ref_matches(self, chrom: str, pos: int, ref: str) -> bool:
         """True when ``ref`` equals the genome at 1-based ``pos``."""
         return self.fetch(chrom, pos - 1, pos - 1 + len(ref)) == ref.upper()
+
+    def check_ref(self, chrom: str, pos: int, ref: str, alt: str) -> RefCheck:
+        """The one REF check and swap rule (both harmonization routes use it).
+
+        ``ref``/``alt`` are upper-case VCF-style alleles at 1-based ``pos``. REF equal to the
+        genome is a ``match``; otherwise a **substitution** (``len(ref) == len(alt)``) whose
+        ALT equals the genome is a ``swap``; anything else a ``mismatch`` (an indel is never
+        swapped: its ALT shares the anchor base, so it would "match" trivially). An unknown
+        chromosome is ``missing``; I/O errors of a broken FASTA propagate.
+        """
+        try:
+            g_ref = self.fetch(chrom, pos - 1, pos - 1 + len(ref))
+        except InputError:
+            return RefCheck("missing")
+        if g_ref == ref:
+            return RefCheck("match", g_ref)
+        if len(ref) == len(alt) and self.fetch(chrom, pos - 1, pos - 1 + len(alt)) == alt:
+            return RefCheck("swap", g_ref)
+        return RefCheck("mismatch", g_ref)
 
     def close(self) -> None:
         self._fa.close()

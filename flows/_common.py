@@ -40,26 +40,34 @@ def backend_spec(cfg: BackendConfig, address: str | None = None) -> dict[str, An
 
 
 @contextlib.contextmanager
+def standin_address(kind: str, address: str | None, standin_world: str | None) -> Iterator[str | None]:
+    """Yield the backend's address. ``kind='standin'`` without an address starts an
+    in-process AlphaGenome stand-in over ``standin_world`` for the duration of the block
+    (simulated) and yields its address. The one place flows start a scoring stand-in: the
+    library (:mod:`agval`) never imports :mod:`standins`."""
+    if kind != "standin" or address:
+        yield address
+        return
+    if not standin_world:
+        raise ConfigError("backend kind 'standin' needs an address or standin_world")
+    from standins.alphagenome import serve
+
+    handle = serve(standin_world, port=0)
+    try:
+        yield handle.address
+    finally:
+        handle.stop()
+
+
+@contextlib.contextmanager
 def backend_session(cfg: BackendConfig) -> Iterator[tuple[Any, dict[str, Any]]]:
     """Yield ``(backend, spec)``. ``kind='standin'`` without an address starts an in-process
     stand-in over ``standin_world`` for the duration of the block (simulated)."""
     from agval.scoring import make_backend
 
-    handle = None
-    address = cfg.address
-    try:
-        if cfg.kind == "standin" and not address:
-            if not cfg.standin_world:
-                raise ConfigError("backend kind 'standin' needs an address or standin_world")
-            from standins.alphagenome import serve
-
-            handle = serve(cfg.standin_world, port=0)
-            address = handle.address
+    with standin_address(cfg.kind, cfg.address, cfg.standin_world) as address:
         spec = backend_spec(cfg, address)
         yield make_backend(spec), spec
-    finally:
-        if handle is not None:
-            handle.stop()
 
 
 def lookup_spec(cfg: LookupConfig) -> dict[str, Any]:

@@ -33,27 +33,23 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
-from agval import prefect_env as _prefect_env
+import polars as pl
+from prefect import flow, get_run_logger
 
-_prefect_env.configure()
-
-import polars as pl  # noqa: E402
-from prefect import flow, get_run_logger  # noqa: E402
-
-from agval.config import BackendConfig, LookupConfig  # noqa: E402
-from agval.drops import failure_drops  # noqa: E402
-from agval.qtl.harmonize import lookup_ids  # noqa: E402
-from agval.qtl.modality import plan_analyses, scorers_for  # noqa: E402
-from agval.qtl.pipeline import analysis_rows, build_metrics, genome_path, report_parts, table_marks  # noqa: E402
-from agval.qtl.study import QTLStudy  # noqa: E402
-from agval.scoring.precomputed import table_provenance  # noqa: E402
-from flows._common import RESULT_STORAGE, backend_session, lookup_session, run_name, start_run  # noqa: E402
-from flows.runners import task_runner_from_env  # noqa: E402
-from tasks.alleles import lookup_alleles  # noqa: E402
-from tasks.qtl import (harmonize_qtl, load_qtl_predictions, load_qtl_table, qtl_plots,  # noqa: E402
+from agval.config import BackendConfig, LookupConfig
+from agval.drops import failure_drops
+from agval.qtl.harmonize import lookup_ids
+from agval.qtl.modality import plan_analyses, scorers_for
+from agval.qtl.pipeline import analysis_rows, build_metrics, genome_path, report_parts, table_marks
+from agval.qtl.study import QTLStudy
+from agval.scoring.precomputed import table_provenance
+from flows._common import RESULT_STORAGE, backend_session, lookup_session, run_name, start_run
+from flows.runners import task_runner_from_env
+from tasks.alleles import lookup_alleles
+from tasks.qtl import (harmonize_qtl, load_qtl_predictions, load_qtl_table, qtl_plots,
                        qtl_statistics_task, select_qtl_tracks)
-from tasks.report import publish_report  # noqa: E402
-from tasks.scoring import score_variants  # noqa: E402
+from tasks.report import publish_report
+from tasks.scoring import score_variants
 
 __all__ = ["STUDY_MODEL", "FLOW", "qtl_validation", "QTLStudy"]
 

@@ -23,15 +23,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from agval import prefect_env as _prefect_env
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
 
-_prefect_env.configure()
-
-from prefect import flow, get_run_logger, task  # noqa: E402
-from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact  # noqa: E402
-from prefect.cache_policies import NO_CACHE  # noqa: E402
-
-from flows._common import RESULT_STORAGE, run_name  # noqa: E402  (where flow results are persisted)
+from flows._common import RESULT_STORAGE, run_name, standin_address
 EVENT = "agval.model.changed"
 
 
@@ -56,8 +52,9 @@ def fingerprint_task(backend: str, model_version: str, kind: str, address: str |
                      precomputed: str | None, canary: list[str] | None) -> dict[str, Any]:
     from agval.revalidation.watch import fingerprint_now
 
-    return fingerprint_now(kind, address=address, model_version=model_version, standin_world=standin_world,
-                           precomputed=precomputed, canary=canary)
+    with standin_address(kind, address, standin_world) as address:
+        return fingerprint_now(kind, address=address, model_version=model_version, standin_world=standin_world,
+                               precomputed=precomputed, canary=canary)
 
 
 def emit_model_changed(backend: str, model_version: str, report: dict[str, Any]):
@@ -78,7 +75,7 @@ def watch_model(config: str | None = None, backends: list[str] | None = None, em
     """Fingerprint each configured backend and model version; on a change emit
     ``agval.model.changed`` and record the new fingerprint as the baseline."""
     from agval.revalidation.store import FingerprintStore
-    from deployments.config import load_config, validate
+    from flows.deployconfig import load_config, validate
 
     log = get_run_logger()
     cfg = load_config(config)
@@ -128,7 +125,7 @@ def _selected(cfg, entry, backend: str | None, model_version: str | None, studie
 def _run_entry(cfg, entry, *, reason: str, flow_run_id: str | None, log) -> list[dict[str, Any]]:
     """Run one [[studies]] entry (every file of it) as subflows; append each run to the history."""
     from agval.revalidation.history import append_run
-    from deployments.config import apply_parameters, study_files, study_overrides
+    from flows.deployconfig import apply_parameters, study_files, study_overrides
     from flows import registry
     from flows.runners import task_runner_from_config
 
@@ -197,7 +194,7 @@ def revalidate(config: str | None = None, studies: list[str] | None = None, back
     from prefect.runtime import flow_run
 
     from agval.revalidation.history import sync_history
-    from deployments.config import load_config, validate
+    from flows.deployconfig import load_config, validate
 
     log = get_run_logger()
     cfg = load_config(config)
@@ -229,7 +226,7 @@ def run_study(name: str, config: str | None = None) -> dict[str, Any]:
     from prefect.runtime import flow_run
 
     from agval.errors import ConfigError
-    from deployments.config import load_config, validate
+    from flows.deployconfig import load_config, validate
 
     cfg = load_config(config)
     validate(cfg, check_api=False)
@@ -248,7 +245,7 @@ def _register_config_kinds(config: str | None, log) -> None:
     config, e.g. an unset ${AGVAL_STANDIN_ADDRESS}, does not matter to compare)."""
     import tomllib
 
-    from deployments.config import config_path
+    from flows.deployconfig import config_path
     from flows import registry
 
     p = config_path(config)

@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agval.config import BackendConfig, LookupConfig
 from agval.errors import InputError
+from agval.genes import strip_gene_version_expr
 from agval.twas.analysis import MEDIATION_NOTE
 from agval.twas.figures import DEFAULT_LOCI, DEFAULT_SCATTER_TISSUES
 from agval.twas.inputs import DEFAULT_PIP_THRESHOLD, expand_paths
@@ -171,7 +172,7 @@ def _read_predictions(path: str) -> pl.DataFrame:
     for c in ("gene_id", "ontology_curie", "gtex_tissue", "track_name", "track_strand", "data_source"):
         if c not in df.columns:
             df = df.with_columns(pl.lit(None, dtype=pl.Utf8).alias(c))
-    return df.with_columns(pl.col("gene_id").str.replace(r"^(ENS[A-Z]*G\d+)\.\d+$", "${1}"))
+    return df.with_columns(strip_gene_version_expr(pl.col("gene_id")))
 
 
 def _loci_frame(rows: pl.DataFrame, lookup_table: pl.DataFrame) -> pl.DataFrame:

@@ -6,4 +6,4 @@ sequence; they never read a study's answers. Everything they produce is labelled
 simulated, and agval writes runs against them under the simulated results root only.
 """
 
-SIMULATED_DATA_SOURCE = "agval-standin (SIMULATED)"
+from agval.provenance import SIMULATED_DATA_SOURCE  # noqa: F401  (the library owns the label)

@@ -9,17 +9,13 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from agval import prefect_env as _prefect_env
+import polars as pl
+from prefect import task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
 
-_prefect_env.configure()
-
-import polars as pl  # noqa: E402
-from prefect import task  # noqa: E402
-from prefect.artifacts import create_table_artifact  # noqa: E402
-from prefect.cache_policies import NO_CACHE  # noqa: E402
-
-from agval.drops import DropLog  # noqa: E402
-from tasks.alleles import artifact_key  # noqa: E402
+from agval.drops import DropLog
+from tasks.alleles import artifact_key
 
 
 def _kv(d: dict[str, Any]) -> list[dict[str, str]]:

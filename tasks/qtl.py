@@ -20,24 +20,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from agval import prefect_env as _prefect_env
+import polars as pl
+from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
 
-_prefect_env.configure()
-
-import polars as pl  # noqa: E402
-from prefect import task  # noqa: E402
-from prefect.artifacts import create_markdown_artifact, create_table_artifact  # noqa: E402
-from prefect.cache_policies import NO_CACHE  # noqa: E402
-
-from agval.drops import DropLog  # noqa: E402
-from agval.qtl.harmonize import (Harmonized, finalize, harmonize_coordinates, harmonize_lookup,  # noqa: E402
+from agval.drops import DropLog
+from agval.qtl.harmonize import (Harmonized, finalize, harmonize_coordinates, harmonize_lookup,
                                  orient_in_place)
-from agval.qtl.load import LoadedTable, load_study_table  # noqa: E402
-from agval.qtl.pipeline import QTLResult, evaluate_all, select_all  # noqa: E402
-from agval.qtl.precomputed import load_predictions, resolve_prediction_columns  # noqa: E402
-from agval.qtl.study import QTLStudy  # noqa: E402
-from agval.report import df_to_markdown  # noqa: E402
-from tasks.alleles import artifact_key  # noqa: E402
+from agval.qtl.load import LoadedTable, load_study_table
+from agval.qtl.pipeline import QTLResult, evaluate_all, select_all
+from agval.qtl.precomputed import load_predictions, resolve_prediction_columns
+from agval.qtl.study import QTLStudy
+from agval.report import df_to_markdown
+from tasks.alleles import artifact_key
 
 __all__ = ["load_qtl_table", "harmonize_qtl", "load_qtl_predictions", "select_qtl_tracks", "qtl_statistics_task",
            "qtl_plots"]

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
+from agval import prefect_env
+
 _SESSION_TMP = Path(tempfile.mkdtemp(prefix="agval-tests-"))
 os.environ.setdefault("AGVAL_HOME", str(_SESSION_TMP / "state"))
 os.environ.setdefault("AGVAL_RESULTS", str(_SESSION_TMP / "results"))
 os.environ.setdefault("AGVAL_SIM_RESULTS", str(_SESSION_TMP / "results-simulated"))
 os.environ.setdefault("PREFECT_HOME", str(_SESSION_TMP / "prefect"))
-
-from agval import prefect_env  # noqa: E402
 
 prefect_env.configure()
 

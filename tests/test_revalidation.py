@@ -18,11 +18,13 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from prefect import flow
 from pydantic import BaseModel
 
 from agval.config import BackendConfig
 from agval.errors import CardinalityError, ConfigError, GuardError
 from agval.runs import RunRecord
+from flows.revalidate import RESULT_STORAGE
 
 # ---------------------------------------------------------------------------------------
 # the toy study (test-only study kind)
@@ -81,10 +83,6 @@ STUDY_MODEL = ToyStudy
 PAIRED_METRICS = [{"metric": "toy.spearman", "table": "toy", "key": ["row_id"], "prediction": "prediction",
                    "measured": "measured", "statistic": "spearman"}]
 
-
-from prefect import flow  # noqa: E402
-
-from flows.revalidate import RESULT_STORAGE  # noqa: E402
 
 
 @flow(name="toy-study", persist_result=True, result_storage=RESULT_STORAGE)

@@ -51,13 +51,23 @@ def check_single_build(builds: Iterable[str | None] | pl.Series, *, expected: st
         require_build(parsed[0], expected, what=what)
 
 
+#: The one threshold of the p-values-as-effects guard: at least this many values, all in
+#: (0, 1], spanning at least this many orders of magnitude.
+PVALUE_GUARD_MIN_ROWS = 3
+PVALUE_GUARD_MIN_DECADES = 4.0
+
+
 def check_not_pvalues(values: pl.Series | Iterable[float], *, column: str = "beta",
-                      file: str | Path | None = None, min_rows: int = 10, min_decades: float = 4.0) -> None:
+                      file: str | Path | None = None, min_rows: int = PVALUE_GUARD_MIN_ROWS,
+                      min_decades: float = PVALUE_GUARD_MIN_DECADES,
+                      hint: str = "Parse the effect column by its header name (pitfall P1).") -> None:
     """GuardError when every value is in (0, 1] and they span >= ``min_decades`` orders of magnitude.
 
     Effect sizes are signed and rarely span 10,000-fold within (0, 1]; p-values do
     (2.5e-151 .. 8.6e-4 in pitfall P1). An all-positive effect column that does not
-    look like p-values (the caQTL betas, P3) passes.
+    look like p-values (the caQTL betas, P3) passes. Nulls, NaN and infinities are
+    ignored; fewer than ``min_rows`` finite values pass. ``hint`` ends the message.
+    This is the only p-value guard (the loaders call it too).
     """
     s = values if isinstance(values, pl.Series) else pl.Series(list(values), dtype=pl.Float64)
     s = s.cast(pl.Float64, strict=False).drop_nulls()
@@ -71,8 +81,7 @@ def check_not_pvalues(values: pl.Series | Iterable[float], *, column: str = "bet
             where = f"{file}: " if file else ""
             raise GuardError(
                 f"{where}column {column!r} looks like p-values, not effect sizes: all {s.len()} values are in "
-                f"(0, 1] and span {decades:.0f} orders of magnitude ({lo:.3g} .. {hi:.3g}). "
-                "Parse the effect column by its header name (pitfall P1).")
+                f"(0, 1] and span {decades:.0f} orders of magnitude ({lo:.3g} .. {hi:.3g}). " + hint)
 
 
 def check_not_empty(df: pl.DataFrame, *, what: str, hint: str = "") -> None:

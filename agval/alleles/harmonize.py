@@ -79,9 +79,9 @@ from agval.alleles.guards import (check_not_empty, check_not_pvalues, check_plac
                                   check_single_build)
 from agval.coords import Variant, complement, is_palindromic
 from agval.drops import DropLog, funnel_table
-from agval.errors import AgvalError, ConfigError, MissingColumnError
+from agval.errors import ConfigError, MissingColumnError
 from agval.frames import assert_unique
-from agval.genome import ReferenceGenome, check_ref_mismatch_share
+from agval.genome import RefCheck, ReferenceGenome, check_ref_mismatch_share
 
 LOOKUP_CLASSES = ("ok_biallelic", "multiallelic", "notfound", "no_hg38", "indel", "merged")
 _ACGT = frozenset("ACGT")
@@ -208,17 +208,16 @@ class HarmonizeResult:
 
 
 class _RefCheck:
+    """:meth:`ReferenceGenome.check_ref` memoised per variant (many study rows share one)."""
+
     def __init__(self, genome: ReferenceGenome):
         self.genome = genome
-        self.memo: dict[tuple[str, int, int], str | None] = {}
+        self.memo: dict[tuple[str, int, str, str], RefCheck] = {}
 
-    def seq(self, chrom: str, pos: int, n: int) -> str | None:
-        k = (chrom, pos, n)
+    def check(self, chrom: str, pos: int, ref: str, alt: str) -> RefCheck:
+        k = (chrom, pos, ref, alt)
         if k not in self.memo:
-            try:
-                self.memo[k] = self.genome.fetch(chrom, pos - 1, pos - 1 + n)
-            except AgvalError:
-                self.memo[k] = None
+            self.memo[k] = self.genome.check_ref(chrom, pos, ref, alt)
         return self.memo[k]
 
 
@@ -425,23 +424,20 @@ def harmonize(study: pl.DataFrame, lookup: pl.DataFrame, genome: ReferenceGenome
             drop(rid, rsid, lclass, "harmonize", "invalid_alleles",
                  f"record alleles {ref!r}>{alt!r} are not VCF-style ACGT (unanchored indel?)")
             continue
-        g_ref = refcheck.seq(chrom, pos, len(ref))
-        if g_ref is None:
+        check = refcheck.check(chrom, pos, ref, alt)
+        if check.status == "missing":
             drop(rid, rsid, lclass, "harmonize", "chrom_not_in_reference",
                  f"{chrom} is not in the reference FASTA")
             continue
-        if g_ref != ref:
-            # swap only substitutions: an indel's ALT shares the anchor base, so it "matches" trivially
-            g_alt = refcheck.seq(chrom, pos, len(alt)) if len(ref) == len(alt) else None
-            if g_alt == alt:
-                ref, alt = alt, ref
-                af = None if af is None else 1.0 - af
-                ori = "ref" if ori == "alt" else "alt"
-                decision += "|ref_fix"
-            else:
-                drop(rid, rsid, lclass, "harmonize", "ref_mismatch",
-                     f"{chrom}:{pos} REF {ref} but the FASTA has {g_ref} (ALT {alt} does not match either)")
-                continue
+        if check.status == "swap":
+            ref, alt = alt, ref
+            af = None if af is None else 1.0 - af
+            ori = "ref" if ori == "alt" else "alt"
+            decision += "|ref_fix"
+        elif check.status == "mismatch":
+            drop(rid, rsid, lclass, "harmonize", "ref_mismatch",
+                 f"{chrom}:{pos} REF {ref} but the FASTA has {check.genome_ref} (ALT {alt} does not match either)")
+            continue
         beta_alt = b if (conv.kind == "unknown" or ori == "alt") else -b
         v = Variant(chrom, pos, ref, alt)
         kept.append({"_i": i, "row_id": rid, "rsid": rsid, "chrom": chrom, "pos": pos, "ref": ref, "alt": alt,

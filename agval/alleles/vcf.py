@@ -37,6 +37,7 @@ from pathlib import Path
 import polars as pl
 
 from agval.alleles import LOOKUP_COLUMNS, Progress, conform_lookup
+from agval.coords import chrom_expr as _coords_chrom_expr
 from agval.errors import BuildMismatchError, InputError, quote
 
 _GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)
@@ -51,19 +52,9 @@ def _is_gzip(path: Path) -> bool:
 
 
 def chrom_expr(col: str = "#CHROM") -> pl.Expr:
-    """Normalise VCF chromosome names to ``chr1``.. (RefSeq ``NC_`` accessions included)."""
-    c = pl.col(col)
-    num = c.str.slice(7, 2).cast(pl.Int64, strict=False)
-    refseq = (pl.when(num == 23).then(pl.lit("chrX")).when(num == 24).then(pl.lit("chrY"))
-              .otherwise(pl.lit("chr") + num.cast(pl.Utf8)))
-    bare = c.str.replace(r"^(?i:chr)", "")
-    plain = (pl.when(bare.str.to_uppercase().is_in(["M", "MT"])).then(pl.lit("chrM"))
-             .otherwise(pl.lit("chr") + pl.when(bare.str.to_uppercase().is_in(["X", "Y"]))
-                        .then(bare.str.to_uppercase()).otherwise(bare)))
-    return (pl.when(c.str.starts_with("NC_012920")).then(pl.lit("chrM"))
-            .when(c.str.starts_with("NC_0000") & num.is_not_null()).then(refseq)
-            .when(c.str.contains(r"^N[CTW]_")).then(c)
-            .otherwise(plain))
+    """Normalise VCF chromosome names (RefSeq ``NC_`` accessions included) by the one alias
+    table, :func:`agval.coords.chrom_expr`."""
+    return _coords_chrom_expr(pl.col(col))
 
 
 def hgvs_expr(chrom: str = "chrom", pos: str = "pos", ref: str = "ref", alt: str = "alt") -> pl.Expr:

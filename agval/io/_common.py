@@ -33,8 +33,10 @@ from typing import Iterable, Mapping, Sequence
 
 import polars as pl
 
+from agval import coords as _coords
 from agval.drops import DropLog
 from agval.errors import InputError, MissingColumnError, bounded, quote
+from agval.genes import strip_gene_version_expr  # noqa: F401  (re-exported for the loaders)
 
 #: Text values read as "missing" (compared after stripping whitespace).
 NA_STRINGS: tuple[str, ...] = ("", "NA", "N/A", "na", "n/a", "NaN", "nan", "NAN", "null", "NULL",
@@ -405,44 +407,16 @@ def clean_text(df: pl.DataFrame, column: str, *, na: Sequence[str] = NA_STRINGS)
 
 
 def chrom_expr(e: pl.Expr) -> pl.Expr:
-    """Vectorised :func:`agval.coords.normalize_chrom`: ``1``/``chr1`` -> ``chr1``,
-    ``x`` -> ``chrX``, ``MT``/``M`` -> ``chrM``; also the PLINK codes 23 -> X, 24 -> Y,
-    26 -> M. Missing stays null."""
-    c = e.cast(pl.Utf8).str.strip_chars().str.replace(r"(?i)^chr", "")
-    c = pl.when(c.is_in(list(NA_STRINGS))).then(None).otherwise(c)
-    up = c.str.to_uppercase()
-    c = (pl.when(up.is_in(["M", "MT", "26"])).then(pl.lit("M"))
-         .when(up.is_in(["X", "23"])).then(pl.lit("X"))
-         .when(up.is_in(["Y", "24"])).then(pl.lit("Y"))
-         .otherwise(c))
-    return pl.lit("chr") + c
+    """:func:`agval.coords.chrom_expr` (the one chromosome alias table) on a loader's text
+    column: whitespace stripped, :data:`NA_STRINGS` become null."""
+    c = e.cast(pl.Utf8).str.strip_chars()
+    return _coords.chrom_expr(pl.when(c.is_in(list(NA_STRINGS))).then(None).otherwise(c), fast=True)
 
 
 def chrom_expr_fast(e: pl.Expr) -> pl.Expr:
-    """:func:`chrom_expr` for tens of millions of rows (same result for every usual
-    name: 1-26, X/Y/M/MT in either case, with or without a chr/Chr/CHR prefix), built
-    from cheap, streaming-friendly operations: no stripping, no regex, no ``replace``
-    (which made the streaming engine hold the whole column). Missing tokens must
-    already be null (the CSV reader's ``null_values``)."""
-    pre = e.str.starts_with("chr") | e.str.starts_with("Chr") | e.str.starts_with("CHR")
-    core = pl.when(pre).then(e.str.slice(3)).otherwise(e)
-
-    def any_of(*vals: str) -> pl.Expr:
-        out = core == vals[0]
-        for v in vals[1:]:
-            out = out | (core == v)
-        return out
-
-    core = (pl.when(any_of("X", "x", "23")).then(pl.lit("X"))
-            .when(any_of("Y", "y", "24")).then(pl.lit("Y"))
-            .when(any_of("M", "MT", "m", "mt", "Mt", "26")).then(pl.lit("M"))
-            .otherwise(core))
-    return pl.lit("chr") + core
-
-
-def strip_gene_version_expr(e: pl.Expr) -> pl.Expr:
-    """``ENSG00000141510.16`` -> ``ENSG00000141510`` (``_PAR_Y`` suffixes are kept)."""
-    return e.str.strip_chars().str.replace(r"^(ENS[A-Z]*\d+)\.\d+", "${1}")
+    """:func:`agval.coords.chrom_expr` with ``fast=True``, for tens of millions of rows
+    (missing tokens must already be null: the CSV reader's ``null_values``)."""
+    return _coords.chrom_expr(e, fast=True)
 
 
 RSID_RE = r"^rs\d+$"

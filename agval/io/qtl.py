@@ -15,7 +15,6 @@ Value policy (see :mod:`agval.io._common`): a missing required value (empty, ``N
 
 from __future__ import annotations
 
-import math
 import re
 from pathlib import Path
 from typing import Mapping
@@ -24,6 +23,7 @@ import polars as pl
 
 from agval.coords import Build
 from agval.drops import DropLog
+from agval.alleles.guards import check_not_pvalues
 from agval.errors import GuardError, InputError, MissingColumnError
 from agval.io._common import (add_row_ids, chrom_expr, clean_text, dataset_name, fill_null,
                               drop_non_finite, match_footnoted, parse_float, parse_int, read_text_table,
@@ -225,22 +225,13 @@ _GTEX_VARIANT_RE = r"^(chr[0-9A-Za-z]+)_(\d+)_([A-Za-z]+)_([A-Za-z]+)_b(\d+)$"
 
 
 def check_slope_not_pvalues(values: pl.Series, *, file: str | Path | None = None,
-                            column: str = "slope", min_rows: int = 3, min_decades: float = 3.0) -> None:
-    """Guard (P1): raise :class:`GuardError` if an effect column looks like p-values.
-
-    Effect sizes take both signs; a column whose values all lie in (0, 1] and span at
-    least ``min_decades`` orders of magnitude is a p-value column read as an effect.
-    """
-    v = values.cast(pl.Float64, strict=False).drop_nulls().drop_nans()
-    if v.len() < min_rows:
-        return
-    lo, hi = float(v.min()), float(v.max())
-    if lo > 0 and hi <= 1 and math.log10(hi / lo) >= min_decades:
-        where = f"{file}: " if file else ""
-        raise GuardError(
-            f"{where}column {column!r} looks like p-values, not effect sizes: all {v.len()} values lie in "
-            f"(0, 1] and span {math.log10(hi / lo):.1f} orders of magnitude ({lo:.3g} .. {hi:.3g}). "
-            "Read 'slope' by header name, never by position (GTEx v8: col 7 pval_nominal, col 8 slope)")
+                            column: str = "slope") -> None:
+    """Guard (P1): :func:`agval.alleles.guards.check_not_pvalues` (the one p-value guard and
+    threshold) with the GTEx hint: raise :class:`GuardError` if an effect column looks like
+    p-values."""
+    check_not_pvalues(values, column=column, file=file,
+                      hint="Read 'slope' by header name, never by position (GTEx v8: col 7 pval_nominal, "
+                           "col 8 slope)")
 
 
 def load_gtex_signif_pairs(path: str | Path, *, tissue: str | None = None,

@@ -55,6 +55,7 @@ import polars as pl
 from agval.coords import revcomp
 from agval.drops import DropLog
 from agval.errors import InputError, MissingColumnError, UnsupportedSequenceError
+from agval.sdk import SUPPORTED_SEQUENCE_LENGTHS
 from agval.frames import checked_join
 from agval.mpra.backbone import BACKBONE_SEED, backbone_info, neutral_backbone
 
@@ -63,10 +64,7 @@ __all__ = ["SUPPORTED_LENGTHS", "check_length", "insert_bounds", "prepare_insert
 
 SEQUENCE_STAGE = "sequence"
 
-try:  # the engine owns the list of lengths the SDK accepts
-    from agval.scoring.engine import SUPPORTED_LENGTHS
-except ImportError:  # pragma: no cover - the engine is part of agval
-    SUPPORTED_LENGTHS = (16_384, 131_072, 524_288, 1_048_576)
+SUPPORTED_LENGTHS = SUPPORTED_SEQUENCE_LENGTHS  # the SDK's, read in one place (agval.sdk)
 
 Backbone = Literal["neutral", "reference"]
 Source = Literal["sequences", "seq16", "reference"]

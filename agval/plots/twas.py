@@ -19,6 +19,7 @@ import plotnine as p9
 import polars as pl
 
 from agval.errors import GuardError
+from agval.stats.resampling import permutation_p
 from agval.plots._common import (DEFAULT_DPI, FIT, HIGHLIGHT, MEDIAN_LINE, MUTED, POINT, POS,
                                  EmptyPlotInputError, categorical,
                                  correlation_stats, fit_line, fmt_num, fmt_p, jitter, ordered,
@@ -182,7 +183,7 @@ def twas_permutation_null(null: Any, observed: float, path: str | Path, *,
     if observed is None or not np.isfinite(observed):
         raise EmptyPlotInputError("twas_permutation_null: the observed statistic is missing")
     if p_value is None:
-        p_value = (1 + int(np.sum(arr >= observed))) / (arr.size + 1)
+        p_value = permutation_p(float(observed), arr, alternative="greater")
     plot = (p9.ggplot(pd.DataFrame({"v": arr}), p9.aes("v"))
             + p9.geom_histogram(bins=bins, fill=MUTED, color="white", size=0.1)
             + p9.geom_vline(xintercept=float(observed), color=POS, size=1.1)

@@ -39,7 +39,7 @@ from agval.alleles.guards import (check_not_empty, check_not_pvalues, check_plac
 from agval.alleles.harmonize import OUTPUT_COLUMNS, EffectConvention, harmonize
 from agval.coords import Variant, normalize_chrom
 from agval.drops import DROP_ROW_SCHEMA, DropLog, funnel_table
-from agval.errors import GuardError, InputError, MissingColumnError
+from agval.errors import GuardError, MissingColumnError
 from agval.genome import ReferenceGenome, check_ref_mismatch_share
 from agval.qtl.study import QTLStudy
 
@@ -161,9 +161,8 @@ def harmonize_coordinates(study: QTLStudy, frame: pl.DataFrame, genome: Referenc
             continue
         chrom = normalize_chrom(chrom)
         pos = int(pos)
-        try:
-            g_ref = ref_genome.fetch(chrom, pos - 1, pos - 1 + len(ref))
-        except InputError:  # an unknown chromosome; I/O errors of a broken FASTA propagate
+        check = ref_genome.check_ref(chrom, pos, ref, alt)
+        if check.status == "missing":
             drop("chrom_not_in_reference", f"{chrom} is not in {ref_genome.path}")
             continue
         ori = _orientation(conv, row.get(eff_col) if eff_col else None, ref, alt)
@@ -172,15 +171,13 @@ def harmonize_coordinates(study: QTLStudy, frame: pl.DataFrame, genome: Referenc
             continue
         decision = {"alt": "alt", "ref": "swap"}[ori] if conv.kind == "column" else (
             "unknown" if conv.kind == "unknown" else f"declared_{conv.kind}")
-        if g_ref != ref:
-            g_alt = ref_genome.fetch(chrom, pos - 1, pos - 1 + len(alt)) if len(ref) == len(alt) else None
-            if g_alt == alt:
-                ref, alt = alt, ref
-                ori = "ref" if ori == "alt" else "alt"
-                decision += "|ref_fix"
-            else:
-                drop("ref_mismatch", f"{chrom}:{pos} REF {ref} but the FASTA has {g_ref} (ALT {alt} neither)")
-                continue
+        if check.status == "swap":
+            ref, alt = alt, ref
+            ori = "ref" if ori == "alt" else "alt"
+            decision += "|ref_fix"
+        elif check.status == "mismatch":
+            drop("ref_mismatch", f"{chrom}:{pos} REF {ref} but the FASTA has {check.genome_ref} (ALT {alt} neither)")
+            continue
         b = float(beta)
         beta_alt = b if (conv.kind == "unknown" or ori == "alt") else -b
         kept.append({"_i": i, "row_id": rid, "rsid": None, "chrom": chrom, "pos": pos, "ref": ref, "alt": alt,

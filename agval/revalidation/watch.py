@@ -52,26 +52,20 @@ def fresh_backend(spec: dict[str, Any]):
 @contextlib.contextmanager
 def open_backend(kind: str, *, address: str | None, model_version: str, standin_world: str | None = None,
                  precomputed: str | None = None, canary: Sequence[str] | None = None) -> Iterator[Any]:
-    handle = None
+    """A fresh backend for the block, closed after it. A ``standin`` backend needs the
+    address of a running stand-in: the library never starts one (the flows do, through
+    ``flows._common.standin_address``)."""
+    if kind == "standin" and not address:
+        from agval.errors import ConfigError
+
+        raise ConfigError("a standin backend needs the address of a running stand-in (start one at the "
+                          "top: flows._common.standin_address); the library never starts one")
+    b = fresh_backend(backend_spec(kind, address=address, model_version=model_version,
+                                   standin_world=standin_world, precomputed=precomputed, canary=canary))
     try:
-        if kind == "standin" and not address:
-            if not standin_world:
-                from agval.errors import ConfigError
-
-                raise ConfigError("a standin backend needs an address or standin_world")
-            from standins.alphagenome import serve
-
-            handle = serve(standin_world, port=0)
-            address = handle.address
-        b = fresh_backend(backend_spec(kind, address=address, model_version=model_version,
-                                       standin_world=standin_world, precomputed=precomputed, canary=canary))
-        try:
-            yield b
-        finally:
-            b.close()
+        yield b
     finally:
-        if handle is not None:
-            handle.stop()
+        b.close()
 
 
 def fingerprint_now(kind: str, *, address: str | None, model_version: str, standin_world: str | None = None,

@@ -33,6 +33,7 @@ import numpy as np
 import polars as pl
 
 from agval.coords import Variant
+from agval.genes import strip_gene_version
 from agval.scoring.backend import (GENE_COLUMNS, SCORE_COLUMNS, TRACK_COLUMNS, BackendCallError,
                                    ScoringBackend, SequencePrediction, conform_scores, metadata_is_simulated,
                                    normalize_organism, scorer_id)
@@ -428,7 +429,7 @@ class AlphaGenomeBackend(ScoringBackend):
         n_obs = raw.shape[0]
         gid, gname, gtype, gstrand, js, je = [], [], [], [], [], []
         for g in genes:
-            gid.append(g.gene_id.split(".")[0])
+            gid.append(strip_gene_version(g.gene_id))
             gstrand.append(str(genome.Strand.from_proto(g.strand)) if g.HasField("strand") else None)
             gname.append(g.name if g.HasField("name") else None)
             gtype.append(g.type if g.HasField("type") else None)

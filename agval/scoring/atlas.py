@@ -23,6 +23,7 @@ import numpy as np
 import polars as pl
 
 from agval.coords import Variant
+from agval.genes import strip_gene_version
 from agval.scoring.alphagenome import DEFAULT_ADDRESS, _is_loopback, deadline_interceptor, tracks_to_polars
 from agval.scoring.backend import (GENE_COLUMNS, SCORE_COLUMNS, TRACK_COLUMNS, BackendCallError,
                                    ScoringBackend, metadata_is_simulated, normalize_organism, scorer_id)
@@ -196,7 +197,7 @@ def anndata_to_long(ad, scorer: str, output_type: str, variant_key: str) -> pl.D
             return [None if (v is None or (isinstance(v, float) and v != v)) else v
                     for v in (obs[name].tolist() if name in obs.columns else [None] * n_obs)]
         genes = pl.DataFrame({
-            "gene_id": [None if g is None else str(g).split(".")[0] for g in col("gene_id")],
+            "gene_id": [strip_gene_version(g) for g in col("gene_id")],
             "gene_name": [None if g is None else str(g) for g in col("gene_name")],
             "gene_type": [None if g is None else str(g) for g in col("gene_type")],
             "gene_strand": [None if g is None else str(g) for g in col("strand")],

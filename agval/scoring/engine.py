@@ -43,6 +43,7 @@ import polars as pl
 
 from agval import schema
 from agval.coords import Variant, normalize_chrom
+from agval.sdk import SUPPORTED_SEQUENCE_LENGTHS as SUPPORTED_LENGTHS  # the SDK's, read in one place
 from agval.errors import InputError, MissingColumnError, UnsupportedSequenceError
 from agval.frames import checked_join
 from agval.scoring.backend import (SCORE_COLUMNS, TRACK_COLUMNS, RetryPolicy, ScoringBackend,
@@ -499,7 +500,6 @@ def score(variants: pl.DataFrame, scorers, *, backend: ScoringBackend, cache="de
 # Sequence prediction.
 # ----------------------------------------------------------------------------------
 
-SUPPORTED_LENGTHS = (16_384, 131_072, 524_288, 1_048_576)
 _ACGT = frozenset("ACGT")
 
 

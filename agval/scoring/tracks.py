@@ -19,6 +19,7 @@ from typing import Any, Iterable, Literal, Sequence
 import polars as pl
 
 from agval.errors import InputError
+from agval.genes import strip_gene_version_expr
 
 _FIELD_COLUMNS = {
     "output_types": "output_type",
@@ -208,7 +209,7 @@ def aggregate(scores: pl.DataFrame, selection: TrackSelection | None = None,
 
 
 def strip_gene_version(col: str = "gene_id") -> pl.Expr:
-    return pl.col(col).str.split(".").list.first().alias(col)
+    return strip_gene_version_expr(pl.col(col)).alias(col)
 
 
 def match_genes(scores: pl.DataFrame, rows: pl.DataFrame, *, gene_column: str = "gene_id",
@@ -222,7 +223,7 @@ def match_genes(scores: pl.DataFrame, rows: pl.DataFrame, *, gene_column: str = 
     from agval.frames import checked_join
 
     g = rows.select(pl.col("row_id").cast(pl.String),
-                    pl.col(gene_column).cast(pl.String).str.split(".").list.first().alias("_row_gene"))
+                    strip_gene_version_expr(pl.col(gene_column).cast(pl.String)).alias("_row_gene"))
     joined = checked_join(scores, g, "row_id", how="left", validate="m:1", what="scores x row genes")
     cond = pl.col("gene_id") == pl.col("_row_gene")
     if keep_non_gene:

@@ -48,11 +48,12 @@ from alphagenome.protos.v1 import dna_model_service_pb2 as svc
 from alphagenome.protos.v1 import dna_model_service_pb2_grpc as svc_grpc
 
 from agval.coords import Variant
+from agval.sdk import supported_sequence_lengths
 from standins.alphagenome import faults, quota
 from standins.alphagenome.background import Background, BackgroundCache
 from standins.alphagenome.faults import Abort
 
-SUPPORTED_LENGTHS: tuple[int, ...] = tuple(sorted(dna_client.SUPPORTED_SEQUENCE_LENGTHS.values()))
+SUPPORTED_LENGTHS: tuple[int, ...] = supported_sequence_lengths()
 MODEL_VERSIONS: tuple[str, ...] = tuple(m.name for m in dna_client.ModelVersion)
 DEFAULT_MODEL_VERSION = "ALL_FOLDS"
 ORGANISMS = {pb.ORGANISM_HOMO_SAPIENS: "HOMO_SAPIENS", pb.ORGANISM_MUS_MUSCULUS: "MUS_MUSCULUS"}
