@@ -98,7 +98,7 @@ def test_no_import_cycles_between_packages():
 
 
 #: Files of other branches that still work around import order (engine, TWAS statistics, plots).
-E402_PENDING = {"tasks/scoring.py", "agval/plots/_common.py", "agval/stats/twas.py"}
+E402_PENDING = {"tasks/scoring.py", "agval/stats/twas.py"}
 
 
 def test_no_e402_workarounds():

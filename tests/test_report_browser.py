@@ -15,16 +15,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import matplotlib.pyplot as plt
+import polars as pl
+import pytest
+
+from agval.report import render_report
+from agval.report_cards import cards_for, pipeline_counts
+from tests.browser import chromium, measure
 
 matplotlib.use("Agg", force=True)
-
-import matplotlib.pyplot as plt  # noqa: E402
-import polars as pl  # noqa: E402
-import pytest  # noqa: E402
-
-from agval.report import render_report  # noqa: E402
-from agval.report_cards import cards_for, pipeline_counts  # noqa: E402
-from tests.browser import chromium, measure  # noqa: E402
 
 pytestmark = pytest.mark.skipif(chromium() is None, reason="headless Chromium is not installed "
                                 "(.ci/run installs the distribution's 'chromium' package)")

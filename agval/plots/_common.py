@@ -16,16 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import numpy as np
+import pandas as pd
+import plotnine as p9
+import polars as pl
+from plotnine.composition import Compose
 
-matplotlib.use("Agg", force=True)
+from agval.errors import GuardError, MissingColumnError
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import plotnine as p9  # noqa: E402
-import polars as pl  # noqa: E402
-from plotnine.composition import Compose  # noqa: E402
-
-from agval.errors import GuardError, MissingColumnError  # noqa: E402
+matplotlib.use("Agg", force=True)  # headless: figures are files, never windows
 
 DEFAULT_DPI = 150
 
