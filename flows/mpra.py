@@ -134,14 +134,9 @@ class MPRAStudy(BaseModel):
     @field_validator("published")
     @classmethod
     def _published_set(cls, v: str | None) -> str | None:
-        if v is None or v.strip().lower() == "none":
-            return v
-        from agval.published import published_set
+        from agval.published import checked_set_field
 
-        try:
-            return published_set(v).id
-        except ConfigError as e:
-            raise ValueError(str(e)) from None
+        return checked_set_field(v)
 
     @model_validator(mode="after")
     def _check(self):

@@ -129,9 +129,9 @@ class TWASStudy(BaseModel):
     @field_validator("published")
     @classmethod
     def _published_set(cls, v: str | None) -> str | None:
-        from agval.published import resolve_set_id
+        from agval.published import checked_set_field
 
-        return v if v is None or v.strip().lower() == "none" else resolve_set_id(v, "twas")
+        return checked_set_field(v)
 
     @field_validator("null_cell")
     @classmethod

@@ -107,3 +107,19 @@ def test_published_block_and_table():
     t = published_table(b)
     assert t.height == 4 and t["published"][0] == 0.4032
     assert t["difference"][1] == pytest.approx(0.2 - 0.4089) and t["reproduced"][1] is False
+
+
+def test_every_study_model_checks_its_published_field_when_the_file_is_read():
+    from pydantic import ValidationError
+
+    from agval.published import checked_set_field
+    from flows.twas import TWASStudy
+
+    assert checked_set_field(None) is None and checked_set_field("none") == "none"
+    assert checked_set_field("af-twas-writeup") == "af-twas-writeup"
+    with pytest.raises(ValueError, match="unknown published reference set 'nope'"):
+        checked_set_field("nope")
+    base = {"gwas": "g.tsv", "susie": "s", "twas": "t", "reference_fasta": "ref.fa"}
+    assert TWASStudy(**base, published="none").published == "none"
+    with pytest.raises(ValidationError, match="unknown published reference set"):
+        TWASStudy(**base, published="gate2018-caqtl-typo")

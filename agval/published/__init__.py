@@ -36,7 +36,7 @@ from agval.errors import ConfigError
 
 __all__ = ["PublishedRow", "PublishedSet", "Comparison", "published_sets", "published_set",
            "default_set_id", "compare", "comparison_records", "REGISTRY_FILE", "REGISTRY_VERSION",
-           "resolve_set_id", "qtl_observed", "mpra_observed", "twas_observed", "published_block",
+           "resolve_set_id", "checked_set_field", "qtl_observed", "mpra_observed", "twas_observed", "published_block",
            "published_table", "published_title", "SIMULATED_LABEL"]
 
 REGISTRY_FILE = "seeds-v1.toml"
@@ -181,6 +181,18 @@ def resolve_set_id(requested: str | None, kind: str, sub_kind: str | None = None
             return None
         return published_set(requested).id
     return default_set_id(kind, sub_kind) if seed_layout else None
+
+
+def checked_set_field(value: str | None) -> str | None:
+    """A study file's ``published`` field, checked when the file is read: ``None`` and
+    ``"none"`` pass through, a set id must be in the registry (``ValueError`` naming the
+    known ids otherwise, so pydantic reports it against the field)."""
+    if value is None or value.strip().lower() == "none":
+        return value
+    try:
+        return published_set(value).id
+    except ConfigError as e:
+        raise ValueError(str(e)) from None
 
 
 def _put(out: dict[str, float], key: str, value: Any) -> None:

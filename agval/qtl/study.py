@@ -142,14 +142,9 @@ class QTLStudy(BaseModel):
     @field_validator("published")
     @classmethod
     def _published_set(cls, v: str | None) -> str | None:
-        if v is None or v.strip().lower() == "none":
-            return v
-        from agval.published import published_set
+        from agval.published import checked_set_field
 
-        try:
-            return published_set(v).id
-        except ConfigError as e:
-            raise ValueError(str(e)) from None
+        return checked_set_field(v)
 
     @field_validator("modes")
     @classmethod
