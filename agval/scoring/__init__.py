@@ -40,7 +40,8 @@ def make_backend(spec: dict) -> ScoringBackend:
         {"kind": "atlas", "address": ..., "fallback": {"kind": "alphagenome", ...}}
         {"kind": "precomputed", "table": "scores.parquet", "model": "enformer"}
 
-    The API key is never part of a spec (it is read in the worker).
+    The API key is never part of a spec (it is read in the worker). ``max_attempts``
+    (any kind) sets the backend's default :class:`RetryPolicy`.
     """
     import json
 
@@ -50,6 +51,7 @@ def make_backend(spec: dict) -> ScoringBackend:
         return b
     kw = dict(spec)
     kind = kw.pop("kind")
+    max_attempts = kw.pop("max_attempts", None)
     if "metadata" in kw:
         kw["metadata"] = [tuple(x) for x in kw["metadata"]]
     if kind == "alphagenome":
@@ -67,6 +69,8 @@ def make_backend(spec: dict) -> ScoringBackend:
         b = PrecomputedBackend(kw.pop("table"), **kw)
     else:
         raise ValueError(f"unknown backend kind {kind!r}; use alphagenome, atlas or precomputed")
+    if max_attempts is not None:
+        b.default_policy = RetryPolicy(max_attempts=int(max_attempts))
     _BACKENDS[key] = b
     return b
 

@@ -45,7 +45,7 @@ from agval import schema
 from agval.coords import Variant, normalize_chrom
 from agval.errors import InputError, MissingColumnError, UnsupportedSequenceError
 from agval.frames import checked_join
-from agval.scoring.backend import (SCORE_COLUMNS, TRACK_COLUMNS, RetryPolicy, ScoringBackend,
+from agval.scoring.backend import (SCORE_COLUMNS, TRACK_COLUMNS, TRANSIENT_CODES, RetryPolicy, ScoringBackend,
                                    TransientScoringError, VariantOutcome, conform_scores,
                                    normalize_organism, resolve_scorers, scorer_id)
 from agval.scoring.cache import CacheContext, ScoreCache
@@ -355,7 +355,7 @@ def score_chunk(chunk: Chunk, *, backend: ScoringBackend, cache: ScoreCache | No
         res.scores = pl.concat(frames) if frames else pl.DataFrame(schema=SCORE_COLUMNS)
     res.seconds = time.monotonic() - t0
     if raise_if_all_transient and outcomes and res.scored == 0 and all(
-            (o.error_code in (policy or RetryPolicy()).retry_codes) for o in outcomes):
+            (o.error_code in TRANSIENT_CODES) for o in outcomes):
         raise TransientScoringError(
             f"chunk {chunk.index}: all {len(outcomes)} variants failed with transient errors "
             f"(e.g. {outcomes[0].error_code}: {outcomes[0].message})")
