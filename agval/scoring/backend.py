@@ -275,7 +275,7 @@ class VariantOutcome:
 
     variant: Variant
     scorers: list[str]
-    scores: pl.DataFrame | None = None
+    scores: Any = None  # long rows (pl.DataFrame) or whole answers (answers.VariantAnswers)
     error_code: str | None = None
     message: str | None = None
     attempts: int = 0
@@ -369,6 +369,13 @@ class ScoringBackend(abc.ABC):
             memo[key] = compute_fingerprint(self, **kwargs)
         return memo[key]
 
+    def score_answers(self, variant: Variant, scorers: Sequence[Any], *, interval_width: int,
+                      organism: str):
+        """One attempt at one variant as whole, compact answers
+        (:class:`agval.scoring.answers.VariantAnswers`), or None when this backend has no
+        compact form (then :meth:`score_one` is used)."""
+        return None
+
     def predict_one(self, sequence: str, *, requested_outputs: Sequence[str],
                     ontology_terms: Sequence[str] | None, organism: str) -> list[SequencePrediction]:
         """One attempt at predicting one sequence (all requested outputs in one call)."""
@@ -387,23 +394,31 @@ class ScoringBackend(abc.ABC):
     def score_variants(self, variants: Sequence[Variant], scorers: Sequence[Any], *,
                        interval_width: int, organism: str = "HOMO_SAPIENS", concurrency: int = 8,
                        policy: RetryPolicy | None = None, limiter=None,
-                       on_result: Callable[[VariantOutcome], None] | None = None) -> list[VariantOutcome]:
+                       on_result: Callable[[VariantOutcome], None] | None = None,
+                       compact: bool = False) -> list[VariantOutcome]:
         """Score each variant on its own (one call per variant, in a thread pool).
 
         Returns one :class:`VariantOutcome` per input variant, in input order. Transient
         errors are retried per :class:`RetryPolicy`; anything else (a poison variant) is
         recorded on that variant's outcome and the others carry on. ``on_result`` is
         called from worker threads as each variant finishes (the cache journals there).
+        ``compact``: outcomes carry whole answers (:meth:`score_answers`) when the backend
+        has a compact form, long rows otherwise.
         """
         policy = policy or self.default_policy or RetryPolicy()
         organism = normalize_organism(organism)
         scorers = list(scorers)
         ids = [scorer_id(s) for s in scorers]
 
+        def attempt(v: Variant):
+            if compact:
+                got = self.score_answers(v, scorers, interval_width=interval_width, organism=organism)
+                if got is not None:
+                    return got
+            return self.score_one(v, scorers, interval_width=interval_width, organism=organism)
+
         def one(v: Variant) -> VariantOutcome:
-            out = call_with_retries(lambda: self.score_one(v, scorers, interval_width=interval_width,
-                                                           organism=organism),
-                                    policy=policy, limiter=limiter)
+            out = call_with_retries(lambda: attempt(v), policy=policy, limiter=limiter)
             res = VariantOutcome(v, ids, attempts=out.attempts, throttled=out.throttled)
             if out.error is None:
                 res.scores = out.value
