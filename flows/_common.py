@@ -22,6 +22,10 @@ def backend_spec(cfg: BackendConfig, address: str | None = None) -> dict[str, An
     addr = address or cfg.address
     spec = _backend_spec(cfg, addr)
     spec["max_attempts"] = cfg.max_attempts  # [backend] max_attempts: the backend's retry policy
+    if cfg.max_new_calls is not None:  # the quota budget, read by tasks.scoring.score_variants
+        spec["max_new_calls"] = cfg.max_new_calls
+    if cfg.dry_run:
+        spec["dry_run"] = True
     return spec
 
 

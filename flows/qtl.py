@@ -39,7 +39,8 @@ from prefect import flow, get_run_logger  # noqa: E402
 from agval.config import BackendConfig, LookupConfig  # noqa: E402
 from agval.qtl.harmonize import lookup_ids  # noqa: E402
 from agval.qtl.modality import plan_analyses, scorers_for  # noqa: E402
-from agval.qtl.pipeline import analysis_rows, build_metrics, genome_path, report_parts, table_marks  # noqa: E402
+from agval.qtl.pipeline import (analysis_rows, build_metrics, genome_path, report_parts,  # noqa: E402
+                                scoring_selection, table_marks)
 from agval.qtl.study import QTLStudy  # noqa: E402
 from flows._common import RESULT_STORAGE, backend_session, lookup_session, start_run  # noqa: E402
 from flows.runners import task_runner_from_env  # noqa: E402
@@ -117,7 +118,7 @@ def qtl_validation(study: QTLStudy, backend: BackendConfig = BackendConfig(),
                 variants = h.table.select("row_id", "chrom", "pos", "ref", "alt")
                 run = score_variants(variants, scorers, backend=spec, interval_width=study.interval_width,
                                      chunk_size=backend.chunk_size, concurrency=backend.max_workers,
-                                     artifact_key=f"{study.name}-scoring")
+                                     artifact_key=f"{study.name}-scoring", selection=scoring_selection(analyses))
                 run.record(rec)
                 failed = run.failed_rows(variants)
                 if failed.height:

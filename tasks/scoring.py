@@ -176,6 +176,9 @@ def score_variants(variants, scorers, *, backend, cache: Any = "default", interv
         from agval.scoring.limiter import AdaptiveLimiter
 
         limiter = AdaptiveLimiter()
+    if isinstance(backend, dict):  # [backend] max_new_calls / dry_run travel in the spec
+        max_new_calls = max_new_calls if max_new_calls is not None else backend.get("max_new_calls")
+        dry_run = dry_run or bool(backend.get("dry_run"))
     b = _resolve_backend(backend)
     store = engine.open_cache(cache, b)
     width = interval_width or engine.DEFAULT_INTERVAL_WIDTH

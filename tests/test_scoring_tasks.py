@@ -96,3 +96,38 @@ def test_chunk_task_arguments_pickle_for_dask_workers(alphagenome_standin, world
     assert lim.rate == 5.0 and policy.delay(1) > 0
     b.close()
     assert make_backend(spec) is not b  # a closed backend is rebuilt
+
+
+def test_cli_dry_run_and_max_new_calls(prefect_api, alphagenome_standin, world_dir, tmp_path):
+    """``agval run qtl FILE --dry-run`` prints the new calls after the cache and scores nothing;
+    ``[backend] max_new_calls`` below that stops the run with a clear error before any call."""
+    from typer.testing import CliRunner
+
+    from agval.cli.run import app
+    from standins.myvariant.server import serve
+    from standins.world.studies import qtl as gen
+
+    files = {p.name: p for p in gen.generate(world_dir, tmp_path / "demo", seed=0, n_caqtl=30, n_hqtl=30, n_boot=50)}
+    study = files["caqtl-cd4.toml"]
+    mv = serve(world_dir)
+    try:
+        args = ["qtl", str(study), "--address", alphagenome_standin.address, "--myvariant-url", mv.base_url]
+        alphagenome_standin.servicer.reset()
+        r = CliRunner().invoke(app, [*args, "--dry-run"])
+        assert r.exit_code == 0, r.output + repr(r.exception)
+        info = json.loads(r.output[r.output.index("{"):])["dry_run"]
+        assert info["new_calls"] == info["to_score"] > 0 and info["cache_hit_variants"] == 0
+        from agval.scoring.fingerprint import CANARY_WIDTH
+        from tests.test_scoring_standin import _score_calls
+
+        assert _score_calls(alphagenome_standin, 2 ** 20) == [] and CANARY_WIDTH != 2 ** 20  # nothing scored
+        capped = study.with_name("capped.toml")  # beside it: paths in a study file are relative
+        capped.write_text(study.read_text().replace("[backend]", f"[backend]\nmax_new_calls = {info['new_calls'] - 1}")
+                          if "[backend]" in study.read_text()
+                          else study.read_text() + f"\n[backend]\nmax_new_calls = {info['new_calls'] - 1}\n")
+        r2 = CliRunner().invoke(app, ["qtl", str(capped), "--address", alphagenome_standin.address,
+                                      "--myvariant-url", mv.base_url])
+        assert r2.exit_code != 0
+        assert "max_new_calls" in str(r2.exception) or "max_new_calls" in r2.output
+    finally:
+        mv.stop()

@@ -17,7 +17,9 @@ Modules: ``backend`` (the ABC), ``alphagenome`` / ``atlas`` / ``precomputed``
 from agval.scoring.backend import (SCORE_COLUMNS, RetryPolicy, ScoringBackend, VariantOutcome,
                                    resolve_scorers, scorer_id)
 from agval.scoring.cache import ScoreCache
-from agval.scoring.engine import (SCORES_FORMAT, ScoreRun, SequenceRun, predict_sequences, score)
+from agval.scoring.answers import Selection
+from agval.scoring.engine import (SCORES_FORMAT, DryRunComplete, QuotaBudgetError, ScoreRun, SequenceRun,
+                                  predict_sequences, score)
 from agval.scoring.limiter import AdaptiveLimiter
 from agval.scoring.tracks import Aggregation, TrackSelection, aggregate, match_genes, per_track, pooled
 
@@ -30,6 +32,8 @@ def alphagenome_backend(*args, **kwargs):
 
 
 _BACKENDS: dict[str, "ScoringBackend"] = {}
+#: spec keys about the run, not the backend (read by ``tasks.scoring.score_variants``)
+RUN_KEYS = ("max_new_calls", "dry_run")
 
 
 def make_backend(spec: dict) -> ScoringBackend:
@@ -45,6 +49,7 @@ def make_backend(spec: dict) -> ScoringBackend:
     """
     import json
 
+    spec = {k: v for k, v in spec.items() if k not in RUN_KEYS}
     key = json.dumps(spec, sort_keys=True, default=str)
     b = _BACKENDS.get(key)
     if b is not None and not getattr(b, "closed", False):
@@ -91,7 +96,7 @@ def __getattr__(name):
     raise AttributeError(name)
 
 
-__all__ = ["score", "predict_sequences", "ScoreRun", "SequenceRun", "ScoringBackend", "RetryPolicy",
+__all__ = ["Selection", "DryRunComplete", "QuotaBudgetError", "score", "predict_sequences", "ScoreRun", "SequenceRun", "ScoringBackend", "RetryPolicy",
            "VariantOutcome", "ScoreCache", "AdaptiveLimiter", "TrackSelection", "Aggregation", "aggregate",
            "per_track", "pooled", "match_genes", "alphagenome_backend", "PrecomputedBackend", "AtlasBackend",
            "AlphaGenomeBackend", "make_backend", "SCORE_COLUMNS", "SCORES_FORMAT", "resolve_scorers", "scorer_id"]
