@@ -122,9 +122,9 @@ def _score_chunk(chunk, backend, ctx, *, cache_root, simulated, concurrency, pol
 INFLIGHT_LIMIT = "agval-scoring-inflight"
 
 
-def ensure_inflight_limit(name: str, limit: int) -> str | None:
+def ensure_inflight_limit(name: str, limit: int) -> tuple[str, int] | None:
     """Create the global concurrency limit ``name`` with ``limit`` slots unless it exists
-    (a server must be configured); returns the name, or None without a server."""
+    (a server must be configured); returns ``(name, its slots)``, or None without a server."""
     import os
 
     if not os.environ.get("PREFECT_API_URL"):
@@ -140,13 +140,14 @@ def ensure_inflight_limit(name: str, limit: int) -> str | None:
 
     with get_client(sync_client=True) as client:
         try:
-            client.read_global_concurrency_limit_by_name(name)
+            got = client.read_global_concurrency_limit_by_name(name)
         except Exception:  # noqa: BLE001 - absent: create it (a concurrent creator may win the race)
             try:
                 client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=int(limit)))
             except Exception:  # noqa: BLE001
-                client.read_global_concurrency_limit_by_name(name)  # raises if it really is not there
-    return name
+                pass
+            got = client.read_global_concurrency_limit_by_name(name)  # raises if it really is not there
+    return name, int(got.limit)
 
 
 def score_variants(variants, scorers, *, backend, cache: Any = "default", interval_width: int | None = None,
@@ -193,12 +194,13 @@ def score_variants(variants, scorers, *, backend, cache: Any = "default", interv
     task_backend = backend if isinstance(backend, dict) else b
     window = max(1, int(window))
     per_chunk = max(1, math.ceil(concurrency / window))
-    if inflight_limit_name is None or inflight_limit_name is True:
-        inflight_limit_name = ensure_inflight_limit(INFLIGHT_LIMIT, concurrency) if plan.chunks else None
-    elif inflight_limit_name:
-        inflight_limit_name = ensure_inflight_limit(inflight_limit_name, concurrency)
-    else:
-        inflight_limit_name = None
+    gcl = None
+    if plan.chunks and inflight_limit_name is not False:
+        gcl = ensure_inflight_limit(INFLIGHT_LIMIT if inflight_limit_name in (None, True) else inflight_limit_name,
+                                    concurrency)
+    inflight_limit_name = gcl[0] if gcl else None
+    if gcl:  # a chunk can never need more slots than the (possibly older, smaller) limit has
+        per_chunk = max(1, min(per_chunk, gcl[1]))
 
     def submit(ch):
         return score_chunk_task.submit(ch, task_backend, plan.ctx, cache_root=str(store.root) if store else None,

@@ -101,6 +101,17 @@ class ScoreRun:
     interval_width: int
     organism: str
 
+    @property
+    def cost(self) -> dict[str, Any]:
+        """What this run spent: calls, calls per scored variant, variants/s, retries, throttles."""
+        s = self.summary
+        lim = s.get("limiter") or {}
+        return {"calls": s.get("calls"), "calls_per_variant": s.get("calls_per_variant"),
+                "variants_per_s": s.get("variants_per_s"), "retries": s.get("retries"),
+                "throttled": s.get("throttled"), "scored_variants": s.get("scored"),
+                "cache_hit_variants": s.get("cache_hit_variants"), "seconds": s.get("seconds"),
+                "limiter_cuts": lim.get("cuts"), "limiter_cooldowns": lim.get("cooldowns")}
+
     def failed_rows(self, variants: pl.DataFrame) -> pl.DataFrame:
         """Input rows whose variant failed for at least one scorer (row_id, variant_key, ...)."""
         keys = self.failures.select("variant_key").unique()
@@ -113,6 +124,7 @@ class ScoreRun:
         run.set_model(self.model)
         run.note("scoring", {"scorers": self.scorers, "interval_width": self.interval_width,
                              "organism": self.organism, "summary": self.summary})
+        run.note("scoring_cost", self.cost)
         run.write_table(name, self.scores, SCORES_FORMAT.name)
         run.write_table(f"{name}_failures", self.failures, FAILURES_FORMAT.name)
 
