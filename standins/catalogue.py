@@ -20,6 +20,8 @@ unstranded.
 from __future__ import annotations
 
 import hashlib
+import os
+from pathlib import Path
 
 import polars as pl
 
@@ -197,7 +199,8 @@ def _gtex_rows() -> list[dict]:
     return rows
 
 
-_OT_ORDER = ["ATAC", "CAGE", "DNASE", "RNA_SEQ", "CHIP_HISTONE", "CHIP_TF", "PROCAP"]
+_OT_ORDER = ["ATAC", "CAGE", "DNASE", "RNA_SEQ", "CHIP_HISTONE", "CHIP_TF", "SPLICE_SITES", "SPLICE_SITE_USAGE",
+             "SPLICE_JUNCTIONS", "CONTACT_MAPS", "PROCAP"]
 
 
 def catalogue(organism: str = HUMAN) -> pl.DataFrame:
@@ -214,3 +217,100 @@ def catalogue(organism: str = HUMAN) -> pl.DataFrame:
 def full_catalogue() -> pl.DataFrame:
     """Human then mouse: the content of the world's ``tracks.parquet``."""
     return pl.concat([catalogue(HUMAN), catalogue(MOUSE)])
+
+
+# ----------------------------------------------------------------------------- the real catalogue
+
+#: environment variable naming the real human track-metadata CSV
+REAL_CATALOGUE_ENV = "AGVAL_TRACK_METADATA"
+#: where the real catalogue is looked for by default, relative to the repository root
+REAL_CATALOGUE_DEFAULT = Path("..") / "shared" / "data" / "alphagenome" / "human_track_metadata_parsed.csv"
+CATALOGUES = ("demo", "real")
+_REAL_COLUMNS = ("output_type", "name", "strand", "ontology_curie", "biosample_type", "biosample_name", "assay",
+                 "gtex_tissue", "histone_mark", "transcription_factor", "data_source", "nonzero_mean")
+_STRANDS = {"POSITIVE": "+", "NEGATIVE": "-", "UNSTRANDED": ".", "+": "+", "-": "-", ".": "."}
+
+
+def real_catalogue_path(path: str | Path | None = None) -> Path:
+    """The real human track-metadata CSV: ``path`` if given, else ``$AGVAL_TRACK_METADATA``,
+    else :data:`REAL_CATALOGUE_DEFAULT` under the repository root. Not checked for existence."""
+    from agval.errors import ConfigError
+
+    if path is None:
+        path = os.environ.get(REAL_CATALOGUE_ENV) or None
+    if path is None:
+        root = Path(__file__).resolve().parents[1]
+        return (root / REAL_CATALOGUE_DEFAULT).resolve()
+    p = Path(path).expanduser()
+    if not str(p).strip():
+        raise ConfigError(f"empty path for the real track catalogue (${REAL_CATALOGUE_ENV})")
+    return p
+
+
+def real_catalogue(path: str | Path | None = None) -> pl.DataFrame:
+    """The real AlphaGenome human track catalogue (5,563 tracks) in ``tracks.parquet`` form.
+
+    Read from the real metadata CSV (:func:`real_catalogue_path`; never copied into the
+    repository). Columns of :data:`COLUMNS`; one row per CSV row, in CSV order within
+    the SDK's output-type order. Conversions: ``strand`` POSITIVE/NEGATIVE/UNSTRANDED ->
+    ``+``/``-``/``.`` (missing -> ``.``); ``assay`` -> ``assay_title``; ``histone_mark``
+    and ``transcription_factor`` (empty in the CSV) are parsed from the track name
+    (``... Histone ChIP-seq H3K27ac``, ``... TF ChIP-seq CTCF ...``); a backslash-escaped quote in biosample
+    names -> ``'``; ``data_source`` is :data:`standins.SIMULATED_DATA_SOURCE` (the scores
+    are simulated even though the metadata is real).
+
+    Raises :class:`agval.errors.InputError` when the file is absent or lacks a column.
+    """
+    from agval.errors import InputError
+
+    p = real_catalogue_path(path)
+    if not p.is_file():
+        raise InputError(f"the real track catalogue is not there (set ${REAL_CATALOGUE_ENV} or pass "
+                         f"--track-metadata to point at AlphaGenome's human_track_metadata_parsed.csv)", file=p)
+    try:
+        raw = pl.read_csv(p, infer_schema_length=0)
+    except Exception as e:  # noqa: BLE001 - polars raises several kinds
+        raise InputError(f"cannot read the track catalogue CSV ({e})", file=p) from None
+    missing = [c for c in _REAL_COLUMNS if c not in raw.columns]
+    if missing:
+        raise InputError(f"the track catalogue CSV lacks column(s) {', '.join(missing)}", file=p, column=missing[0])
+    bad = sorted(set(raw["output_type"].drop_nulls().unique().to_list()) - set(_OT_ORDER))
+    if bad or raw["output_type"].null_count():
+        raise InputError(f"unknown output_type value(s) {bad or ['<empty>']} (expected {', '.join(_OT_ORDER)})",
+                         file=p, column="output_type")
+    ot = pl.col("output_type")
+    df = raw.select(
+        organism=pl.lit(HUMAN),
+        output_type=ot,
+        name=pl.col("name"),
+        strand=pl.col("strand").str.to_uppercase().replace_strict(_STRANDS, default=".").fill_null("."),
+        ontology_curie=pl.col("ontology_curie"),
+        biosample_name=pl.col("biosample_name").str.replace_all("\\'", "'", literal=True),
+        biosample_type=pl.col("biosample_type"),
+        assay_title=pl.col("assay"),
+        histone_mark=pl.coalesce(pl.col("histone_mark"),
+                                 pl.when(ot == "CHIP_HISTONE").then(
+                                     pl.col("name").str.extract(r"Histone ChIP-seq (\S+)"))),
+        transcription_factor=pl.coalesce(pl.col("transcription_factor"),
+                                         pl.when(ot == "CHIP_TF").then(
+                                             pl.col("name").str.extract(r"TF ChIP-seq (\S+)"))),
+        gtex_tissue=pl.col("gtex_tissue"),
+        data_source=pl.lit(SIMULATED_DATA_SOURCE),
+        nonzero_mean=pl.col("nonzero_mean").cast(pl.Float64, strict=False),
+    ).cast(COLUMNS)
+    order = {t: i for i, t in enumerate(_OT_ORDER)}
+    df = df.with_row_index("_i").with_columns(pl.col("output_type").replace_strict(order).alias("_o"))
+    return df.sort(["_o", "_i"]).drop(["_i", "_o"])
+
+
+def world_catalogue(kind: str = "demo", path: str | Path | None = None) -> pl.DataFrame:
+    """The content of a world's ``tracks.parquet``: ``demo`` = the hand-written human and
+    mouse catalogue (:func:`full_catalogue`); ``real`` = the real human catalogue
+    (:func:`real_catalogue`) then the hand-written mouse tracks."""
+    from agval.errors import InputError
+
+    if kind == "demo":
+        return full_catalogue()
+    if kind == "real":
+        return pl.concat([real_catalogue(path), catalogue(MOUSE)])
+    raise InputError(f"unknown track catalogue {kind!r}; choose one of: {', '.join(CATALOGUES)}")

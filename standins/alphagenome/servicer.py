@@ -38,7 +38,8 @@ import polars as pl
 from alphagenome import tensor_utils
 from alphagenome.data import genome as ag_genome
 from alphagenome.data import track_data as ag_track_data
-from alphagenome.models.v1 import dna_client, dna_output, track_data_utils, variant_scoring_utils
+from alphagenome.models.v1 import (dna_client, dna_output, junction_data_utils, track_data_utils,
+                                   variant_scoring_utils)
 from alphagenome.models.v1 import variant_scorers as vs_lib
 from alphagenome.protos import tensor_pb2
 from alphagenome.protos.v1 import dna_model_pb2 as pb
@@ -56,6 +57,11 @@ DEFAULT_MODEL_VERSION = "ALL_FOLDS"
 ORGANISMS = {pb.ORGANISM_HOMO_SAPIENS: "HOMO_SAPIENS", pb.ORGANISM_MUS_MUSCULUS: "MUS_MUSCULUS"}
 #: output types predicted at 128 bp resolution (the rest per base)
 BINNED_OUTPUTS = {"CHIP_HISTONE": 128, "CHIP_TF": 128}
+#: output types the stand-in computes (predictions and scorers); the real catalogue's other
+#: types (splicing, contact maps) are listed by GetMetadata only
+COMPUTED_OUTPUTS = ("ATAC", "CAGE", "DNASE", "RNA_SEQ", "CHIP_HISTONE", "CHIP_TF", "PROCAP")
+#: output types whose metadata is junction metadata (``OutputMetadata.junctions``)
+JUNCTION_OUTPUTS = frozenset({"SPLICE_JUNCTIONS"})
 MAX_SCORERS = dna_client.MAX_VARIANT_SCORERS_PER_REQUEST
 PREDICT_TILE = 1 << 17  # long sequences are predicted in tiles of this many bp
 _ZSTD = tensor_pb2.CompressionType.COMPRESSION_TYPE_ZSTD
@@ -316,6 +322,7 @@ class StandinCore:
         self._track_protos: dict[tuple[str, str], list[pb.TrackMetadata]] = {}
         self._merge_masks: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
         self._merged_protos: dict[tuple[str, str], list[pb.TrackMetadata]] = {}
+        self._junction_protos: dict[tuple[str, str], pb.JunctionsMetadata] = {}
         org_col = tracks["organism"].cast(pl.Utf8).str.to_uppercase().str.replace("^ORGANISM_", "")
         ot_col = tracks["output_type"].cast(pl.Utf8).str.to_uppercase().str.replace("^OUTPUT_TYPE_", "")
         tracks = tracks.with_columns(org_col.alias("organism"), ot_col.alias("output_type"))
@@ -329,6 +336,9 @@ class StandinCore:
                 self._contexts[key] = SequenceModel.contexts_of(sub)
                 pdf = self._to_sdk_metadata(sub)
                 self._track_pd[key] = pdf
+                if ot in JUNCTION_OUTPUTS:
+                    self._junction_protos[key] = junction_data_utils.metadata_to_proto(pdf)
+                    continue
                 self._track_protos[key] = list(track_data_utils.metadata_to_proto(pdf).metadata)
                 pos, neg = variant_scoring_utils._calculate_track_masks(pdf)  # the SDK's own merge masks
                 self._merge_masks[key] = (pos, neg)
@@ -358,8 +368,13 @@ class StandinCore:
             pdf["biosample_type"] = [None if v is None else str(v).lower() for v in pdf["biosample_type"]]
         return pdf
 
-    def output_types(self, organism: str) -> list[str]:
-        return [ot for (org, ot) in self._by_type if org == organism]
+    def output_types(self, organism: str, computed: bool = False) -> list[str]:
+        """Output types in the organism's catalogue (``computed``: only those the stand-in
+        predicts and scores, :data:`COMPUTED_OUTPUTS`)."""
+        return [ot for (org, ot) in self._by_type if org == organism and (not computed or ot in COMPUTED_OUTPUTS)]
+
+    def junction_protos(self, organism: str, output_type: str) -> pb.JunctionsMetadata | None:
+        return self._junction_protos.get((organism, output_type))
 
     def tracks(self, organism: str, output_type: str) -> pl.DataFrame:
         return self._by_type.get((organism, output_type), self.catalogue[organism].head(0))
@@ -385,8 +400,11 @@ class StandinCore:
                         params = params.perturbed(_seed("agval-standin", self.world_seed, "rev", c.revision,
                                                         "fold", version), c.fold_scale)
                     m = self._SequenceModel(params)
-                    self._models[version] = m
+                    # publish the scorer before the model: ``model()``'s lock-free fast path
+                    # reads ``_models``, so a thread that sees the model must also see its
+                    # scorer (concurrent first RNA_SEQ calls once failed with KeyError)
                     self._scorers[version] = self._LocalScorer(m, self.genome, self.genes, self.exons)
+                    self._models[version] = m
         return m
 
     def gene_scorer(self, version: str):
@@ -941,10 +959,10 @@ class DnaModelService(svc_grpc.DnaModelServiceServicer):
             name = _ot_name(o)
             if o == pb.OUTPUT_TYPE_UNSPECIFIED or name.startswith("OUTPUT_TYPE_"):
                 raise Abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid requested output {o}")
-            if name not in core.output_types(organism):
+            if name not in core.output_types(organism, computed=True):
                 raise Abort(grpc.StatusCode.UNIMPLEMENTED,
                             f"output {name} is not predicted by the stand-in for {organism} "
-                            f"(available: {', '.join(core.output_types(organism))})")
+                            f"(available: {', '.join(core.output_types(organism, computed=True))})")
             outputs.append((o, name))
         curies = None
         if len(request.ontology_terms):
@@ -973,9 +991,11 @@ class DnaModelService(svc_grpc.DnaModelServiceServicer):
         rec.organism = organism = self._organism(request.organism)
         msgs = []
         for ot in self.core.output_types(organism):
+            junctions = self.core.junction_protos(organism, ot)
+            payload = ({"junctions": junctions} if junctions is not None
+                       else {"tracks": pb.TracksMetadata(metadata=self.core.track_protos(organism, ot))})
             msgs.append(svc.MetadataResponse(output_metadata=[pb.OutputMetadata(
-                output_type=dna_output.OutputType[ot].to_proto(),
-                tracks=pb.TracksMetadata(metadata=self.core.track_protos(organism, ot)))]))
+                output_type=dna_output.OutputType[ot].to_proto(), **payload)]))
         return msgs
 
 

@@ -25,7 +25,7 @@ import polars as pl
 from agval.errors import InputError
 from agval.schema import TableFormat, atomic_write_bytes, register, write_table
 from standins import SIMULATED_DATA_SOURCE
-from standins.catalogue import COLUMNS as TRACK_COLUMNS, full_catalogue
+from standins.catalogue import CATALOGUES, COLUMNS as TRACK_COLUMNS, real_catalogue_path, world_catalogue
 from standins.seqmodel import BASES, PROGRAMS, ModelParams
 
 FORMAT, VERSION = "agval-world", 1
@@ -56,11 +56,17 @@ class SizeSpec:
     n_indels: int
     n_intergenic_enhancers: int
     n_absent: int
+    catalogue: str = "demo"          # default track catalogue (see standins.catalogue.world_catalogue)
+    numbered_genes: bool = False     # genes beyond the named ones get GENE<n> names (else lncRNA LINC...)
 
 
 SIZES: dict[str, SizeSpec] = {
     "small": SizeSpec((1_800_000, 1_500_000, 1_200_000), 22_000, 2_200, 120, 500),
     "medium": SizeSpec((4_000_000, 3_500_000, 3_000_000, 2_500_000, 2_000_000), 70_000, 7_000, 400, 1500),
+    # benchmarks at real scale: ~40 Mb, ~20 genes per Mb (an RNA_SEQ variant's 1 Mb interval
+    # holds ~10-25 genes), >= 100k catalogued variants, the real track catalogue
+    "large": SizeSpec((6_000_000, 5_500_000, 5_000_000, 4_500_000, 4_000_000, 4_000_000, 3_500_000, 3_000_000,
+                       2_500_000, 2_000_000), 150_000, 12_000, 1_000, 3_000, catalogue="real", numbered_genes=True),
 }
 
 AF_GENES = ["PITX2", "TBX5", "SCN5A", "SCN10A", "KCNN3", "KCNH2", "GJA1", "MYH6", "NKX2-5", "CAV1",
@@ -246,6 +252,8 @@ class _Builder:
             else:
                 name = next(other_iter, None)
                 gtype = "protein_coding"
+                if name is None and self.spec.numbered_genes:
+                    name = f"GENE{i + 1:05d}"
                 if name is None or rng.random() < 0.12:
                     if name is not None:
                         names_other.append(name)
@@ -492,14 +500,28 @@ def is_world_dir(path: Path) -> bool:
         return False
 
 
-def build_world(out: str | Path, seed: int = 7, size: str = "small", *, force: bool = False) -> Path:
+def build_world(out: str | Path, seed: int = 7, size: str = "small", *, force: bool = False,
+                catalogue: str | None = None, track_metadata: str | Path | None = None) -> Path:
     """Generate the world into ``out`` (created if needed) and return its path.
+
+    ``catalogue``: the track catalogue written to ``tracks.parquet``: ``"demo"`` (the
+    hand-written 182 tracks) or ``"real"`` (AlphaGenome's 5,563 real human tracks read from
+    ``track_metadata`` / ``$AGVAL_TRACK_METADATA`` / ``../shared/data/...``, plus the demo
+    mouse tracks); default: the size's (``demo`` for small/medium, ``real`` for large).
+    The catalogue is read before anything is written, so a missing CSV fails fast.
 
     ``out`` must be absent, empty, or (with ``force=True``) an existing world folder,
     whose generated files are replaced (a ``studies/`` folder is removed too).
     A non-empty folder that is not a world is refused (:class:`InputError`).
     """
     out = Path(out)
+    if size not in SIZES:
+        raise InputError(f"unknown world size {size!r}; choose one of {sorted(SIZES)}")
+    catalogue = catalogue or SIZES[size].catalogue
+    if catalogue not in CATALOGUES:
+        raise InputError(f"unknown track catalogue {catalogue!r}; choose one of: {', '.join(CATALOGUES)}")
+    tracks = world_catalogue(catalogue, track_metadata)
+    assert set(tracks["data_source"].unique()) == {SIMULATED_DATA_SOURCE}
     if out.exists() and not out.is_dir():
         raise InputError("output path exists and is not a folder", file=out)
     if out.is_dir() and any(out.iterdir()):
@@ -525,8 +547,6 @@ def build_world(out: str | Path, seed: int = 7, size: str = "small", *, force: b
     write_table(genes, out / "genes.parquet", GENES_FORMAT)
     write_table(pl.DataFrame(b.exons, schema=EXONS_FORMAT.columns), out / "exons.parquet", EXONS_FORMAT)
     write_table(variants, out / "variants.parquet", VARIANTS_FORMAT)
-    tracks = full_catalogue()
-    assert set(tracks["data_source"].unique()) == {SIMULATED_DATA_SOURCE}
     write_table(tracks, out / "tracks.parquet", TRACKS_FORMAT)
     els = pl.DataFrame([dict(element_id=f"E{i + 1:06d}", chrom=e.chrom, start=e.start0 + 1, end=e.end0,
                              kind=e.kind, program=e.program, gene_id=e.gene_id,
@@ -545,6 +565,9 @@ def build_world(out: str | Path, seed: int = 7, size: str = "small", *, force: b
             "counts": {"genes": genes.height, "exons": len(b.exons), "variants": variants.height,
                        "rsids": variants["rsid"].n_unique(), "tracks": tracks.height, "elements": els.height},
             "files": {name: _sha256(out / name) for name in files}}
+    if catalogue != "demo":
+        src = real_catalogue_path(track_metadata)
+        meta["catalogue"] = {"kind": catalogue, "source": src.name, "source_sha256": _sha256(src)}
     atomic_write_bytes(out / "world.json", (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
     (out / "world.json").chmod(0o644)
     return out
@@ -554,9 +577,10 @@ def summary(path: str | Path) -> str:
     meta = json.loads((Path(path) / "world.json").read_text())
     c = meta.get("counts", {})
     total = sum(meta["chromosomes"].values())
+    kind = (meta.get("catalogue") or {}).get("kind", "demo")
     return (f"world {path}: seed {meta['seed']}, {meta['size']}, {len(meta['chromosomes'])} chromosomes / "
             f"{total / 1e6:.1f} Mb, {c.get('genes')} genes, {c.get('variants')} variant rows "
-            f"({c.get('rsids')} rsIDs), {c.get('tracks')} tracks (SIMULATED)")
+            f"({c.get('rsids')} rsIDs), {c.get('tracks')} tracks ({kind} catalogue; scores SIMULATED)")
 
 
 if __name__ == "__main__":  # pragma: no cover
