@@ -91,7 +91,7 @@ def test_throttling_every_first_attempt_does_not_collapse(standin, world_dir):
     unthrottled time (before the cool-down, the limiter cut its rate at every round trip
     and 120 variants took > 600 s)."""
     base = AlphaGenomeBackend(standin.address, deadline_s=10.0)
-    latency = [("x-fake-latency-ms", "25")]
+    latency = [("x-fake-latency-ms", "50")]
     policy = RetryPolicy(max_attempts=5, initial_backoff=0.02, max_backoff=0.1, seed=1)
     kw = dict(cache=None, interval_width=WIDTH, progress=False, concurrency=8, policy=policy,
               fingerprint="throttle", chunk_size=1000)

@@ -71,13 +71,14 @@ class AdaptiveLimiter:
         self._sent: deque[tuple[float, float]] = deque()  # (time, cost) over the last second
         self._ok: deque[tuple[float, float]] = deque()  # (time, cost) of successes over the last second
         # did the last cut help? outcomes of calls sent since the last cut / in the epoch before it
-        self._epoch = [0, 0]  # done, rejected
-        self._prev_frac: float | None = None
+        self._epoch = [0, 0, 0, 0]  # done, rejected, ok, sent (calls sent since the last cut)
+        self._epoch_t = clock()
+        self._prev: tuple[float, float, float] | None = None  # the last epoch's (rejected share, send, ok rate)
         self._streak = 0
         self._streak_rate: float | None = None
         self._hold_until = -1e18
         self._last_throttle = -1e18
-        self.min_samples = 8
+        self.min_samples = 12
         self._sema = threading.BoundedSemaphore(max_concurrency) if max_concurrency else None
         self._local = threading.local()
         # statistics
@@ -112,6 +113,7 @@ class AdaptiveLimiter:
             self._sleep(wait)
         t = self._clock()
         with self._lock:
+            self._epoch[3] += 1
             self._sent.append((t, cost))
             while self._sent and self._sent[0][0] < t - 1.0:
                 self._sent.popleft()
@@ -140,6 +142,7 @@ class AdaptiveLimiter:
             if sent_at >= self._last_cut:
                 self._epoch[0] += 1
                 self._epoch[1] += throttled
+                self._epoch[2] += code is None
             if not throttled:
                 if code is None:
                     self._ok.append((now, cost))
@@ -148,20 +151,24 @@ class AdaptiveLimiter:
                 return
             self.throttled += 1
             if now - self._last_throttle > self.streak_s:  # after a quiet spell: a new streak of cuts
-                self._streak, self._streak_rate, self._prev_frac = 0, self.rate, None
+                self._streak, self._streak_rate, self._prev = 0, self.rate, None
             self._last_throttle = now
             if sent_at < self._last_cut or now < self._hold_until:
                 return  # sent before the last cut (old news), or cooling down
-            done, rej = self._epoch
+            done, rej, ok_n, sent_n = self._epoch
             if self._streak and done < self.min_samples:
                 return  # too few outcomes since the last cut to judge it
             frac = rej / done if done else 1.0
-            if self._streak >= 2 and self._prev_frac is not None and frac >= 0.8 * self._prev_frac:
-                # two cuts did not lower the rejected fraction: the pace is not the cause
+            dur = max(1e-3, now - self._epoch_t)
+            send_rate, ok_rate = sent_n / dur, ok_n / dur
+            if self._streak >= 2 and self._prev is not None and self._pace_is_not_the_cause(frac, send_rate, ok_rate):
+                # the last cut slowed us down, yet the same share is throttled and successes fell
+                # with the pace: throttling does not answer to the pace (a quota would have kept
+                # the successes flat): restore the rate and let the retry backoff cool down
                 self.rate = self._streak_rate
                 self._hold_until = now + self.cooldown_s
-                self._streak, self._prev_frac = 0, None
-                self._epoch = [0, 0]
+                self._streak, self._prev = 0, None
+                self._new_epoch(now)
                 self.cooldowns += 1
                 return
             ok = self._window_rate(self._ok, now)
@@ -169,13 +176,28 @@ class AdaptiveLimiter:
             observed = ok if ok > 0 else 0.5 * sending
             base = observed if self.rate is None else min(self.rate, max(observed, self.min_rate))
             self.rate = max(self.min_rate, base * self.decrease)
-            self._prev_frac = frac
-            self._epoch = [0, 0]
+            self._prev = (frac, send_rate, ok_rate)
+            self._new_epoch(now)
             self._streak += 1
             self._last_cut = now
             self._last_raise = now
             self._next = max(self._next, now)
             self.cuts += 1
+
+    def _pace_is_not_the_cause(self, frac: float, send_rate: float, ok_rate: float) -> bool:
+        pfrac, psend, pok = self._prev
+        if psend <= 0 or pok <= 0:
+            return False
+        slowed = send_rate < 0.8 * psend  # the last cut really slowed the sending down...
+        followed = ok_rate / pok <= 1.1 * send_rate / psend  # ...and the successes fell as much
+        # a small rejected share is what pacing just under a quota looks like: never a reason
+        if frac >= 0.35 and self._streak >= 5:
+            return True  # five cuts (each to what succeeded) and still a third throttled: not a quota
+        return frac >= 0.2 and frac >= 0.8 * pfrac and slowed and followed
+
+    def _new_epoch(self, now: float) -> None:
+        self._epoch = [0, 0, 0, 0]
+        self._epoch_t = now
 
     # -- internals --------------------------------------------------------------------
     def _window_rate(self, events, now: float) -> float:
@@ -220,6 +242,7 @@ class AdaptiveLimiter:
         self._sleep = time.sleep
         self._next = self._last_raise = self._clock()
         self._last_cut = self._last_bind = self._hold_until = self._last_throttle = -1e18
+        self._epoch_t = self._clock()
 
     def stats(self) -> dict:
         return {"rate": self.rate, "calls": self.calls, "throttled": self.throttled,
