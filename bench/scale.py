@@ -2,13 +2,21 @@
 scoring path, on the real 5,563-track catalogue.
 
     python bench/scale.py [--world DIR] [--sizes 1000,10000,50000] [--latency-ms 50]
-                          [--concurrency 16] [--work DIR]
+                          [--concurrency 16] [--work DIR] [--server standin|replay]
 
 Setup (SIMULATED service): the ``large`` synthetic world (built into the work folder
 unless ``--world`` is given; real catalogue, ~20 genes per Mb), the stand-in AlphaGenome
 service in its own process with 50 ms added latency, scorers RNA_SEQ + DNASE (1 Mb
 interval, the QTL default), and the selection a QTL study declares: one GTEx tissue's
 RNA_SEQ tracks and one biosample's DNASE tracks.
+
+``--server replay`` (the default) serves the stand-in's protocol, catalogue, genes and
+validation, but answers every call with a pre-computed matrix of the real shape (genes
+in reach x 674 RNA_SEQ tracks; the 305 DNASE tracks) instead of running the stand-in's
+toy model, which costs seconds of server CPU per RNA_SEQ answer on the real catalogue
+(measured here: ~5 s per variant, minutes for its first quantile background): on two
+shared cores that would measure the stand-in, not agval. ``--server standin`` runs the
+full stand-in (its own process) for small sizes.
 
 Each size runs in a fresh child process, with a fresh cache, through exactly what
 ``flows/qtl.py`` runs: ``tasks.scoring.score_variants`` inside a Prefect flow on the
@@ -123,7 +131,7 @@ def child(args) -> dict:
     tissue, curie = args.tissue, args.curie
     selection = Selection([TrackSelection(output_types=["RNA_SEQ"], gtex_tissues=[tissue]),
                            TrackSelection(output_types=["DNASE"], ontology_curies=[curie])])
-    cfg = BackendConfig(kind="alphagenome", address=args.address, max_workers=args.concurrency)
+    cfg = BackendConfig(kind="standin", address=args.address, standin_world=str(world), max_workers=args.concurrency)
     spec = backend_spec(cfg)
     cache = ScoreCache(work / "cache", simulated=True)
     db = work / "prefect.db"
@@ -160,12 +168,64 @@ def child(args) -> dict:
                     k[tid] = blk.filter(cond.fill_null(False)).height
                 kk = ans["tracks_id"].replace_strict(k, return_dtype=pl.Int64)
                 out["expected_rows"] = int((ans["n_obs"].cast(pl.Int64) * kk).sum())  # DNASE: n_obs = 1
-                out["genes_per_variant"] = float(ot.filter(pl.col("output_type") == "RNA_SEQ")["n_obs"].mean())
+                out["genes_per_variant"] = float(ans.filter(pl.col("output_type") == "RNA_SEQ")["n_obs"].mean())
                 out["rows_per_variant"] = out["rows"] / n
-                out["cache_mb"] = sum(p.stat().st_size for p in cache.root.rglob("*.parquet")) / 2 ** 20
+                nt = ans["tracks_id"].replace_strict(
+                    {t: pl.read_parquet(ns / "tracks" / f"{t}.parquet").height for t in k}, return_dtype=pl.Int64)
+                out["answer_kb_per_variant"] = float((ans["n_obs"].cast(pl.Int64) * nt).sum()) * 8 / 1024 / n
         finally:
             server.stop()
     return out
+
+
+class _Replay:
+    def __init__(self, handle):
+        self.handle = handle
+        self.address = handle.address
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.stop(grace=0.5)
+
+
+def replay_server(world: Path, latency_ms: float, n_genes: int) -> _Replay:
+    """The stand-in (protocol, catalogue, genes, validation, merging, chunking) answering
+    every variant with fixed matrices of the real shape (see the module docstring)."""
+    import numpy as np
+
+    from standins.alphagenome import serve
+    from standins.alphagenome.servicer import StandinConfig
+
+    h = serve(world, port=0, config=StandinConfig(latency_ms=latency_ms, atlas=False, result_cache_size=0))
+    core = h.core if hasattr(h, "core") else h.servicer.core
+    rng = np.random.default_rng(0)
+    genes = sorted(core._gene_info)[:n_genes]
+    memo: dict = {}
+
+    def score(version, organism, variant, interval, spec):
+        key = (organism, spec.output_type, spec.kind)
+        got = memo.get(key)
+        if got is None:
+            n_tracks = len(core.contexts(organism, spec.output_type))
+            if spec.kind == "center_mask":
+                got = (rng.normal(size=(1, n_tracks)), [])
+            else:
+                raw = rng.normal(size=(len(genes), n_tracks))
+                gs = np.array([core._gene_info[g]["strand"] for g in genes])[:, None]
+                ts = np.array([c.strand for c in core.contexts(organism, spec.output_type)])[None, :]
+                got = (np.where((ts == ".") | (ts == gs), raw, np.nan), list(genes))
+            got[0].flags.writeable = False
+            memo[key] = got
+        return got
+
+    def quantiles(version, organism, spec, raw):
+        return np.clip(np.tanh(raw), -0.99999, 0.99999)
+
+    core.score = score
+    core.quantiles = quantiles
+    return _Replay(h)
 
 
 def main() -> int:
@@ -175,6 +235,8 @@ def main() -> int:
     ap.add_argument("--latency-ms", type=float, default=50.0)
     ap.add_argument("--concurrency", type=int, default=16, help="[backend] max_workers")
     ap.add_argument("--work", default=None)
+    ap.add_argument("--server", choices=["replay", "standin"], default="replay")
+    ap.add_argument("--genes", type=int, default=20, help="replay: genes in reach of every variant")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--address", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--tissue", default=None, help=argparse.SUPPRESS)
@@ -200,7 +262,10 @@ def main() -> int:
     from standins.launch import start_service
 
     results = {}
-    with start_service("alphagenome", world, "--latency-ms", str(args.latency_ms), log_dir=work / "svc") as svc:
+    server = (start_service("alphagenome", world, "--latency-ms", str(args.latency_ms), log_dir=work / "svc")
+              if args.server == "standin" else replay_server(world, args.latency_ms, args.genes))
+    print(f"# server: {args.server}", flush=True)
+    with server as svc:
         for n in sizes:
             wdir = work / f"n{n}"
             wdir.mkdir(parents=True, exist_ok=True)
@@ -218,7 +283,8 @@ def main() -> int:
                   f"{r['peak_rss_gb']:.2f} GB, max threads {r['max_threads']}, {r['calls']} calls "
                   f"({r['retries']} retries, {r['throttled']} throttled, {r['failures']} failures), "
                   f"{r['rows']} rows = {r['rows_per_variant']:.2f}/variant (expected {r['expected_rows']}: "
-                  f"{r['genes_per_variant']:.1f} genes x selected tracks), cache {r['cache_mb']:.0f} MB", flush=True)
+                  f"{r['genes_per_variant']:.1f} genes x selected tracks); whole answers cached: "
+                  f"{r['answer_kb_per_variant']:.0f} kB of float32 per variant", flush=True)
     lo, mid, hi = results[sizes[0]], results[sizes[min(1, len(sizes) - 1)]], results[sizes[-1]]
     assert hi["rows"] == hi["expected_rows"], (hi["rows"], hi["expected_rows"])
     if not args.work:
