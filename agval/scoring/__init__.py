@@ -11,7 +11,8 @@ The public surface a study flow needs::
     run.record(run_record)                                      # manifest + tables
 
 Modules: ``backend`` (the ABC), ``alphagenome`` / ``atlas`` / ``precomputed``
-(implementations), ``cache``, ``fingerprint``, ``limiter``, ``tracks``, ``engine``.
+(implementations), ``answers`` (whole answers kept compactly, :class:`Selection`, bulk
+expansion into rows), ``cache``, ``fingerprint``, ``limiter``, ``tracks``, ``engine``.
 """
 
 from agval.scoring.backend import (SCORE_COLUMNS, RetryPolicy, ScoringBackend, VariantOutcome,

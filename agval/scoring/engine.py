@@ -1,10 +1,11 @@
 """The scoring engine: dedup, cache, chunks, isolation, retries, pacing, progress.
 
 Study flows call :func:`score` (or, under Prefect, ``tasks.scoring.score_variants``,
-which runs the same three steps with one task per chunk)::
+which runs the same three steps with one task per chunk, through a bounded window)::
 
-    run = score(variants_df, ["DNASE", "RNA_SEQ"], backend=backend)
-    run.scores    # long table, one row per row_id x scorer x track x gene (SCORES_FORMAT)
+    run = score(variants_df, ["DNASE", "RNA_SEQ"], backend=backend,
+                selection=[TrackSelection(output_types=["DNASE"], ontology_curies=["CL:0000236"])])
+    run.scores    # long table, one row per row_id x scorer x selected track x gene (SCORES_FORMAT)
     run.failures  # variant_key, scorer, error_code, message, attempts
     run.summary   # calls, retries, throttled, failures, cache hits, variants/s ...
 
@@ -14,12 +15,15 @@ Steps:
    variants (the same variant in several rows or studies is scored once); looks each
    (variant, scorer) up in the content-addressed cache; splits what is missing into
    chunks of ``chunk_size`` variants;
-2. :func:`score_chunk`: one call per variant (all missing scorers in one request) in a
-   thread pool of ``concurrency``; transient errors retried with exponential backoff and
-   jitter; a poison variant is recorded as failed, the rest kept; every result is
-   journaled to the cache as it arrives (a killed run loses nothing);
-3. :func:`assemble`: reads the scores back (cache or memory) and joins them to every
-   input row through ``variant_key``.
+2. :func:`score_chunk`: claims its variants in the cache (a concurrent run scoring the
+   same variants waits and reads instead of paying twice), then one call per variant
+   (all missing scorers in one request) in a thread pool of ``concurrency``; transient
+   errors (and INTERNAL, bounded) retried with exponential backoff and jitter; a poison
+   variant is recorded as failed, the rest kept; every whole answer is journaled to the
+   cache as it arrives (a killed run loses nothing) and only the selected rows are kept;
+3. :func:`assemble`: adds the selected rows of entries cached earlier (one pass over the
+   cache files) and joins them to every input row through ``variant_key`` (and to each
+   row's own gene with ``Selection(row_gene=...)``).
 
 Sequence prediction (MPRA-style inputs): :func:`predict_sequences`, one
 ``predict_sequence`` call per distinct sequence with all requested outputs, cached by
@@ -559,15 +563,18 @@ def assemble(plan: ScoringPlan, results: Sequence[ChunkResult], *, cache: ScoreC
     uniq = list(plan.variants)
     cols = list(SCORE_COLUMNS)
     frames = [r.scores for r in results if r.scores is not None and r.scores.height]
+    for r in results:  # the frames are moved, not copied: nothing else keeps the chunks' rows alive
+        r.scores = None
     if cache is not None:
         by_index = {c.index: [scorer_id(x) for x in c.scorers] for c in plan.chunks}
         fresh = {(vk, sid) for r in results for vk in r.covered for sid in by_index.get(r.index, [])}
         keys = [plan.ctx.key(vk, sid) for sid in plan.scorer_ids for vk in uniq if (vk, sid) not in fresh]
         if keys:
             frames.insert(0, cache.lookup(plan.ctx, keys, columns=cols, selection=plan.selection))
-    rows = pl.concat(frames, how="vertical") if frames else pl.DataFrame(schema=SCORE_COLUMNS)
-    rows = rows.filter(pl.col("scorer").is_in(plan.scorer_ids))
+    rows = pl.concat(frames, how="vertical", rechunk=False) if frames else pl.DataFrame(schema=SCORE_COLUMNS)
     del frames
+    if not rows.select(pl.col("scorer").is_in(plan.scorer_ids).all()).item():
+        rows = rows.filter(pl.col("scorer").is_in(plan.scorer_ids))
     holder = [rows]
     del rows  # _join_rows releases the rows column by column as it reorders them
     out = _join_rows(plan.variant_table, holder, plan.scorer_ids)
