@@ -162,9 +162,9 @@ class AdaptiveLimiter:
             dur = max(1e-3, now - self._epoch_t)
             send_rate, ok_rate = sent_n / dur, ok_n / dur
             if self._streak >= 2 and self._prev is not None and self._pace_is_not_the_cause(frac, send_rate, ok_rate):
-                # the last cut slowed us down, yet the same share is throttled and successes fell
-                # with the pace: throttling does not answer to the pace (a quota would have kept
-                # the successes flat): restore the rate and let the retry backoff cool down
+                # the last cut slowed us down, a large share is still throttled and the successes
+                # fell with the pace: throttling does not answer to the pace (a quota would have
+                # kept the successes flat): restore the rate and let the retry backoff cool down
                 self.rate = self._streak_rate
                 self._hold_until = now + self.cooldown_s
                 self._streak, self._prev = 0, None
@@ -185,15 +185,15 @@ class AdaptiveLimiter:
             self.cuts += 1
 
     def _pace_is_not_the_cause(self, frac: float, send_rate: float, ok_rate: float) -> bool:
-        pfrac, psend, pok = self._prev
+        _, psend, pok = self._prev
         if psend <= 0 or pok <= 0:
             return False
         slowed = send_rate < 0.8 * psend  # the last cut really slowed the sending down...
         followed = ok_rate / pok <= 1.1 * send_rate / psend  # ...and the successes fell as much
         # a small rejected share is what pacing just under a quota looks like: never a reason
-        if frac >= 0.35 and self._streak >= 5:
-            return True  # five cuts (each to what succeeded) and still a third throttled: not a quota
-        return frac >= 0.2 and frac >= 0.8 * pfrac and slowed and followed
+        if frac >= 0.35 and self._streak >= 4:
+            return True  # four cuts (each to what succeeded) and still a third throttled: not a quota
+        return frac >= 0.2 and slowed and followed
 
     def _new_epoch(self, now: float) -> None:
         self._epoch = [0, 0, 0, 0]
