@@ -103,7 +103,7 @@ def test_chunk_task_arguments_pickle_for_dask_workers(alphagenome_standin, world
     assert make_backend(spec) is not b  # a closed backend is rebuilt
 
 
-def test_cli_dry_run_and_max_new_calls(prefect_api, alphagenome_standin, world_dir, tmp_path):
+def test_cli_dry_run_and_max_new_calls(prefect_api, alphagenome_standin, world_dir, tmp_path, monkeypatch):
     """``agval run qtl FILE --dry-run`` prints the new calls after the cache and scores nothing;
     ``[backend] max_new_calls`` below that stops the run with a clear error before any call."""
     from typer.testing import CliRunner
@@ -112,6 +112,7 @@ def test_cli_dry_run_and_max_new_calls(prefect_api, alphagenome_standin, world_d
     from standins.myvariant.server import serve
     from standins.world.studies import qtl as gen
 
+    monkeypatch.setenv("AGVAL_HOME", str(tmp_path / "home"))  # a cold score cache (other tests score these too)
     files = {p.name: p for p in gen.generate(world_dir, tmp_path / "demo", seed=0, n_caqtl=30, n_hqtl=30, n_boot=50)}
     study = files["caqtl-cd4.toml"]
     mv = serve(world_dir)
@@ -120,7 +121,7 @@ def test_cli_dry_run_and_max_new_calls(prefect_api, alphagenome_standin, world_d
         alphagenome_standin.servicer.reset()
         r = CliRunner().invoke(app, [*args, "--dry-run"])
         assert r.exit_code == 0, r.output + repr(r.exception)
-        info = json.loads(r.output[r.output.index("{"):])["dry_run"]
+        info = json.JSONDecoder().raw_decode(r.output[r.output.index('{\n  "dry_run"'):])[0]["dry_run"]
         assert info["new_calls"] == info["to_score"] > 0 and info["cache_hit_variants"] == 0
         from agval.scoring.fingerprint import CANARY_WIDTH
         from tests.test_scoring_standin import _score_calls
