@@ -50,9 +50,15 @@ class BackendConfig(_Model):
                                       "stand-in over this synthetic world folder")
     precomputed: str | None = Field(None, description="kind=precomputed: parquet/CSV of scores")
     deadline_s: float = Field(120.0, gt=0, description="per-call deadline (the SDK sets none)")
-    max_workers: int = Field(16, ge=1, le=256)
+    max_workers: int = Field(16, ge=1, le=256, description="the concurrency budget: calls in flight, scoring "
+                             "threads and chunk tasks together")
     chunk_size: int = Field(200, ge=1)
-    max_attempts: int = Field(5, ge=1)
+    max_attempts: int = Field(5, ge=1, description="attempts per call (1 = no retry); transient codes and, "
+                              "at most twice, INTERNAL are retried")
+    max_new_calls: int | None = Field(None, ge=0, description="stop before scoring if the run needs more new "
+                                      "calls than this (after the cache)")
+    dry_run: bool = Field(False, description="plan only: report how many new calls the run would make, "
+                          "then stop (agval run ... --dry-run)")
 
 
 class LookupConfig(_Model):

@@ -135,8 +135,11 @@ def child(size: str, work: Path, quick: bool) -> dict:
                         rec["analysed_rows"] = res["metrics"]["counts"]["analysed_rows"]
                         rec["rho_corrected"] = res["headline"].get("spearman_rho")
                         rec["rho_original"] = res["headline"].get("original_spearman_rho")
-                        backend = make_backend({"kind": "alphagenome", "address": ag.address,
-                                                "world_dir": str(world)})
+                        # the flow's own backend spec: the same model version, hence the same cache
+                        # namespace (a bare spec would mean model version "default": a cold cache)
+                        from flows._common import backend_spec
+
+                        backend = make_backend(backend_spec(kwargs["backend"]))
                         plain_times, flow_times = [], []
                         for _ in range(REPEATS):  # alternate, keep the fastest of each (shared machines are noisy)
                             t0 = time.perf_counter()

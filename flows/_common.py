@@ -20,6 +20,16 @@ def backend_spec(cfg: BackendConfig, address: str | None = None) -> dict[str, An
     """A plain, picklable spec for :func:`agval.scoring.make_backend` (Dask workers rebuild
     the backend from it; the API key is never part of it)."""
     addr = address or cfg.address
+    spec = _backend_spec(cfg, addr)
+    spec["max_attempts"] = cfg.max_attempts  # [backend] max_attempts: the backend's retry policy
+    if cfg.max_new_calls is not None:  # the quota budget, read by tasks.scoring.score_variants
+        spec["max_new_calls"] = cfg.max_new_calls
+    if cfg.dry_run:
+        spec["dry_run"] = True
+    return spec
+
+
+def _backend_spec(cfg: BackendConfig, addr: str | None) -> dict[str, Any]:
     if cfg.kind in ("alphagenome", "standin"):
         if cfg.kind == "standin" and not addr:
             raise ConfigError("backend kind 'standin' needs an address or standin_world")
@@ -30,7 +40,7 @@ def backend_spec(cfg: BackendConfig, address: str | None = None) -> dict[str, An
         return spec
     if cfg.kind == "atlas":
         fallback = {"kind": "alphagenome", "address": cfg.address, "model_version": cfg.model_version,
-                    "deadline_s": cfg.deadline_s}
+                    "deadline_s": cfg.deadline_s, "max_attempts": cfg.max_attempts}
         return {"kind": "atlas", "address": addr, "fallback": fallback}
     if cfg.kind == "precomputed":
         if not cfg.precomputed:

@@ -40,7 +40,8 @@ from agval.config import BackendConfig, LookupConfig
 from agval.drops import failure_drops
 from agval.qtl.harmonize import lookup_ids
 from agval.qtl.modality import plan_analyses, scorers_for
-from agval.qtl.pipeline import analysis_rows, build_metrics, genome_path, report_parts, table_marks
+from agval.qtl.pipeline import (analysis_rows, build_metrics, genome_path, report_parts, scoring_selection,
+                                table_marks)
 from agval.qtl.study import QTLStudy
 from agval.scoring.precomputed import table_provenance
 from flows._common import RESULT_STORAGE, backend_session, lookup_session, run_name, start_run
@@ -127,7 +128,7 @@ def qtl_validation(study: QTLStudy, backend: BackendConfig = BackendConfig(),
                 variants = h.table.select("row_id", "chrom", "pos", "ref", "alt")
                 run = score_variants(variants, scorers, backend=spec, interval_width=study.interval_width,
                                      chunk_size=backend.chunk_size, concurrency=backend.max_workers,
-                                     artifact_key=f"{study.name}-scoring")
+                                     artifact_key=f"{study.name}-scoring", selection=scoring_selection(analyses))
                 run.record(rec)
                 failed = run.failed_rows(variants)
                 if failed.height:  # with the service's error code and attempts

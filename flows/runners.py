@@ -2,7 +2,9 @@
 
 :func:`task_runner_from_config` returns
 
-* ``ThreadPoolTaskRunner(max_workers)`` for ``kind="thread"`` (the default);
+* ``ThreadPoolTaskRunner(max_workers)`` for ``kind="thread"`` (the default), never
+  unbounded: :data:`DEFAULT_THREAD_WORKERS` when no limit is configured (the scoring
+  fan-out bounds itself too: see ``tasks.scoring``);
 * ``prefect_dask.DaskTaskRunner(address=...)`` for ``kind="dask"`` with the address of an
   existing cluster (``tcp://host:8786``);
 * ``prefect_dask.DaskTaskRunner`` over a **local** cluster (``n_workers``,
@@ -34,6 +36,10 @@ from agval import prefect_env as _prefect_env
 _prefect_env.configure()
 
 
+#: task threads of the default runner when ``[runner] max_workers`` is not set
+DEFAULT_THREAD_WORKERS = 8
+
+
 def task_runner_from_config(kind: str = "thread", *, max_workers: int | None = None, address: str | None = None,
                             n_workers: int = 2, threads_per_worker: int = 1, processes: bool = True,
                             cluster_kwargs: dict[str, Any] | None = None):
@@ -41,7 +47,7 @@ def task_runner_from_config(kind: str = "thread", *, max_workers: int | None = N
     if kind in (None, "", "thread", "threads", "default"):
         from prefect.task_runners import ThreadPoolTaskRunner
 
-        return ThreadPoolTaskRunner(max_workers=max_workers)
+        return ThreadPoolTaskRunner(max_workers=max_workers or DEFAULT_THREAD_WORKERS)
     if kind != "dask":
         from agval.errors import ConfigError
 

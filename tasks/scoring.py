@@ -14,7 +14,14 @@ Inside a flow::
   transient error (RESOURCE_EXHAUSTED / UNAVAILABLE / DEADLINE_EXCEEDED after all
   per-variant attempts: the service is down or throttling hard) - ``retry_condition_fn``
   says no to everything else. Per-variant retries and isolation happen inside the task.
-* Concurrency = ``concurrency`` calls per chunk x chunks the task runner runs at once.
+* **One concurrency budget**: ``concurrency`` (``[backend] max_workers``) bounds the calls in
+  flight, the scoring threads and the submitted chunk tasks together, whatever the study
+  size and task runner: at most ``window`` (2) chunk tasks are submitted at a time (the
+  next one when one finishes), each with ``ceil(concurrency / window)`` threads. With a
+  Prefect server (``PREFECT_API_URL``, e.g. Dask workers or served flows), each chunk
+  also holds that many slots of the global concurrency limit ``agval-scoring-inflight``
+  (created on demand with ``concurrency`` slots; ``inflight_limit_name=`` to rename,
+  ``False`` to opt out), so concurrent flow runs share one budget too.
 * A Prefect global concurrency limit can pace calls across workers:
   ``rate_limit_name="alphagenome-quota"`` calls ``prefect.concurrency.sync.rate_limit``
   before every call (create the limit with a slot decay first:
@@ -26,15 +33,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from agval import prefect_env as _prefect_env
+from prefect import task
+from prefect.cache_policies import NONE
+from prefect.tasks import exponential_backoff
 
-_prefect_env.configure()
-
-from prefect import task  # noqa: E402
-from prefect.cache_policies import NONE  # noqa: E402
-from prefect.tasks import exponential_backoff  # noqa: E402
-
-from agval.scoring.backend import TRANSIENT_CODES, BackendCallError, TransientScoringError  # noqa: E402
+from agval.scoring.backend import TRANSIENT_CODES, BackendCallError, TransientScoringError
 
 
 def transient_only(task, task_run, state) -> bool:
@@ -78,8 +81,25 @@ def _resolve_backend(backend):
       retry_jitter_factor=0.5, retry_condition_fn=transient_only, cache_policy=NONE,
       task_run_name="score-chunk-{chunk.index}")
 def score_chunk_task(chunk, backend, ctx, *, cache_root: str | None, simulated: bool, concurrency: int = 16,
-                     policy=None, limiter=None, rate_limit_name: str | None = None):
-    """Score one chunk (see :func:`agval.scoring.engine.score_chunk`); results go to the cache."""
+                     policy=None, limiter=None, rate_limit_name: str | None = None,
+                     inflight_limit_name: str | None = None, selection=None):
+    """Score one chunk (see :func:`agval.scoring.engine.score_chunk`); results go to the cache.
+
+    ``inflight_limit_name``: hold ``concurrency`` slots of that Prefect global concurrency
+    limit while the chunk runs (the cross-process share of the concurrency budget)."""
+    if inflight_limit_name:
+        from prefect.concurrency.sync import concurrency as gcl
+
+        with gcl(inflight_limit_name, occupy=concurrency):
+            return _score_chunk(chunk, backend, ctx, cache_root=cache_root, simulated=simulated,
+                                concurrency=concurrency, policy=policy, limiter=limiter,
+                                rate_limit_name=rate_limit_name, selection=selection)
+    return _score_chunk(chunk, backend, ctx, cache_root=cache_root, simulated=simulated, concurrency=concurrency,
+                        policy=policy, limiter=limiter, rate_limit_name=rate_limit_name, selection=selection)
+
+
+def _score_chunk(chunk, backend, ctx, *, cache_root, simulated, concurrency, policy, limiter, rate_limit_name,
+                 selection):
     from agval.scoring import engine
     from agval.scoring.cache import ScoreCache
     from agval.scoring.limiter import AdaptiveLimiter
@@ -92,18 +112,54 @@ def score_chunk_task(chunk, backend, ctx, *, cache_root: str | None, simulated: 
         if limiter.hook is None:
             limiter.hook = prefect_rate_limit_hook(rate_limit_name)
     return engine.score_chunk(chunk, backend=b, cache=cache, ctx=ctx, concurrency=concurrency, policy=policy,
-                              limiter=limiter, raise_if_all_transient=True)
+                              limiter=limiter, raise_if_all_transient=True, selection=selection)
+
+
+INFLIGHT_LIMIT = "agval-scoring-inflight"
+
+
+def ensure_inflight_limit(name: str, limit: int) -> tuple[str, int] | None:
+    """Create the global concurrency limit ``name`` with ``limit`` slots unless it exists
+    (a server must be configured); returns ``(name, its slots)``, or None without a server."""
+    import os
+
+    if not os.environ.get("PREFECT_API_URL"):
+        try:
+            from prefect.settings import PREFECT_API_URL
+
+            if not PREFECT_API_URL.value():
+                return None
+        except Exception:  # noqa: BLE001
+            return None
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+
+    with get_client(sync_client=True) as client:
+        try:
+            got = client.read_global_concurrency_limit_by_name(name)
+        except Exception:  # noqa: BLE001 - absent: create it (a concurrent creator may win the race)
+            try:
+                client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=int(limit)))
+            except Exception:  # noqa: BLE001
+                pass
+            got = client.read_global_concurrency_limit_by_name(name)  # raises if it really is not there
+    return name, int(got.limit)
 
 
 def score_variants(variants, scorers, *, backend, cache: Any = "default", interval_width: int | None = None,
                    organism: str = "human", chunk_size: int = 256, concurrency: int = 16, policy=None,
                    limiter="auto", fingerprint=None, rate_limit_name: str | None = None,
-                   artifact_key: str = "scoring"):
-    """Score inside a flow: plan, one task per chunk, progress + summary artifacts -> ScoreRun.
+                   artifact_key: str = "scoring", selection=None, window: int = 2,
+                   inflight_limit_name: str | bool | None = None, max_new_calls: int | None = None,
+                   dry_run: bool = False):
+    """Score inside a flow: plan, chunk tasks through a bounded window, progress + summary
+    artifacts -> ScoreRun.
 
     ``rate_limit_name`` defaults to ``$AGVAL_RATE_LIMIT_NAME`` (set by ``agval serve`` when the
     deployment config declares a ``[quota]``), so served study flows share the quota.
+    ``selection``, ``max_new_calls``, ``dry_run``: as :func:`agval.scoring.score`.
     """
+    import math
     import os
 
     rate_limit_name = rate_limit_name or os.environ.get("AGVAL_RATE_LIMIT_NAME") or None
@@ -117,28 +173,54 @@ def score_variants(variants, scorers, *, backend, cache: Any = "default", interv
         from agval.scoring.limiter import AdaptiveLimiter
 
         limiter = AdaptiveLimiter()
+    if isinstance(backend, dict):  # [backend] max_new_calls / dry_run travel in the spec
+        max_new_calls = max_new_calls if max_new_calls is not None else backend.get("max_new_calls")
+        dry_run = dry_run or bool(backend.get("dry_run"))
     b = _resolve_backend(backend)
     store = engine.open_cache(cache, b)
     width = interval_width or engine.DEFAULT_INTERVAL_WIDTH
     plan = engine.plan_scoring(variants, scorers, backend=b, cache=store, interval_width=width,
-                               organism=organism, chunk_size=chunk_size, fingerprint=fingerprint)
+                               organism=organism, chunk_size=chunk_size, fingerprint=fingerprint,
+                               selection=selection)
+    engine.check_budget(plan, max_new_calls=max_new_calls, dry_run=dry_run)
     key = "".join(ch if ch.isalnum() else "-" for ch in artifact_key.lower()).strip("-") or "scoring"
     progress_id = create_progress_artifact(progress=0.0 if plan.chunks else 100.0, key=f"{key}-progress",
                                            description=f"{plan.n_to_score} variants to score in "
                                                        f"{len(plan.chunks)} chunks")
     task_backend = backend if isinstance(backend, dict) else b
-    futures = [score_chunk_task.submit(ch, task_backend, plan.ctx, cache_root=str(store.root) if store else None,
-                                       simulated=b.simulated, concurrency=concurrency, policy=policy,
-                                       limiter=limiter, rate_limit_name=rate_limit_name)
-               for ch in plan.chunks]
+    window = max(1, int(window))
+    per_chunk = max(1, math.ceil(concurrency / window))
+    gcl = None
+    if plan.chunks and inflight_limit_name is not False:
+        gcl = ensure_inflight_limit(INFLIGHT_LIMIT if inflight_limit_name in (None, True) else inflight_limit_name,
+                                    concurrency)
+    inflight_limit_name = gcl[0] if gcl else None
+    if gcl:  # a chunk can never need more slots than the (possibly older, smaller) limit has
+        per_chunk = max(1, min(per_chunk, gcl[1]))
+
+    def submit(ch):
+        return score_chunk_task.submit(ch, task_backend, plan.ctx, cache_root=str(store.root) if store else None,
+                                       simulated=b.simulated, concurrency=per_chunk, policy=policy,
+                                       limiter=limiter, rate_limit_name=rate_limit_name,
+                                       inflight_limit_name=inflight_limit_name, selection=plan.selection)
+
     results = []
     done_variants = 0
-    for fut in as_completed(futures):
-        res = fut.result()
-        results.append(res)
-        done_variants += res.scored + res.failed
-        pct = 100.0 * done_variants / max(1, plan.n_to_score)
-        update_progress_artifact(progress_id, min(100.0, pct))
+    pending = list(plan.chunks)
+    running = [submit(pending.pop(0)) for _ in range(min(window, len(pending)))]
+    while running:
+        gen = as_completed(running)
+        first = next(gen)
+        gen.close()
+        for fut in [first]:
+            running.remove(fut)
+            res = fut.result()
+            results.append(res)
+            done_variants += res.scored + res.failed
+            pct = 100.0 * done_variants / max(1, plan.n_to_score)
+            update_progress_artifact(progress_id, min(100.0, pct))
+            if pending:
+                running.append(submit(pending.pop(0)))
     run = engine.assemble(plan, sorted(results, key=lambda r: r.index), cache=store, backend=b,
                           seconds=time.monotonic() - t0, limiter=limiter)
     table = [{"metric": k, "value": str(v)} for k, v in run.summary.items()]

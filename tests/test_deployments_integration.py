@@ -280,6 +280,9 @@ def test_dask_runner_gives_identical_scores_and_metrics(local_server, world_dir,
     assert pl.read_parquet(a / "tables" / "toy.parquet").equals(pl.read_parquet(b / "tables" / "toy.parquet"))
     assert on_threads["metrics"] == on_dask["metrics"]
     assert json.loads((a / "metrics.json").read_text()) == json.loads((b / "metrics.json").read_text())
+    # the limiter statistics are the workers' (summed over the chunks' copies), not the flow's idle copy
+    sa_, sb_ = (json.loads((x / "manifest.json").read_text())["notes"]["scoring"]["summary"] for x in (a, b))
+    assert sb_["limiter"]["calls"] == sb_["calls"] == sa_["limiter"]["calls"] == sa_["calls"] > 0
 
     # a re-validation flow called directly from Python: compare the two run folders
     from flows import registry

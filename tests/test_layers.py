@@ -28,9 +28,7 @@ FORBIDDEN = {
 TOP = ("agval/cli/",)
 
 #: (module, imported package) pairs still to be removed, each with its owner.
-PENDING = {
-    ("agval/scoring/backend.py", "standins"),  # engine branch: import agval.provenance.SIMULATED_DATA_SOURCE
-}
+PENDING: set[tuple[str, str]] = set()
 
 #: Optional reads of a lower layer's service: the API key from a Prefect Secret block
 #: when Prefect is installed (guarded by ``except Exception``).
@@ -98,7 +96,7 @@ def test_no_import_cycles_between_packages():
 
 
 #: Files of other branches that still work around import order (engine, TWAS statistics, plots).
-E402_PENDING = {"tasks/scoring.py", "agval/stats/twas.py"}
+E402_PENDING = {"agval/stats/twas.py"}
 
 
 def test_no_e402_workarounds():

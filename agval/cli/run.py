@@ -25,14 +25,19 @@ def _precheck(study_file: Path) -> None:
 
 
 def _run(kind: str, study_file: Path, backend_kind, address, model_version, standin_world, lookup_source,
-         myvariant_url, vcf) -> None:
+         myvariant_url, vcf, dry_run: bool = False) -> None:
     _precheck(study_file)
+    from agval.scoring.engine import DryRunComplete
     from flows import registry
 
-    result = registry.run(kind, study_file,
-                          backend={"kind": backend_kind, "address": address, "model_version": model_version,
-                                   "standin_world": standin_world},
-                          lookup={"source": lookup_source, "base_url": myvariant_url, "vcf": vcf})
+    try:
+        result = registry.run(kind, study_file,
+                              backend={"kind": backend_kind, "address": address, "model_version": model_version,
+                                       "standin_world": standin_world, "dry_run": dry_run or None},
+                              lookup={"source": lookup_source, "base_url": myvariant_url, "vcf": vcf})
+    except DryRunComplete as e:  # the plan after the cache: nothing was scored
+        typer.echo(json.dumps({"dry_run": e.info}, indent=2))
+        return
     from agval.runs import jsonable
 
     typer.echo(json.dumps(jsonable({k: result.get(k) for k in ("run_folder", "simulated", "headline")
@@ -49,9 +54,11 @@ def _make(kind: str, help_text: str):
         lookup_source: Optional[str] = typer.Option(None, help="Override [lookup] source: myvariant|vcf."),
         myvariant_url: Optional[str] = typer.Option(None, help="Override [lookup] base_url."),
         vcf: Optional[Path] = typer.Option(None, help="Override [lookup] vcf."),
+        dry_run: bool = typer.Option(False, "--dry-run", help="Say how many new scoring calls the run would make "
+                                     "after the cache, then stop before scoring."),
     ) -> None:
         _run(kind, study_file, backend, address, model_version, str(standin_world) if standin_world else None,
-             lookup_source, myvariant_url, str(vcf) if vcf else None)
+             lookup_source, myvariant_url, str(vcf) if vcf else None, dry_run=dry_run)
 
     command.__doc__ = help_text
     return command

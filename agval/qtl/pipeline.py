@@ -27,8 +27,8 @@ from agval.qtl.modality import Analysis, plan_analyses, scorers_for
 from agval.qtl.study import KIND_DEFAULTS, QTLStudy
 from agval.stats.pvalues import bh_adjust, correlation_log10_p, format_p
 
-__all__ = ["QTLResult", "analyse", "select_all", "evaluate_all", "build_metrics", "report_parts", "run_plain", "comparison_table",
-           "cells_table", "published_for",
+__all__ = ["QTLResult", "scoring_selection", "analyse", "select_all", "evaluate_all", "build_metrics", "report_parts",
+           "run_plain", "comparison_table", "cells_table", "published_for",
            "table_marks", "analysis_rows", "genome_path", "ANALYSIS_KEYS"]
 
 #: statistics shown side by side in the report's comparison table
@@ -62,6 +62,14 @@ def table_marks(rows: pl.DataFrame) -> list[str] | None:
     if "mark" not in rows.columns:
         return None
     return sorted(rows["mark"].drop_nulls().unique().to_list()) or None
+
+
+def scoring_selection(analyses: list[Analysis]):
+    """What the analyses read, declared to the scoring engine before rows exist: the union
+    of their track selections (each analysis still applies its own afterwards)."""
+    from agval.scoring.answers import Selection
+
+    return Selection([a.selection for a in analyses])
 
 
 def select_all(study: QTLStudy, rows: pl.DataFrame, *, scores: pl.DataFrame | None = None,
@@ -380,7 +388,8 @@ def run_plain(study: QTLStudy, *, backend=None, lookup_source=None, record=None,
 
         analyses = plan_analyses(study, marks=table_marks(h.table))
         run = score(h.table.select("row_id", "chrom", "pos", "ref", "alt"), scorers_for(analyses), backend=backend,
-                    cache=cache, interval_width=study.interval_width, progress=False)
+                    cache=cache, interval_width=study.interval_width, progress=False,
+                    selection=scoring_selection(analyses))
         scores = run.scores
         scoring_info = {"scorers": run.scorers, "interval_width": run.interval_width, "summary": run.summary}
         failed = run.failed_rows(h.table.select("row_id", "chrom", "pos", "ref", "alt"))

@@ -11,13 +11,16 @@ The public surface a study flow needs::
     run.record(run_record)                                      # manifest + tables
 
 Modules: ``backend`` (the ABC), ``alphagenome`` / ``atlas`` / ``precomputed``
-(implementations), ``cache``, ``fingerprint``, ``limiter``, ``tracks``, ``engine``.
+(implementations), ``answers`` (whole answers kept compactly, :class:`Selection`, bulk
+expansion into rows), ``cache``, ``fingerprint``, ``limiter``, ``tracks``, ``engine``.
 """
 
 from agval.scoring.backend import (SCORE_COLUMNS, RetryPolicy, ScoringBackend, VariantOutcome,
                                    resolve_scorers, scorer_id)
 from agval.scoring.cache import ScoreCache
-from agval.scoring.engine import (SCORES_FORMAT, ScoreRun, SequenceRun, predict_sequences, score)
+from agval.scoring.answers import Selection
+from agval.scoring.engine import (SCORES_FORMAT, DryRunComplete, QuotaBudgetError, ScoreRun, SequenceRun,
+                                  predict_sequences, score)
 from agval.scoring.limiter import AdaptiveLimiter
 from agval.scoring.tracks import Aggregation, TrackSelection, aggregate, match_genes, per_track, pooled
 
@@ -30,6 +33,8 @@ def alphagenome_backend(*args, **kwargs):
 
 
 _BACKENDS: dict[str, "ScoringBackend"] = {}
+#: spec keys about the run, not the backend (read by ``tasks.scoring.score_variants``)
+RUN_KEYS = ("max_new_calls", "dry_run")
 
 
 def make_backend(spec: dict) -> ScoringBackend:
@@ -40,16 +45,19 @@ def make_backend(spec: dict) -> ScoringBackend:
         {"kind": "atlas", "address": ..., "fallback": {"kind": "alphagenome", ...}}
         {"kind": "precomputed", "table": "scores.parquet", "model": "enformer"}
 
-    The API key is never part of a spec (it is read in the worker).
+    The API key is never part of a spec (it is read in the worker). ``max_attempts``
+    (any kind) sets the backend's default :class:`RetryPolicy`.
     """
     import json
 
+    spec = {k: v for k, v in spec.items() if k not in RUN_KEYS}
     key = json.dumps(spec, sort_keys=True, default=str)
     b = _BACKENDS.get(key)
     if b is not None and not getattr(b, "closed", False):
         return b
     kw = dict(spec)
     kind = kw.pop("kind")
+    max_attempts = kw.pop("max_attempts", None)
     if "metadata" in kw:
         kw["metadata"] = [tuple(x) for x in kw["metadata"]]
     if kind == "alphagenome":
@@ -67,6 +75,8 @@ def make_backend(spec: dict) -> ScoringBackend:
         b = PrecomputedBackend(kw.pop("table"), **kw)
     else:
         raise ValueError(f"unknown backend kind {kind!r}; use alphagenome, atlas or precomputed")
+    if max_attempts is not None:
+        b.default_policy = RetryPolicy(max_attempts=int(max_attempts))
     _BACKENDS[key] = b
     return b
 
@@ -87,7 +97,7 @@ def __getattr__(name):
     raise AttributeError(name)
 
 
-__all__ = ["score", "predict_sequences", "ScoreRun", "SequenceRun", "ScoringBackend", "RetryPolicy",
+__all__ = ["Selection", "DryRunComplete", "QuotaBudgetError", "score", "predict_sequences", "ScoreRun", "SequenceRun", "ScoringBackend", "RetryPolicy",
            "VariantOutcome", "ScoreCache", "AdaptiveLimiter", "TrackSelection", "Aggregation", "aggregate",
            "per_track", "pooled", "match_genes", "alphagenome_backend", "PrecomputedBackend", "AtlasBackend",
            "AlphaGenomeBackend", "make_backend", "SCORE_COLUMNS", "SCORES_FORMAT", "resolve_scorers", "scorer_id"]

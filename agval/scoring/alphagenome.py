@@ -33,7 +33,6 @@ import numpy as np
 import polars as pl
 
 from agval.coords import Variant
-from agval.genes import strip_gene_version
 from agval.scoring.backend import (GENE_COLUMNS, SCORE_COLUMNS, TRACK_COLUMNS, BackendCallError,
                                    ScoringBackend, SequencePrediction, conform_scores, metadata_is_simulated,
                                    normalize_organism, scorer_id)
@@ -349,6 +348,28 @@ class AlphaGenomeBackend(ScoringBackend):
         return conform_scores(df.with_columns(pl.lit(variant.key).alias("variant_key")))
 
     def _score_fast(self, variant: Variant, scorers, width: int, org) -> pl.DataFrame:
+        return self.decode_score_stream(self._request(variant, scorers, width, org), scorers, variant.key)
+
+    def score_answers(self, variant: Variant, scorers: Sequence[Any], *, interval_width: int,
+                      organism: str):
+        """One attempt at one variant, kept whole and compact (:class:`~agval.scoring.answers.VariantAnswers`):
+        no long row is built (``decode="sdk"`` has no compact form: None)."""
+        if self.decode != "fast":
+            return None
+        from agval.scoring.answers import VariantAnswers
+
+        organism = normalize_organism(organism)
+        org = self._check(scorers, organism, interval_width)
+        parts = []
+        for i in range(0, len(scorers), MAX_SCORERS_PER_REQUEST):
+            batch = list(scorers[i:i + MAX_SCORERS_PER_REQUEST])
+            parts.append(self._answers_fast(variant, batch, interval_width, org))
+        if len(parts) == 1:
+            return parts[0]
+        return VariantAnswers(variant.key, pl.concat([p.rows for p in parts]),
+                              {k: v for p in parts for k, v in p.blocks.items()})
+
+    def _request(self, variant: Variant, scorers, width: int, org):
         from alphagenome.protos.v1 import dna_model_service_pb2
 
         req = dna_model_service_pb2.ScoreVariantRequest(
@@ -356,15 +377,24 @@ class AlphaGenomeBackend(ScoringBackend):
             organism=org.to_proto(), variant_scorers=[s.to_proto() for s in scorers],
             model_version=self._model_version.name if self._model_version is not None else None,
             merge_stranded_gene_tracks=self.merge_stranded_gene_tracks)
-        responses = self._stub.ScoreVariant(iter([req]), metadata=self._metadata)
-        return self.decode_score_stream(responses, scorers, variant.key)
+        return self._stub.ScoreVariant(iter([req]), metadata=self._metadata)
+
+    def _answers_fast(self, variant: Variant, scorers, width: int, org):
+        return self.decode_answers(self._request(variant, scorers, width, org), scorers, variant.key)
 
     def decode_score_stream(self, responses, scorers, variant_key: str) -> pl.DataFrame:
         """Decode a ScoreVariant response stream into the long table (tidy semantics)."""
+        return self.decode_answers(responses, scorers, variant_key).to_long()
+
+    def decode_answers(self, responses, scorers, variant_key: str):
+        """Decode a ScoreVariant response stream into whole answers (bulk: one tensor and
+        one gene list per scorer; the track metadata block is converted once and reused)."""
         from alphagenome import tensor_utils
         from alphagenome.models.v1 import dna_client as v1
 
-        frames = []
+        from agval.scoring.answers import VariantAnswers, answer_row, answers_frame
+
+        rows, blocks = [], {}
         ix = 0
         for resp in responses:
             kind = resp.WhichOneof("payload")
@@ -376,82 +406,65 @@ class AlphaGenomeBackend(ScoringBackend):
             vd = resp.output.variant_data
             chunks = v1._read_tensor_chunks(responses, vd.values.chunk_count)
             values = tensor_utils.upcast_floating(tensor_utils.unpack_proto(vd.values, chunks))
-            frames.append(self._tidy(values, vd.metadata, scorers[ix], variant_key))
+            md = vd.metadata
+            block = self._track_block(md.track_metadata)
+            blocks[block.id] = block
+            values = np.asarray(values, dtype=np.float32)
+            if values.size and values.ndim != 3:
+                raise BackendCallError("INTERNAL", f"scores of shape {values.shape}, expected [2, n_obs, n_tracks]")
+            if values.size and values.shape[2] != block.frame.height:
+                raise BackendCallError("INTERNAL", f"{values.shape[2]} score columns for {block.frame.height} tracks")
+            genes = None
+            if md.gene_metadata:
+                genes = self._genes(md.gene_metadata)
+                if values.size and values.shape[1] != len(genes["gene_id"]):
+                    raise BackendCallError("INTERNAL", "score rows do not match the gene metadata")
+            elif values.size and values.shape[1] != 1:
+                raise BackendCallError("INTERNAL", "scores with several rows but no gene metadata")
+            s = scorers[ix]
+            rows.append(answer_row(variant_key, scorer_id(s), s.requested_output.name, block, values, genes))
             ix += 1
         if ix < len(scorers):
             raise BackendCallError("INTERNAL", f"expected {len(scorers)} outputs, got {ix}")
-        frames = [f for f in frames if f.height]
-        if not frames:
-            return pl.DataFrame(schema=SCORE_COLUMNS)
-        return frames[0] if len(frames) == 1 else pl.concat(frames)
+        return VariantAnswers(variant_key, answers_frame(rows), blocks)
 
-    def _track_frame(self, track_metadata, scorer) -> pl.DataFrame:
-        """Track metadata block -> polars (memoised on the serialized protos)."""
-        key = (scorer_id(scorer), b"".join(t.SerializeToString() for t in track_metadata))
-        got = self._track_memo.get(key)
+    _STRANDS = {1: "+", 2: "-", 3: "."}
+
+    def _genes(self, genes) -> dict[str, list]:
+        out: dict[str, list] = {c: [] for c in GENE_COLUMNS}
+        for g in genes:
+            out["gene_id"].append(g.gene_id)  # the version is stripped when rows are built
+            if g.HasField("strand"):
+                st = self._STRANDS.get(int(g.strand))
+                if st is None:
+                    raise BackendCallError("INTERNAL", f"gene {g.gene_id} has an unspecified strand")
+            else:
+                st = None
+            out["gene_strand"].append(st)
+            out["gene_name"].append(g.name if g.HasField("name") else None)
+            out["gene_type"].append(g.type if g.HasField("type") else None)
+            out["junction_start"].append(g.junction_start if g.HasField("junction_start") else None)
+            out["junction_end"].append(g.junction_end if g.HasField("junction_end") else None)
+        return out
+
+    def _track_block(self, track_metadata):
+        """Track metadata block -> :class:`TrackBlock` (memoised on the serialized protos)."""
+        from agval.scoring.answers import TrackBlock
+
+        raw = b"".join(t.SerializeToString() for t in track_metadata)
+        got = self._track_memo.get(raw)
         if got is not None:
             return got
         from alphagenome.models.v1 import track_data_utils
         from alphagenome.protos.v1 import dna_model_pb2
 
         meta = track_data_utils.metadata_from_proto(dna_model_pb2.TracksMetadata(metadata=track_metadata))
-        # every SCORE_COLUMNS column in order; per variant only variant_key and the scores change
-        df = tracks_to_polars(meta).select(list(TRACK_COLUMNS)).with_columns(
-            pl.lit("").alias("variant_key"),
-            pl.lit(scorer_id(scorer)).alias("scorer"),
-            pl.lit(scorer.requested_output.name).alias("output_type"),
-            *[pl.lit(None, dtype=t).alias(c) for c, t in GENE_COLUMNS.items()],
-            pl.lit(None, dtype=pl.Float32).alias("raw_score"),
-            pl.lit(None, dtype=pl.Float32).alias("quantile_score")).select(list(SCORE_COLUMNS))
+        block = TrackBlock(TrackBlock.make_id(raw), tracks_to_polars(meta).select(list(TRACK_COLUMNS)))
         with self._memo_lock:
             if len(self._track_memo) > 512:
                 self._track_memo.clear()
-            self._track_memo[key] = df
-        return df
-
-    def _tidy(self, values: np.ndarray, md, scorer, variant_key: str) -> pl.DataFrame:
-        from alphagenome.data import genome
-
-        tracks = self._track_frame(md.track_metadata, scorer)
-        n_tracks = tracks.height
-        raw = np.asarray(values[0], dtype=np.float32)  # [n_obs, n_tracks]
-        quant = np.asarray(values[1], dtype=np.float32) if values.shape[0] > 1 else None
-        if raw.size == 0:
-            return pl.DataFrame(schema=SCORE_COLUMNS)
-        genes = md.gene_metadata
-        if not genes:
-            if raw.shape[0] != 1:
-                raise BackendCallError("INTERNAL", "scores with several rows but no gene metadata")
-            upd = [pl.lit(variant_key).alias("variant_key"), pl.Series("raw_score", raw[0], dtype=pl.Float32)]
-            if quant is not None:
-                upd.append(pl.Series("quantile_score", quant[0], dtype=pl.Float32))
-            return tracks.with_columns(upd)  # replaced in place: the column order stays SCORE_COLUMNS
-        n_obs = raw.shape[0]
-        gid, gname, gtype, gstrand, js, je = [], [], [], [], [], []
-        for g in genes:
-            gid.append(strip_gene_version(g.gene_id))
-            gstrand.append(str(genome.Strand.from_proto(g.strand)) if g.HasField("strand") else None)
-            gname.append(g.name if g.HasField("name") else None)
-            gtype.append(g.type if g.HasField("type") else None)
-            js.append(g.junction_start if g.HasField("junction_start") else None)
-            je.append(g.junction_end if g.HasField("junction_end") else None)
-        ti = np.repeat(np.arange(n_tracks), n_obs)  # track-major, genes inner (as tidy_anndata)
-        gi = np.tile(np.arange(n_obs), n_tracks)
-        ts = np.asarray(tracks["track_strand"].fill_null("").to_list(), dtype=object)[ti]
-        gs = np.asarray([s or "" for s in gstrand], dtype=object)[gi]
-        keep = ~(((gs == "+") & (ts == "-")) | ((gs == "-") & (ts == "+")))
-        ti, gi = ti[keep], gi[keep]
-        flat_raw = raw.T.reshape(-1)[keep]
-        gdf = pl.DataFrame({"gene_id": gid, "gene_name": gname, "gene_type": gtype, "gene_strand": gstrand,
-                            "junction_start": js, "junction_end": je},
-                           schema=GENE_COLUMNS)[gi]
-        df = pl.concat([tracks.select(list(TRACK_COLUMNS) + ["scorer", "output_type"])[ti], gdf],
-                       how="horizontal").with_columns(
-            pl.lit(variant_key).alias("variant_key"),
-            pl.Series("raw_score", flat_raw, dtype=pl.Float32),
-            (pl.Series("quantile_score", quant.T.reshape(-1)[keep], dtype=pl.Float32) if quant is not None
-             else pl.lit(None, dtype=pl.Float32).alias("quantile_score")))
-        return df.select(list(SCORE_COLUMNS))
+            self._track_memo[raw] = block
+        return block
 
     # -- sequences ------------------------------------------------------------------
     def predict_one(self, sequence: str, *, requested_outputs: Sequence[str], ontology_terms,

@@ -16,8 +16,9 @@ live) and :class:`agval.scoring.precomputed.PrecomputedBackend` (any model's sco
 a parquet/CSV table).
 
 A backend implements one attempt of one variant in :meth:`ScoringBackend.score_one`;
-this module adds the per-variant isolation, the retries (only RESOURCE_EXHAUSTED,
-UNAVAILABLE and DEADLINE_EXCEEDED, exponential backoff with jitter) and the pacing
+this module adds the per-variant isolation, the retries (RESOURCE_EXHAUSTED, UNAVAILABLE,
+DEADLINE_EXCEEDED, and INTERNAL a bounded number of times; exponential backoff with
+jitter; ``max_attempts`` attempts at most) and the pacing
 through an optional :class:`agval.scoring.limiter.AdaptiveLimiter`.
 
 Nothing here imports Prefect.
@@ -38,10 +39,7 @@ import polars as pl
 from agval.coords import Variant
 from agval.errors import ScoringError
 
-try:  # the label the stand-in puts in every track's data_source
-    from standins import SIMULATED_DATA_SOURCE
-except Exception:  # pragma: no cover - standins absent from an installed agval
-    SIMULATED_DATA_SOURCE = "agval-standin (SIMULATED)"
+from agval.provenance import SIMULATED_DATA_SOURCE  # the label the stand-in puts in every track's data_source
 
 # ----------------------------------------------------------------------------------
 # The per-variant score table (what a backend returns for one variant).
@@ -163,6 +161,9 @@ def sdk_organism(organism: Any):
 # ----------------------------------------------------------------------------------
 
 TRANSIENT_CODES = frozenset({"RESOURCE_EXHAUSTED", "UNAVAILABLE", "DEADLINE_EXCEEDED"})
+#: What a call is retried on: the transient codes, plus INTERNAL (the live service reports
+#: its transient "bad machine" outages as INTERNAL) for a bounded number of attempts.
+RETRY_CODES = TRANSIENT_CODES | {"INTERNAL"}
 
 
 class BackendCallError(ScoringError):
@@ -216,17 +217,21 @@ def classify_error(exc: BaseException) -> tuple[str, str]:
 class RetryPolicy:
     """Exponential backoff with jitter, retrying only transient status codes.
 
+    ``max_attempts`` counts every attempt of one call (``[backend] max_attempts``; 1 =
+    never retry). ``INTERNAL`` is retried too, but at most ``internal_max_attempts``
+    attempts in all (a deterministic server bug must not burn the whole budget).
     ``sleep`` is injectable so tests run instantly. The delay before retry ``n``
     (1-based) is ``min(max_backoff, initial * multiplier**(n-1))`` scaled by a uniform
     factor in ``[1 - jitter, 1 + jitter]``.
     """
 
-    max_attempts: int = 6
+    max_attempts: int = 5
     initial_backoff: float = 0.5
     multiplier: float = 2.0
     max_backoff: float = 20.0
     jitter: float = 0.25
-    retry_codes: frozenset[str] = TRANSIENT_CODES
+    retry_codes: frozenset[str] = RETRY_CODES
+    internal_max_attempts: int = 2
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
     seed: int | None = None
 
@@ -244,7 +249,9 @@ class RetryPolicy:
         self._lock = threading.Lock()
 
     def should_retry(self, code: str, attempt: int) -> bool:
-        return code in self.retry_codes and attempt < self.max_attempts
+        if code not in self.retry_codes or attempt >= self.max_attempts:
+            return False
+        return code != "INTERNAL" or attempt < self.internal_max_attempts
 
     def delay(self, attempt: int) -> float:
         base = min(self.max_backoff, self.initial_backoff * self.multiplier ** max(0, attempt - 1))
@@ -255,7 +262,8 @@ class RetryPolicy:
     def to_dict(self) -> dict:
         return {"max_attempts": self.max_attempts, "initial_backoff": self.initial_backoff,
                 "multiplier": self.multiplier, "max_backoff": self.max_backoff,
-                "jitter": self.jitter, "retry_codes": sorted(self.retry_codes)}
+                "jitter": self.jitter, "retry_codes": sorted(self.retry_codes),
+                "internal_max_attempts": self.internal_max_attempts}
 
 
 @dataclass
@@ -264,7 +272,7 @@ class VariantOutcome:
 
     variant: Variant
     scorers: list[str]
-    scores: pl.DataFrame | None = None
+    scores: Any = None  # long rows (pl.DataFrame) or whole answers (answers.VariantAnswers)
     error_code: str | None = None
     message: str | None = None
     attempts: int = 0
@@ -302,6 +310,9 @@ class ScoringBackend(abc.ABC):
 
     #: short backend name recorded in manifests ("alphagenome", "atlas", "precomputed", ...)
     name: str = "backend"
+    #: the retry policy used when a caller passes none (``make_backend`` sets it from the
+    #: spec's ``max_attempts``, i.e. ``[backend] max_attempts``)
+    default_policy: "RetryPolicy | None" = None
 
     # -- what subclasses implement ------------------------------------------------
     @abc.abstractmethod
@@ -355,6 +366,13 @@ class ScoringBackend(abc.ABC):
             memo[key] = compute_fingerprint(self, **kwargs)
         return memo[key]
 
+    def score_answers(self, variant: Variant, scorers: Sequence[Any], *, interval_width: int,
+                      organism: str):
+        """One attempt at one variant as whole, compact answers
+        (:class:`agval.scoring.answers.VariantAnswers`), or None when this backend has no
+        compact form (then :meth:`score_one` is used)."""
+        return None
+
     def predict_one(self, sequence: str, *, requested_outputs: Sequence[str],
                     ontology_terms: Sequence[str] | None, organism: str) -> list[SequencePrediction]:
         """One attempt at predicting one sequence (all requested outputs in one call)."""
@@ -373,23 +391,31 @@ class ScoringBackend(abc.ABC):
     def score_variants(self, variants: Sequence[Variant], scorers: Sequence[Any], *,
                        interval_width: int, organism: str = "HOMO_SAPIENS", concurrency: int = 8,
                        policy: RetryPolicy | None = None, limiter=None,
-                       on_result: Callable[[VariantOutcome], None] | None = None) -> list[VariantOutcome]:
+                       on_result: Callable[[VariantOutcome], None] | None = None,
+                       compact: bool = False) -> list[VariantOutcome]:
         """Score each variant on its own (one call per variant, in a thread pool).
 
         Returns one :class:`VariantOutcome` per input variant, in input order. Transient
         errors are retried per :class:`RetryPolicy`; anything else (a poison variant) is
         recorded on that variant's outcome and the others carry on. ``on_result`` is
         called from worker threads as each variant finishes (the cache journals there).
+        ``compact``: outcomes carry whole answers (:meth:`score_answers`) when the backend
+        has a compact form, long rows otherwise.
         """
-        policy = policy or RetryPolicy()
+        policy = policy or self.default_policy or RetryPolicy()
         organism = normalize_organism(organism)
         scorers = list(scorers)
         ids = [scorer_id(s) for s in scorers]
 
+        def attempt(v: Variant):
+            if compact:
+                got = self.score_answers(v, scorers, interval_width=interval_width, organism=organism)
+                if got is not None:
+                    return got
+            return self.score_one(v, scorers, interval_width=interval_width, organism=organism)
+
         def one(v: Variant) -> VariantOutcome:
-            out = call_with_retries(lambda: self.score_one(v, scorers, interval_width=interval_width,
-                                                           organism=organism),
-                                    policy=policy, limiter=limiter)
+            out = call_with_retries(lambda: attempt(v), policy=policy, limiter=limiter)
             res = VariantOutcome(v, ids, attempts=out.attempts, throttled=out.throttled)
             if out.error is None:
                 res.scores = out.value
@@ -410,7 +436,7 @@ class ScoringBackend(abc.ABC):
                           concurrency: int = 4, policy: RetryPolicy | None = None, limiter=None,
                           on_result: Callable[[int, "CallOutcome"], None] | None = None) -> list["CallOutcome"]:
         """Predict each sequence (one call each, isolated and retried like variants)."""
-        policy = policy or RetryPolicy()
+        policy = policy or self.default_policy or RetryPolicy()
         organism = normalize_organism(organism)
 
         def one(i: int) -> CallOutcome:

@@ -12,7 +12,14 @@ in reach) is stored as one placeholder row, so it is not re-scored either.
 
 Layout: ``<root>/<organism>-<model version>-<fingerprint[:16]>/`` holds
 
-* ``shard-*.parquet``: rows of many entries, written atomically through
+* ``answers-*.parquet``: whole answers of many entries, compactly (format
+  ``agval-score-answers`` v1, :mod:`agval.scoring.answers`: one row per entry, the
+  float32 matrix as bytes, the gene lists, and the id of its track block), with
+  ``tracks/<id>.parquet`` holding each track-metadata block once. Backends that decode
+  into whole answers (AlphaGenome ``decode="fast"``) are cached this way: no long row
+  is stored, any selection is expanded on read;
+* ``shard-*.parquet``: long rows of many entries (backends that answer with long rows:
+  precomputed tables, Atlas, ``decode="sdk"``), written atomically through
   :func:`agval.schema.write_table` in the registered format ``agval-score-cache`` v1;
 * ``journal-*.agj``: the write-ahead journal of a running writer: one framed record per
   scored variant (length-prefixed, crc32-checked header + the variant's rows as an
@@ -49,7 +56,8 @@ import polars as pl
 
 from agval import schema
 from agval.paths import cache_dir
-from agval.scoring.backend import SCORE_COLUMNS, conform_scores
+from agval.scoring.answers import ANSWER_COLUMNS, Selection, TrackBlock, VariantAnswers, expand, filter_long
+from agval.scoring.backend import SCORE_COLUMNS, TRACK_COLUMNS, conform_scores
 
 FORMAT_NAME = "agval-score-cache"
 
@@ -67,6 +75,14 @@ CACHE_COLUMNS: dict[str, pl.DataType] = {
 CACHE_FORMAT = schema.register(schema.TableFormat(
     name=FORMAT_NAME, version=1, columns=CACHE_COLUMNS,
     description="agval variant score cache shard: per-track raw/quantile scores keyed by ckey"))
+
+ANSWERS_FORMAT = schema.register(schema.TableFormat(
+    name="agval-score-answers", version=1, columns=ANSWER_COLUMNS,
+    description="agval variant score cache: whole answers (float32 matrices + genes + track block id) by ckey"))
+
+TRACKS_FORMAT = schema.register(schema.TableFormat(
+    name="agval-score-tracks", version=1, columns=dict(TRACK_COLUMNS),
+    description="agval variant score cache: one track-metadata block (columns of the answers citing it)"))
 
 
 
@@ -118,6 +134,7 @@ class ScoreCache:
         self._lock = threading.Lock()
         self._index: dict[str, tuple[tuple, set[str]]] = {}
         self._recovered: set[str] = set()
+        self._blocks: dict[tuple[str, str], pl.DataFrame] = {}
 
     # -- namespace folders ----------------------------------------------------------
     def ns_dir(self, ctx: CacheContext) -> Path:
@@ -129,62 +146,134 @@ class ScoreCache:
         return d
 
     def shards(self, ctx: CacheContext) -> list[Path]:
+        """Long-row shards."""
         return sorted(self.ns_dir(ctx).glob("shard-*.parquet"))
+
+    def answer_shards(self, ctx: CacheContext) -> list[Path]:
+        return sorted(self.ns_dir(ctx).glob("answers-*.parquet"))
+
+    # -- track blocks ---------------------------------------------------------------
+    def block_path(self, ctx: CacheContext, block_id: str) -> Path:
+        return self.ns_dir(ctx) / "tracks" / f"{block_id}.parquet"
+
+    def put_block(self, ctx: CacheContext, block: TrackBlock) -> None:
+        """Store a track block once (atomic; a block is content-addressed, so never rewritten)."""
+        key = (ctx.namespace, block.id)
+        if key in self._blocks:
+            return
+        p = self.block_path(ctx, block.id)
+        if not p.exists():
+            schema.write_table(block.frame, p, TRACKS_FORMAT)
+        with self._lock:
+            self._blocks[key] = block.frame
+
+    def block(self, ctx: CacheContext, block_id: str) -> pl.DataFrame:
+        key = (ctx.namespace, block_id)
+        got = self._blocks.get(key)
+        if got is None:
+            got = pl.read_parquet(self.block_path(ctx, block_id))
+            with self._lock:
+                self._blocks[key] = got
+        return got
 
     # -- reading --------------------------------------------------------------------
     def index(self, ctx: CacheContext) -> set[str]:
-        """All ckeys stored for ``ctx`` (memoised per set of shard files)."""
-        shards = self.shards(ctx)
-        sig = tuple((p.name, p.stat().st_size) for p in shards)
+        """All ckeys stored for ``ctx`` (memoised; only files new since the last call are read)."""
+        shards = self.shards(ctx) + self.answer_shards(ctx)
+        names = {p.name for p in shards}
         with self._lock:
             memo = self._index.get(ctx.namespace)
-            if memo is not None and memo[0] == sig:
-                return memo[1]
-        keys: set[str] = set()
-        if shards:
-            keys = set(pl.scan_parquet(shards).select("ckey").unique().collect()["ckey"].to_list())
+        if memo is not None and memo[0] <= names:  # only additions: read the new files
+            known, keys = memo
+            new = [p for p in shards if p.name not in known]
+            if not new:
+                return keys
+            keys = set(keys)
+        else:  # first use, or files were merged away (compaction): read everything
+            known, keys, new = frozenset(), set(), shards
+        for p in new:  # one file at a time: the ckey column only
+            try:
+                keys.update(pl.read_parquet(p, columns=["ckey"])["ckey"].to_list())
+            except FileNotFoundError:  # compacted meanwhile: the next call rebuilds
+                continue
         with self._lock:
-            self._index[ctx.namespace] = (sig, keys)
+            self._index[ctx.namespace] = (frozenset(known | {p.name for p in new}), keys)
         return keys
+
+    # -- claims (concurrent runs sharing the cache) ----------------------------------
+    def claim(self, ctx: CacheContext, variant_keys: Sequence[str], scorers: Sequence[str]) -> "Claims":
+        """Claim ``variant_keys`` for scoring with ``scorers`` (non-blocking ``flock`` on one
+        small file per variant): ``Claims.held`` are this caller's to score; the others
+        are being scored by another run (process or thread) right now."""
+        return Claims(self.ns_dir(ctx) / "claims", ctx, variant_keys, scorers)
 
     def contains(self, ctx: CacheContext, ckeys: Iterable[str]) -> set[str]:
         idx = self.index(ctx)
         return {k for k in ckeys if k in idx}
 
     def lookup(self, ctx: CacheContext, ckeys: Iterable[str], *, with_placeholders: bool = False,
-               columns: Sequence[str] | None = None) -> pl.DataFrame:
-        """Rows of the requested entries that are cached (``columns``, default all of
-        :data:`CACHE_COLUMNS`).
+               columns: Sequence[str] | None = None, selection: Selection | None = None) -> pl.DataFrame:
+        """Long rows of the requested entries that are cached (``columns``, default all of
+        :data:`CACHE_COLUMNS`; answers expanded into the long rows of ``selection``).
 
-        Shards are read one at a time with a ``ckey`` filter and only the requested
-        columns, so memory stays near the size of the answer. An entry stored twice (a
-        shard written again after a crash between writing a shard and deleting its
-        journal) is taken from one shard only.
+        Files are read one at a time with a ``ckey`` filter and only the requested
+        columns; answers are expanded file by file, so memory stays near the size of the
+        selected rows. An entry stored twice (a file written again after a crash between
+        writing it and deleting its journal) is taken from one file only.
         """
         cols = list(columns or CACHE_COLUMNS)
-        need = list(dict.fromkeys(["ckey", "placeholder", *cols]))
-        shards = self.shards(ctx)
         want = pl.Series("ckey", list(dict.fromkeys(ckeys)), dtype=pl.String)
-        if not shards or want.len() == 0:
-            return pl.DataFrame(schema={c: CACHE_COLUMNS[c] for c in cols})
         parts = []
         seen: set[str] = set()
-        for p in shards:
-            part = pl.scan_parquet(p).select(need).filter(pl.col("ckey").is_in(want.implode())).collect()
-            if not part.height:
-                continue
+
+        def dedup(part: pl.DataFrame) -> pl.DataFrame:
             ks = part["ckey"].unique().to_list()
-            dup = [k for k in ks if k in seen]  # the same entry in an earlier shard: keep that one
+            dup = [k for k in ks if k in seen]  # the same entry in an earlier file: keep that one
             if dup:
                 part = part.filter(~pl.col("ckey").is_in(pl.Series(dup, dtype=pl.String).implode()))
             seen.update(ks)
-            if not with_placeholders:
-                part = part.filter(~pl.col("placeholder"))
-            parts.append(part.select(cols))
+            return part
+
+        if want.len():
+            need = list(dict.fromkeys(["ckey", "placeholder", *cols]))
+            for p in self.shards(ctx):
+                part = pl.scan_parquet(p).select(need).filter(pl.col("ckey").is_in(want.implode())).collect()
+                if not part.height:
+                    continue
+                part = dedup(part)
+                if not with_placeholders:
+                    part = part.filter(~pl.col("placeholder"))
+                parts.append(filter_long(part, selection).select(cols))
+            for p in self.answer_shards(ctx):
+                ans = pl.scan_parquet(p).filter(pl.col("ckey").is_in(want.implode())).collect()
+                if not ans.height:
+                    continue
+                ans = dedup(ans)
+                long = expand(ans, lambda bid: self.block(ctx, bid), selection)
+                if not long.height:
+                    continue
+                const = {"interval_width": pl.lit(ctx.interval_width, dtype=pl.Int64),
+                         "organism": pl.lit(ctx.organism), "model_version": pl.lit(ctx.model_version),
+                         "fingerprint": pl.lit(ctx.fingerprint), "placeholder": pl.lit(False)}
+                extra = [v.alias(k) for k, v in const.items() if k in cols]
+                if "ckey" in cols or "scored_at" in cols:
+                    keys = ans.select("variant_key", "scorer", "ckey", "scored_at")
+                    long = long.join(keys, on=["variant_key", "scorer"], how="left", maintain_order="left")
+                parts.append(long.with_columns(extra).select(cols))
         if not parts:
             return pl.DataFrame(schema={c: CACHE_COLUMNS[c] for c in cols})
         df = pl.concat(parts, how="vertical", rechunk=False)
         return df.select(cols)
+
+    def lookup_answers(self, ctx: CacheContext, ckeys: Iterable[str]) -> pl.DataFrame:
+        """Whole answers (:data:`ANSWER_COLUMNS`) of the requested entries stored compactly."""
+        want = pl.Series("ckey", list(dict.fromkeys(ckeys)), dtype=pl.String)
+        parts = [pl.scan_parquet(p).filter(pl.col("ckey").is_in(want.implode())).collect()
+                 for p in self.answer_shards(ctx)] if want.len() else []
+        parts = [p for p in parts if p.height]
+        if not parts:
+            return pl.DataFrame(schema=ANSWER_COLUMNS)
+        return pl.concat(parts).unique("ckey", keep="first", maintain_order=True)
 
     # -- writing --------------------------------------------------------------------
     def writer(self, ctx: CacheContext, *, flush_rows: int = 200_000) -> "CacheWriter":
@@ -192,26 +281,85 @@ class ScoreCache:
 
     def compact(self, ctx: CacheContext) -> Path | None:
         """Merge every shard of ``ctx`` into one (atomic; duplicates dropped)."""
+        out = None
+        answers = self.answer_shards(ctx)
+        if len(answers) > 1:
+            df = pl.concat([pl.read_parquet(p) for p in answers]).unique("ckey", keep="first", maintain_order=True)
+            out = self.ns_dir(ctx) / f"answers-{time.time_ns():020d}-{_pysecrets.token_hex(4)}-compact.parquet"
+            schema.write_table(df, out, ANSWERS_FORMAT)
+            for p in answers:
+                p.unlink(missing_ok=True)
+        elif answers:
+            out = answers[0]
         shards = self.shards(ctx)
         if len(shards) <= 1:
-            return shards[0] if shards else None
+            self._invalidate(ctx)
+            return out or (shards[0] if shards else None)
         keys = self.index(ctx)
         df = self.lookup(ctx, keys, with_placeholders=True)
         out = self.ns_dir(ctx) / f"shard-{time.time_ns():020d}-{_pysecrets.token_hex(4)}-compact.parquet"
         schema.write_table(df, out, CACHE_FORMAT)
         for p in shards:
             p.unlink(missing_ok=True)
+        self._invalidate(ctx)
         return out
 
     def _invalidate(self, ctx: CacheContext) -> None:
-        with self._lock:
-            self._index.pop(ctx.namespace, None)
+        pass  # the index notices new files itself (and rebuilds when files disappear)
 
     def stats(self) -> dict:
         ns = [d for d in self.root.iterdir() if d.is_dir()] if self.root.exists() else []
         return {"root": str(self.root), "namespaces": len(ns),
-                "shards": sum(len(list(d.glob("shard-*.parquet"))) for d in ns),
-                "bytes": sum(p.stat().st_size for d in ns for p in d.glob("shard-*.parquet"))}
+                "shards": sum(len(list(d.glob("shard-*.parquet"))) + len(list(d.glob("answers-*.parquet")))
+                              for d in ns),
+                "bytes": sum(p.stat().st_size for d in ns for p in [*d.glob("shard-*.parquet"),
+                                                                   *d.glob("answers-*.parquet"),
+                                                                   *d.glob("tracks/*.parquet")])}
+
+
+class Claims:
+    """Per-variant claims of one chunk (see :meth:`ScoreCache.claim`). A claim is held
+    until :meth:`release` (after the chunk's results are in a cache file), so a run that
+    finds a variant claimed can wait for it and then read it from the cache."""
+
+    def __init__(self, root: Path, ctx: CacheContext, variant_keys: Sequence[str], scorers: Sequence[str]):
+        root.mkdir(parents=True, exist_ok=True)
+        self.root = root
+        tag = "|".join(scorers)
+        self._path = {vk: root / f"{ctx.key(vk, tag)}.lock" for vk in variant_keys}
+        self._fds: dict[str, int] = {}
+        for vk, p in self._path.items():
+            fd = os.open(p, os.O_CREAT | os.O_RDWR, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            self._fds[vk] = fd
+        self.held = set(self._fds)
+
+    def release(self) -> None:
+        for vk, fd in self._fds.items():
+            try:
+                self._path[vk].unlink(missing_ok=True)
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
+        self._fds = {}
+
+    def wait_for(self, variants) -> None:
+        """Block until nobody holds the claims of ``variants`` (Variant objects or keys)."""
+        for v in variants:
+            p = self._path[getattr(v, "key", v)]
+            try:
+                fd = os.open(p, os.O_RDWR)
+            except FileNotFoundError:
+                continue  # released (and removed)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            finally:
+                os.close(fd)
 
 
 _SCORE_SCHEMA = pl.Schema(SCORE_COLUMNS)
@@ -253,6 +401,22 @@ def _entries_to_cache_rows(ctx: CacheContext, entries: list[tuple[str, list[str]
     return pl.concat(out, how="vertical") if len(out) > 1 else out[0]
 
 
+def _answers_to_cache_rows(ctx: CacheContext, answers: list[tuple[str, list[str], float, pl.DataFrame]]
+                           ) -> pl.DataFrame:
+    """The answers of many scored variants, keyed (every requested scorer must have its answer)."""
+    from agval.errors import ScoringError
+
+    frames = []
+    for vk, scorers, ts, rows in answers:
+        got = rows["scorer"].to_list()
+        if sorted(got) != sorted(scorers) or any(v != vk for v in rows["variant_key"].to_list()):
+            raise ScoringError(f"answers of {vk} are for scorers {got[:3]}..., requested {scorers[:3]}...")
+        frames.append(rows.with_columns(pl.Series("ckey", [ctx.key(vk, sc) for sc in got], dtype=pl.String),
+                                        pl.lit(ts, dtype=pl.Float64).alias("scored_at")))
+    return pl.concat(frames, how="vertical").select(list(ANSWER_COLUMNS)).unique(
+        "ckey", keep="last", maintain_order=True)
+
+
 class CacheWriter:
     """Journals each scored variant at once (a framed record holding the variant's score
     rows as an Arrow IPC stream, written straight to the OS) and turns the chunk's
@@ -269,6 +433,7 @@ class CacheWriter:
         self._path: Path | None = None
         self._entries: list[tuple[str, list[str], float]] = []
         self._frames: list[pl.DataFrame] = []
+        self._answers: list[tuple[str, list[str], float, pl.DataFrame]] = []
         self._rows = 0
         self.entries_written = 0
         self.shards_written = 0
@@ -289,13 +454,23 @@ class CacheWriter:
             raise
         self._path, self._fh = final, fh
 
-    def add(self, variant_key: str, scores: pl.DataFrame | None, scorers: Sequence[str]) -> None:
+    def add(self, variant_key: str, scores: "pl.DataFrame | VariantAnswers | None", scorers: Sequence[str]) -> None:
         """Record the result of one variant for ``scorers`` (each scorer gets an entry,
-        a placeholder if it produced no row). Durable against SIGKILL when it returns."""
+        a placeholder if it produced no row). Durable against SIGKILL when it returns.
+        ``scores``: long rows, or whole answers (:class:`VariantAnswers`, stored compactly)."""
         ts = time.time()
         scorers = list(scorers)
         body = b""
-        if scores is not None and scores.height:
+        answers = None
+        if isinstance(scores, VariantAnswers):
+            for block in scores.blocks.values():  # before the journal record that cites them
+                self.cache.put_block(self.ctx, block)
+            answers = scores.rows
+            buf = io.BytesIO()
+            answers.write_ipc_stream(buf, compression="uncompressed")
+            body = buf.getvalue()
+            scores = None
+        elif scores is not None and scores.height:
             if scores.schema != _SCORE_SCHEMA:
                 scores = conform_scores(scores)
             buf = io.BytesIO()
@@ -303,33 +478,44 @@ class CacheWriter:
             body = buf.getvalue()
         else:
             scores = None
-        header = json.dumps({"v": variant_key, "s": scorers, "t": ts}).encode()
+        head = {"v": variant_key, "s": scorers, "t": ts}
+        if answers is not None:
+            head["a"] = 1
+        header = json.dumps(head).encode()
         rec = _HEAD.pack(_MAGIC, len(header), len(body), zlib.crc32(body, zlib.crc32(header))) + header + body
         with self._lock:
             if self._fh is None:
                 self._open()
             self._fh.write(rec)  # unbuffered: in the OS now, survives SIGKILL of this process
-            self._entries.append((variant_key, scorers, ts))
-            if scores is not None:
-                self._frames.append(scores)
-                self._rows += scores.height
+            if answers is not None:
+                self._answers.append((variant_key, scorers, ts, answers))
+                self._rows += answers.height
+            else:
+                self._entries.append((variant_key, scorers, ts))
+                if scores is not None:
+                    self._frames.append(scores)
+                    self._rows += scores.height
             self.entries_written += len(scorers)
             big = self._rows >= self.flush_rows
         if big:
             self.flush()
 
     def flush(self) -> Path | None:
-        """Write the buffered results as one parquet shard (atomic) and delete the journal."""
+        """Write the buffered results as parquet (atomic) and delete the journal."""
         with self._lock:
             if self._fh is None:
                 return None
-            entries, frames, path, fh = self._entries, self._frames, self._path, self._fh
-            self._entries, self._frames, self._rows = [], [], 0
+            entries, frames, answers, path, fh = self._entries, self._frames, self._answers, self._path, self._fh
+            self._entries, self._frames, self._answers, self._rows = [], [], [], 0
             self._fh = self._path = None
             out = None
             if entries:
                 out = path.with_name(path.name.replace("journal-", "shard-").replace(".agj", ".parquet"))
                 schema.write_table(_entries_to_cache_rows(self.ctx, entries, frames), out, CACHE_FORMAT)
+                self.shards_written += 1
+            if answers:
+                out = path.with_name(path.name.replace("journal-", "answers-").replace(".agj", ".parquet"))
+                schema.write_table(_answers_to_cache_rows(self.ctx, answers), out, ANSWERS_FORMAT)
                 self.shards_written += 1
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
             fh.close()
@@ -348,12 +534,18 @@ class CacheWriter:
 
 
 def read_journal(path: Path) -> tuple[list[tuple[str, list[str], float]], list[pl.DataFrame]]:
-    """Every complete, checksum-valid record of a journal (a torn tail is ignored)."""
-    entries, frames = [], []
+    """Every complete, checksum-valid long-row record of a journal (a torn tail is ignored)."""
+    entries, frames, _ = read_journal_all(path)
+    return entries, frames
+
+
+def read_journal_all(path: Path):
+    """``(entries, frames, answers)`` of every complete, checksum-valid record of a journal."""
+    entries, frames, answers = [], [], []
     try:
         data = Path(path).read_bytes()
     except FileNotFoundError:
-        return entries, frames
+        return entries, frames, answers
     pos = 0
     while pos + _HEAD.size <= len(data):
         magic, hl, bl, crc = _HEAD.unpack_from(data, pos)
@@ -365,19 +557,25 @@ def read_journal(path: Path) -> tuple[list[tuple[str, list[str], float]], list[p
         if zlib.crc32(body, zlib.crc32(header)) != crc:
             break
         h = json.loads(header)
-        entries.append((h["v"], list(h["s"]), float(h["t"])))
-        if body:
-            frames.append(pl.read_ipc_stream(io.BytesIO(body)))
+        if h.get("a"):
+            answers.append((h["v"], list(h["s"]), float(h["t"]), pl.read_ipc_stream(io.BytesIO(body))))
+        else:
+            entries.append((h["v"], list(h["s"]), float(h["t"])))
+            if body:
+                frames.append(pl.read_ipc_stream(io.BytesIO(body)))
         pos = end
-    return entries, frames
+    return entries, frames, answers
 
 
 def _journal_to_shard(path: Path, ctx: CacheContext) -> Path | None:
-    entries, frames = read_journal(path)
-    if not entries:
-        return None
-    out = path.with_name(path.name.replace("journal-", "shard-").replace(".agj", ".parquet"))
-    schema.write_table(_entries_to_cache_rows(ctx, entries, frames), out, CACHE_FORMAT)
+    entries, frames, answers = read_journal_all(path)
+    out = None
+    if entries:
+        out = path.with_name(path.name.replace("journal-", "shard-").replace(".agj", ".parquet"))
+        schema.write_table(_entries_to_cache_rows(ctx, entries, frames), out, CACHE_FORMAT)
+    if answers:
+        out = path.with_name(path.name.replace("journal-", "answers-").replace(".agj", ".parquet"))
+        schema.write_table(_answers_to_cache_rows(ctx, answers), out, ANSWERS_FORMAT)
     return out
 
 

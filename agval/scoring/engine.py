@@ -1,10 +1,11 @@
 """The scoring engine: dedup, cache, chunks, isolation, retries, pacing, progress.
 
 Study flows call :func:`score` (or, under Prefect, ``tasks.scoring.score_variants``,
-which runs the same three steps with one task per chunk)::
+which runs the same three steps with one task per chunk, through a bounded window)::
 
-    run = score(variants_df, ["DNASE", "RNA_SEQ"], backend=backend)
-    run.scores    # long table, one row per row_id x scorer x track x gene (SCORES_FORMAT)
+    run = score(variants_df, ["DNASE", "RNA_SEQ"], backend=backend,
+                selection=[TrackSelection(output_types=["DNASE"], ontology_curies=["CL:0000236"])])
+    run.scores    # long table, one row per row_id x scorer x selected track x gene (SCORES_FORMAT)
     run.failures  # variant_key, scorer, error_code, message, attempts
     run.summary   # calls, retries, throttled, failures, cache hits, variants/s ...
 
@@ -14,12 +15,15 @@ Steps:
    variants (the same variant in several rows or studies is scored once); looks each
    (variant, scorer) up in the content-addressed cache; splits what is missing into
    chunks of ``chunk_size`` variants;
-2. :func:`score_chunk`: one call per variant (all missing scorers in one request) in a
-   thread pool of ``concurrency``; transient errors retried with exponential backoff and
-   jitter; a poison variant is recorded as failed, the rest kept; every result is
-   journaled to the cache as it arrives (a killed run loses nothing);
-3. :func:`assemble`: reads the scores back (cache or memory) and joins them to every
-   input row through ``variant_key``.
+2. :func:`score_chunk`: claims its variants in the cache (a concurrent run scoring the
+   same variants waits and reads instead of paying twice), then one call per variant
+   (all missing scorers in one request) in a thread pool of ``concurrency``; transient
+   errors (and INTERNAL, bounded) retried with exponential backoff and jitter; a poison
+   variant is recorded as failed, the rest kept; every whole answer is journaled to the
+   cache as it arrives (a killed run loses nothing) and only the selected rows are kept;
+3. :func:`assemble`: adds the selected rows of entries cached earlier (one pass over the
+   cache files) and joins them to every input row through ``variant_key`` (and to each
+   row's own gene with ``Selection(row_gene=...)``).
 
 Sequence prediction (MPRA-style inputs): :func:`predict_sequences`, one
 ``predict_sequence`` call per distinct sequence with all requested outputs, cached by
@@ -43,15 +47,30 @@ import polars as pl
 
 from agval import schema
 from agval.coords import Variant, normalize_chrom
+from agval.errors import AgvalError, InputError, MissingColumnError, ScoringError, UnsupportedSequenceError
 from agval.sdk import SUPPORTED_SEQUENCE_LENGTHS as SUPPORTED_LENGTHS  # the SDK's, read in one place
-from agval.errors import InputError, MissingColumnError, UnsupportedSequenceError
 from agval.frames import checked_join
-from agval.scoring.backend import (SCORE_COLUMNS, TRACK_COLUMNS, RetryPolicy, ScoringBackend,
+from agval.scoring.backend import (SCORE_COLUMNS, TRACK_COLUMNS, TRANSIENT_CODES, RetryPolicy, ScoringBackend,
                                    TransientScoringError, VariantOutcome, conform_scores,
                                    normalize_organism, resolve_scorers, scorer_id)
+from agval.scoring.answers import Selection, VariantAnswers, as_selection, expand, filter_long, genes_by_row
 from agval.scoring.cache import CacheContext, ScoreCache
 
 REQUIRED_COLUMNS = ["row_id", "chrom", "pos", "ref", "alt"]
+MAX_SCORERS_PER_CALL = 20  # the SDK's limit per ScoreVariant request
+
+
+class QuotaBudgetError(ScoringError):
+    """The run would make more new calls than ``[backend] max_new_calls`` allows."""
+
+
+class DryRunComplete(AgvalError):
+    """Raised by a dry run once it knows what the run would cost (``info``); nothing was scored."""
+
+    def __init__(self, info: dict[str, Any]):
+        self.info = info
+        super().__init__(f"dry run: {info['new_calls']} new calls for {info['to_score']} variants "
+                         f"({info['cache_hit_variants']} of {info['unique_variants']} already cached)")
 DEFAULT_INTERVAL_WIDTH = 2 ** 20  # the model's full 1 Mb context (recommended for variant scoring)
 
 #: The long score table every study flow consumes.
@@ -87,6 +106,17 @@ class ScoreRun:
     interval_width: int
     organism: str
 
+    @property
+    def cost(self) -> dict[str, Any]:
+        """What this run spent: calls, calls per scored variant, variants/s, retries, throttles."""
+        s = self.summary
+        lim = s.get("limiter") or {}
+        return {"calls": s.get("calls"), "calls_per_variant": s.get("calls_per_variant"),
+                "variants_per_s": s.get("variants_per_s"), "retries": s.get("retries"),
+                "throttled": s.get("throttled"), "scored_variants": s.get("scored"),
+                "cache_hit_variants": s.get("cache_hit_variants"), "seconds": s.get("seconds"),
+                "limiter_cuts": lim.get("cuts"), "limiter_cooldowns": lim.get("cooldowns")}
+
     def failed_rows(self, variants: pl.DataFrame) -> pl.DataFrame:
         """Input rows whose variant failed for at least one scorer (row_id, variant_key, ...)."""
         keys = self.failures.select("variant_key").unique()
@@ -99,6 +129,7 @@ class ScoreRun:
         run.set_model(self.model)
         run.note("scoring", {"scorers": self.scorers, "interval_width": self.interval_width,
                              "organism": self.organism, "summary": self.summary})
+        run.note("scoring_cost", self.cost)
         run.write_table(name, self.scores, SCORES_FORMAT.name)
         run.write_table(f"{name}_failures", self.failures, FAILURES_FORMAT.name)
 
@@ -122,10 +153,17 @@ class ScoringPlan:
     cache_hit_variants: int
     input_rows: int
     fingerprint: dict[str, Any]
+    selection: Any = None  # answers.Selection | None
+    row_genes: pl.DataFrame | None = None  # row_id, _row_gene (selection.row_gene)
 
     @property
     def n_to_score(self) -> int:
         return sum(len(c.variants) for c in self.chunks)
+
+    @property
+    def n_new_calls(self) -> int:
+        """Calls the run would make at least (one per variant and 20 scorers), after the cache."""
+        return sum(len(c.variants) * -(-len(c.scorers) // MAX_SCORERS_PER_CALL) for c in self.chunks)
 
 
 @dataclass
@@ -138,7 +176,10 @@ class ChunkResult:
     scored: int = 0
     failed: int = 0
     seconds: float = 0.0
-    scores: pl.DataFrame | None = None  # only when running without a cache
+    scores: pl.DataFrame | None = None  # the selected long rows of the variants this chunk scored
+    covered: list[str] = field(default_factory=list)  # variant keys whose rows are in ``scores``
+    waited: int = 0  # variants another run was scoring (claimed), read from the cache after it finished
+    limiter: dict | None = None  # what this chunk's limiter copy did (aggregated across Dask workers)
 
     def stats(self) -> dict:
         return {"calls": self.calls, "retries": self.retries, "throttled": self.throttled,
@@ -218,8 +259,10 @@ def open_cache(cache, backend: ScoringBackend) -> ScoreCache | None:
 
 def plan_scoring(variants: pl.DataFrame, scorers, *, backend: ScoringBackend, cache: ScoreCache | None,
                  interval_width: int = DEFAULT_INTERVAL_WIDTH, organism: str = "human",
-                 chunk_size: int = 256, fingerprint=None) -> ScoringPlan:
+                 chunk_size: int = 256, fingerprint=None, selection=None) -> ScoringPlan:
     organism = normalize_organism(organism)
+    selection = as_selection(selection)
+    row_genes = genes_by_row(variants, selection.row_gene) if selection and selection.row_gene else None
     scorers = resolve_scorers(scorers)
     backend.validate(scorers, interval_width=interval_width, organism=organism)
     ids = [scorer_id(s) for s in scorers]
@@ -252,7 +295,28 @@ def plan_scoring(variants: pl.DataFrame, scorers, *, backend: ScoringBackend, ca
         for i in range(0, len(vs), max(1, chunk_size)):
             chunks.append(Chunk(len(chunks), vs[i:i + chunk_size], [scorers[j] for j in sc_idx]))
     hit_variants = sum(1 for k in uniq if not missing[k])
-    return ScoringPlan(vt, vmap, scorers, ids, ctx, chunks, hits, hit_variants, variants.height, fp)
+    return ScoringPlan(vt, vmap, scorers, ids, ctx, chunks, hits, hit_variants, variants.height, fp,
+                       selection, row_genes)
+
+
+def plan_info(plan: ScoringPlan) -> dict[str, Any]:
+    """What a run would cost after the cache (``--dry-run``)."""
+    return {"unique_variants": len(plan.variants), "scorers": len(plan.scorer_ids),
+            "cache_hit_variants": plan.cache_hit_variants, "to_score": plan.n_to_score,
+            "new_calls": plan.n_new_calls}
+
+
+def check_budget(plan: ScoringPlan, *, max_new_calls: int | None = None, dry_run: bool = False) -> None:
+    """Stop before spending: :class:`DryRunComplete` for a dry run, :class:`QuotaBudgetError`
+    when the plan needs more than ``max_new_calls`` new calls (retries not counted)."""
+    info = plan_info(plan)
+    if dry_run:
+        raise DryRunComplete(info)
+    if max_new_calls is not None and info["new_calls"] > max_new_calls:
+        raise QuotaBudgetError(
+            f"this run needs {info['new_calls']} new calls ({info['to_score']} variants x "
+            f"{info['scorers']} scorers not in the cache) but [backend] max_new_calls = {max_new_calls}; "
+            "raise it, score fewer variants, or run with --dry-run to see the cost first")
 
 
 # ----------------------------------------------------------------------------------
@@ -315,30 +379,52 @@ class _CostLimiter:
 
 def score_chunk(chunk: Chunk, *, backend: ScoringBackend, cache: ScoreCache | None, ctx: CacheContext,
                 concurrency: int = 16, policy: RetryPolicy | None = None, limiter=None,
-                progress: Progress | None = None, raise_if_all_transient: bool = False) -> ChunkResult:
-    """Score one chunk; every finished variant is journaled to the cache immediately."""
+                progress: Progress | None = None, raise_if_all_transient: bool = False,
+                selection=None) -> ChunkResult:
+    """Score one chunk; every finished variant is journaled to the cache immediately.
+
+    Answers are kept whole in the cache; the result carries only the long rows of
+    ``selection`` (every track when None) for the variants scored here. With a cache,
+    each variant is claimed first (:meth:`ScoreCache.claim`): a variant another run is
+    scoring at the same time is not scored twice but read from the cache once that run
+    has stored it.
+    """
     t0 = time.monotonic()
+    selection = as_selection(selection)
     ids = [scorer_id(s) for s in chunk.scorers]
     writer = cache.writer(ctx) if cache is not None else None
-    kept: list[pl.DataFrame] = []
+    kept: dict[str, Any] = {}
     lim = _CostLimiter(limiter, quota_cost(len(ids), ctx.interval_width)) if limiter is not None else None
+    lim_before = limiter.stats() if limiter is not None and hasattr(limiter, "stats") else None
+    claims = cache.claim(ctx, [v.key for v in chunk.variants], ids) if cache is not None else None
+    mine = [v for v in chunk.variants if claims is None or v.key in claims.held]
+    others = [v for v in chunk.variants if claims is not None and v.key not in claims.held]
+    if claims is not None and mine and len(mine) < len(chunk.variants):
+        # another run is at work here: what it finished since we planned is not scored again
+        have = cache.contains(ctx, [ctx.key(v.key, sid) for v in mine for sid in ids])
+        stored = {v.key for v in mine if all(ctx.key(v.key, sid) in have for sid in ids)}
+        if stored:
+            others += [v for v in mine if v.key in stored]
+            mine = [v for v in mine if v.key not in stored]
 
     def on_result(o: VariantOutcome) -> None:
         if o.ok:
             if writer is not None:
                 writer.add(o.variant.key, o.scores, ids)
-            else:
-                kept.append(conform_scores(o.scores) if o.scores is not None else None)
+            kept[o.variant.key] = o.scores
         if progress is not None:
             progress.update(1)
 
+    outcomes: list[VariantOutcome] = []
     try:
-        outcomes = backend.score_variants(chunk.variants, chunk.scorers, interval_width=ctx.interval_width,
+        outcomes = backend.score_variants(mine, chunk.scorers, interval_width=ctx.interval_width,
                                           organism=ctx.organism, concurrency=concurrency, policy=policy,
-                                          limiter=lim, on_result=on_result)
+                                          limiter=lim, on_result=on_result, **_compact_kw(backend)) if mine else []
     finally:
         if writer is not None:
             writer.flush()
+        if claims is not None:
+            claims.release()
     res = ChunkResult(chunk.index, [])
     for o in outcomes:
         res.calls += o.attempts
@@ -351,16 +437,72 @@ def score_chunk(chunk: Chunk, *, backend: ScoringBackend, cache: ScoreCache | No
             for sid in ids:
                 res.failures.append({"variant_key": o.variant.key, "scorer": sid, "error_code": o.error_code,
                                      "message": o.message, "attempts": o.attempts})
-    if writer is None:
-        frames = [f for f in kept if f is not None and f.height]
-        res.scores = pl.concat(frames) if frames else pl.DataFrame(schema=SCORE_COLUMNS)
+    res.scores = _selected_rows(outcomes, kept, selection)  # in chunk order
+    res.covered = [o.variant.key for o in outcomes if o.ok]
+    if others:  # scored meanwhile by another run: wait for it, then read what it stored
+        claims.wait_for(others)
+        have = cache.contains(ctx, [ctx.key(v.key, sid) for v in others for sid in ids])
+        done = [v for v in others if all(ctx.key(v.key, sid) in have for sid in ids)]
+        if done:
+            rows = cache.lookup(ctx, [ctx.key(v.key, sid) for v in done for sid in ids],
+                                columns=list(SCORE_COLUMNS), selection=selection)
+            res.scores = pl.concat([res.scores, rows], how="vertical")
+            res.covered += [v.key for v in done]
+            res.waited += len(done)
+            if progress is not None:
+                progress.update(len(done))
+        rest = [v for v in others if v not in done]
+        if rest:  # the other run failed on them (or died): score them here
+            sub = score_chunk(Chunk(chunk.index, rest, chunk.scorers), backend=backend, cache=cache, ctx=ctx,
+                              concurrency=concurrency, policy=policy, limiter=limiter, progress=progress,
+                              selection=selection)
+            for k in ("calls", "retries", "throttled", "scored", "failed", "waited"):
+                setattr(res, k, getattr(res, k) + getattr(sub, k))
+            res.failures += sub.failures
+            res.scores = pl.concat([res.scores, sub.scores], how="vertical")
+            res.covered += sub.covered
     res.seconds = time.monotonic() - t0
-    if raise_if_all_transient and outcomes and res.scored == 0 and all(
-            (o.error_code in (policy or RetryPolicy()).retry_codes) for o in outcomes):
+    if lim_before is not None:
+        after = limiter.stats()
+        res.limiter = {k: (after[k] - lim_before.get(k, 0) if k != "rate" else after[k]) for k in after
+                       if isinstance(after[k], (int, float)) or after[k] is None}
+    if raise_if_all_transient and outcomes and res.scored == 0 and not res.waited and all(
+            (o.error_code in TRANSIENT_CODES) for o in outcomes):
         raise TransientScoringError(
             f"chunk {chunk.index}: all {len(outcomes)} variants failed with transient errors "
             f"(e.g. {outcomes[0].error_code}: {outcomes[0].message})")
     return res
+
+
+def _compact_kw(backend) -> dict:
+    """``compact=True`` for backends whose ``score_variants`` takes it (overrides may not)."""
+    import inspect
+
+    try:
+        ok = "compact" in inspect.signature(backend.score_variants).parameters
+    except (TypeError, ValueError):
+        ok = False
+    return {"compact": True} if ok else {}
+
+
+def _selected_rows(outcomes, kept, selection) -> pl.DataFrame:
+    """Long rows of the selection for a chunk's kept results (answers expanded in bulk)."""
+    parts = []
+    answers, blocks = [], {}
+    for o in outcomes:
+        a = kept.get(o.variant.key)
+        if isinstance(a, VariantAnswers):
+            answers.append(a.rows)
+            blocks.update(a.blocks)
+        elif a is not None and a.height:
+            if answers:
+                parts.append(expand(pl.concat(answers), blocks.__getitem__, selection))
+                answers = []
+            parts.append(filter_long(conform_scores(a), selection))
+    if answers:
+        parts.append(expand(pl.concat(answers), blocks.__getitem__, selection))
+    parts = [p for p in parts if p.height]
+    return pl.concat(parts, how="vertical") if parts else pl.DataFrame(schema=SCORE_COLUMNS)
 
 
 # ----------------------------------------------------------------------------------
@@ -414,20 +556,33 @@ def _join_rows(vt: pl.DataFrame, holder: list[pl.DataFrame], scorer_ids: list[st
 
 def assemble(plan: ScoringPlan, results: Sequence[ChunkResult], *, cache: ScoreCache | None,
              backend: ScoringBackend, seconds: float, limiter=None) -> ScoreRun:
+    """Step 3: the selected rows of this run's chunks plus, from the cache (one pass over its
+    files, answers expanded file by file), those of entries scored earlier; joined to every
+    input row (and to each row's own gene when the selection asks for it)."""
     failures = [f for r in results for f in r.failures]
     fail_df = pl.DataFrame(failures, schema=FAILURE_COLUMNS) if failures else pl.DataFrame(schema=FAILURE_COLUMNS)
     uniq = list(plan.variants)
     cols = list(SCORE_COLUMNS)
+    frames = [r.scores for r in results if r.scores is not None and r.scores.height]
+    for r in results:  # the frames are moved, not copied: nothing else keeps the chunks' rows alive
+        r.scores = None
     if cache is not None:
-        keys = [ck for sid in plan.scorer_ids for ck in plan.ctx.keys(uniq, sid)]
-        rows = cache.lookup(plan.ctx, keys, columns=cols)
-    else:
-        frames = [r.scores for r in results if r.scores is not None and r.scores.height]
-        rows = pl.concat(frames) if frames else pl.DataFrame(schema=SCORE_COLUMNS)
+        by_index = {c.index: [scorer_id(x) for x in c.scorers] for c in plan.chunks}
+        fresh = {(vk, sid) for r in results for vk in r.covered for sid in by_index.get(r.index, [])}
+        keys = [plan.ctx.key(vk, sid) for sid in plan.scorer_ids for vk in uniq if (vk, sid) not in fresh]
+        if keys:
+            frames.insert(0, cache.lookup(plan.ctx, keys, columns=cols, selection=plan.selection))
+    rows = pl.concat(frames, how="vertical", rechunk=False) if frames else pl.DataFrame(schema=SCORE_COLUMNS)
+    del frames
+    if not rows.select(pl.col("scorer").is_in(plan.scorer_ids).all()).item():
         rows = rows.filter(pl.col("scorer").is_in(plan.scorer_ids))
     holder = [rows]
-    del rows  # _join_rows releases the lookup column by column as it reorders it
+    del rows  # _join_rows releases the rows column by column as it reorders them
     out = _join_rows(plan.variant_table, holder, plan.scorer_ids)
+    if plan.row_genes is not None:  # each row's own gene (variant-centric scorer rows are kept)
+        out = (out.join(plan.row_genes, on="row_id", how="left", maintain_order="left")
+               .filter((pl.col("gene_id").is_null() | (pl.col("gene_id") == pl.col("_row_gene"))).fill_null(False))
+               .drop("_row_gene"))
     scored = sum(r.scored for r in results)
     summary = {
         "input_rows": plan.input_rows,
@@ -443,19 +598,41 @@ def assemble(plan: ScoringPlan, results: Sequence[ChunkResult], *, cache: ScoreC
         "retries": sum(r.retries for r in results),
         "throttled": sum(r.throttled for r in results),
         "chunks": len(results),
+        "waited_for_other_runs": sum(r.waited for r in results),
         "score_rows": out.height,
+        "rows_per_variant": round(out.height / max(1, plan.input_rows), 3),
         "seconds": round(seconds, 3),
         "variants_per_s": round(len(uniq) / seconds, 1) if seconds > 0 else None,
         "scored_per_s": round(scored / seconds, 1) if seconds > 0 and scored else None,
     }
+    summary["calls_per_variant"] = round(summary["calls"] / scored, 3) if scored else None
+    if plan.selection is not None:
+        summary["selection"] = plan.selection.to_dict()
     if limiter is not None:
-        summary["limiter"] = limiter.stats()
+        summary["limiter"] = limiter_summary(limiter, results)
     from agval.scoring.fingerprint import summarize
 
     model = {"model_version": backend.model_version_name, "fingerprint": summarize(plan.fingerprint),
              "fingerprint_digest": plan.fingerprint.get("digest")}
     return ScoreRun(out, fail_df, summary, backend.describe(), model, plan.scorer_ids,
                     plan.ctx.interval_width, plan.ctx.organism)
+
+
+def limiter_summary(limiter, results: Sequence[ChunkResult]) -> dict:
+    """The limiter's statistics: its own when the chunks shared it (threads), else the sum
+    of what each chunk's copy did (Dask worker processes get copies; the flow's is idle)."""
+    own = limiter.stats()
+    parts = [r.limiter for r in results if r.limiter]
+    if own.get("calls") or not parts:
+        return {**own, "source": "shared"}
+    agg: dict[str, Any] = {"source": f"{len(parts)} chunk copies"}
+    for k in own:
+        if k == "rate":
+            rates = [p.get("rate") for p in parts if p.get("rate") is not None]
+            agg["rate"] = min(rates) if rates else None
+        else:
+            agg[k] = round(sum(p.get(k) or 0 for p in parts), 3)
+    return agg
 
 
 # ----------------------------------------------------------------------------------
@@ -465,7 +642,8 @@ def assemble(plan: ScoringPlan, results: Sequence[ChunkResult], *, cache: ScoreC
 def score(variants: pl.DataFrame, scorers, *, backend: ScoringBackend, cache="default",
           interval_width: int = DEFAULT_INTERVAL_WIDTH, organism: str = "human", chunk_size: int = 256,
           concurrency: int = 16, policy: RetryPolicy | None = None, limiter="auto",
-          progress: bool | None | Callable[[int, int], None] = None, fingerprint=None) -> ScoreRun:
+          progress: bool | None | Callable[[int, int], None] = None, fingerprint=None,
+          selection=None, max_new_calls: int | None = None, dry_run: bool = False) -> ScoreRun:
     """Score ``variants`` (``row_id, chrom, pos, ref, alt``) with ``scorers``.
 
     ``scorers``: SDK scorer objects, ``RECOMMENDED_VARIANT_SCORERS`` keys (``"DNASE"``) or
@@ -475,6 +653,14 @@ def score(variants: pl.DataFrame, scorers, *, backend: ScoringBackend, cache="de
     when omitted). ``limiter``: ``"auto"`` (an :class:`AdaptiveLimiter` that does nothing
     until the service answers RESOURCE_EXHAUSTED, then paces just under the quota), a
     limiter object (share one across calls to keep what it learnt) or ``None``.
+
+    ``selection``: what the study reads, declared before any row exists - a
+    :class:`~agval.scoring.tracks.TrackSelection`, a list of them (their union) or an
+    :class:`~agval.scoring.answers.Selection` (adds ``row_gene``: a column of ``variants``
+    naming each row's own gene). Only those rows are built; the cache keeps whole answers,
+    so a new selection over scored variants makes no call. ``max_new_calls``: raise
+    :class:`QuotaBudgetError` before any call if the run needs more; ``dry_run``: raise
+    :class:`DryRunComplete` with the cost (:func:`plan_info`) instead of scoring.
     """
     t0 = time.monotonic()
     if limiter == "auto":
@@ -483,13 +669,14 @@ def score(variants: pl.DataFrame, scorers, *, backend: ScoringBackend, cache="de
         limiter = AdaptiveLimiter()
     store = open_cache(cache, backend)
     plan = plan_scoring(variants, scorers, backend=backend, cache=store, interval_width=interval_width,
-                        organism=organism, chunk_size=chunk_size, fingerprint=fingerprint)
+                        organism=organism, chunk_size=chunk_size, fingerprint=fingerprint, selection=selection)
+    check_budget(plan, max_new_calls=max_new_calls, dry_run=dry_run)
     prog = Progress(plan.n_to_score, progress)
     results = []
     try:
         for ch in plan.chunks:
-            results.append(score_chunk(ch, backend=backend, cache=store, ctx=plan.ctx,
-                                       concurrency=concurrency, policy=policy, limiter=limiter, progress=prog))
+            results.append(score_chunk(ch, backend=backend, cache=store, ctx=plan.ctx, concurrency=concurrency,
+                                       policy=policy, limiter=limiter, progress=prog, selection=plan.selection))
     finally:
         prog.close()
     return assemble(plan, results, cache=store, backend=backend, seconds=time.monotonic() - t0,
