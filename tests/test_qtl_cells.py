@@ -102,7 +102,8 @@ def test_primary_cell_is_read_from_the_study(caqtl):
 def hqtl():
     hq = null_hqtl(np.random.default_rng(9), n_snps=120, effect=0.5)
     ids = [f"hQTL:{s[2:]}:{m}" for s, m in zip(hq.snp, hq.mark)]
-    rows = pl.DataFrame({"row_id": ids, "rsid": list(hq.snp), "variant_key": [f"chr2:{int(s[2:]) * 1_000_000}:C>T" for s in hq.snp],
+    rows = pl.DataFrame({"row_id": ids, "rsid": list(hq.snp),
+                         "variant_key": [f"chr2:{int(s[2:]) * 1_000_000}:C>T" for s in hq.snp],  # 1 Mb apart
                          "cluster_id": [f"chr2:{s[2:]}" for s in hq.snp], "orientation_verified": [True] * hq.n_rows,
                          "beta": hq.beta, "beta_alt": hq.beta, "beta_seed": -hq.beta, "mark": list(hq.mark),
                          "source_row": [int(s[2:]) for s in hq.snp]})

@@ -104,8 +104,8 @@ class QTLStudy(BaseModel):
                         "components of {peak, SNP}; the SNP for hQTL)")
     n_perm: int = Field(1000, ge=0, description="cluster permutations of every headline P value (0: none)")
     unit_window: int = Field(DEFAULT_UNIT_WINDOW, ge=0, description="LD window (bp) of the resampling unit: "
-                             "variants within this distance on one chromosome (single linkage) are one unit, with the SNPs and "
-                             "peaks they share; 0: ids only (docs/metrics-qtl.md)")
+                             "variants within this distance on one chromosome (single linkage) are one "
+                             "unit, with the SNPs and peaks they share; 0: ids only (docs/metrics-qtl.md)")
     primary_cell: str | None = Field(
         None, description="the pre-specified primary cell of the corrected analysis, reported apart and "
         "unadjusted (others are Benjamini-Hochberg adjusted): an output type (caqtl default ATAC; DNASE is "
