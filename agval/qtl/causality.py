@@ -29,7 +29,9 @@ baseline column), on the rows the model scored:
 
 * **causality**: auPRC = average precision of ``|score|`` for ``label`` (exactly
   ``sklearn.metrics.average_precision_score``: precision at each distinct threshold,
-  weighted by the recall step), beside the **random baseline** = the positive rate;
+  weighted by the recall step), beside the **random baseline** = the mean AP of the scores
+  permuted among the rows (:func:`ap_null`; above the positive rate at finite n) and a
+  within-locus permutation P (``auprc_perm_p``);
 * **direction**: Pearson r of the signed score with ``effect`` over the positives;
 * **standard errors and percentile intervals** from a **locus-level** cluster bootstrap
   (:func:`agval.stats.resampling.bootstrap_ci`): loci are single-linkage clusters of
@@ -59,7 +61,7 @@ from agval.stats.resampling import (Statistic, bootstrap_ci, paired_bootstrap_di
                                    within_group_permutation_indices)
 
 __all__ = ["CausalitySettings", "load_causality_table", "apply_significance_gap", "locus_ids", "check_reference",
-           "split_masks", "average_precision", "AVERAGE_PRECISION", "benchmark", "results_table",
+           "split_masks", "average_precision", "AVERAGE_PRECISION", "ap_null", "benchmark", "results_table",
            "differences_table", "REQUIRED_COLUMNS", "BASELINE_PREFIX", "rank_mean_ensemble", "ENSEMBLE"]
 
 REQUIRED_COLUMNS = ("chrom", "pos", "ref", "alt", "label", "effect")
