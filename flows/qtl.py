@@ -169,7 +169,7 @@ def qtl_validation(study: QTLStudy, backend: BackendConfig = BackendConfig(),
 
 def _causality_benchmark(study: QTLStudy, backend: BackendConfig, log) -> dict[str, Any]:
     """``benchmark = "causality"`` (agval.qtl.causality): causal QTL variants vs matched
-    controls (auPRC of |score| beside the positive rate) and direction (Pearson over the
+    controls (auPRC of |score| beside the AP of a random ranking) and direction (Pearson over the
     positives), per split and model, locus-level bootstrap SEs, paired differences."""
     from agval.qtl import causality as cz
 

@@ -42,6 +42,8 @@ class NullCaQTL:
     atac: np.ndarray     # (n_rows,) float, one value per SNP repeated on its rows
     dnase: np.ndarray    # (n_rows,) float
     beta: np.ndarray     # (n_rows,) float > 0
+    chrom: np.ndarray    # (n_rows,) str, "chr1"
+    pos: np.ndarray      # (n_rows,) int: SNPs of a block within 40 kb, blocks 1 Mb apart
 
     @property
     def n_rows(self) -> int:
@@ -76,16 +78,23 @@ class NullMPRA:
         return int(self.locus.size)
 
 
-def null_caqtl(rng: np.random.Generator, *, n_blocks: int = 60, effect: float = 0.0) -> NullCaQTL:
-    """A caQTL study of ``n_blocks`` LD blocks (about 3.5 rows per block)."""
+def null_caqtl(rng: np.random.Generator, *, n_blocks: int = 60, effect: float = 0.0,
+               split_blocks: bool = False) -> NullCaQTL:
+    """A caQTL study of ``n_blocks`` LD blocks (about 3.5 rows per block).
+
+    ``split_blocks``: each block has ``1 + Binomial(4, 0.7)`` peaks and every SNP is a QTL
+    for exactly one of them, so no SNP joins a block's peaks: only the SNPs' positions
+    (within 40 kb in a block, blocks 1 Mb apart) tell that they share LD. Units built from
+    {SNP, peak} alone then split blocks and the cluster permutation is anti-conservative
+    (review finding 1); the default world splits ~11% of blocks."""
     m = np.minimum(1 + rng.poisson(1.5, n_blocks), 5)                 # SNPs per block
-    k = 1 + rng.binomial(2, 0.4, n_blocks)                            # peaks per block
+    k = 1 + (rng.binomial(4, 0.7, n_blocks) if split_blocks else rng.binomial(2, 0.4, n_blocks))  # peaks/block
     n_snp = int(m.sum())
     snp_block = np.repeat(np.arange(n_blocks), m)
     snp_in_block = np.arange(n_snp) - np.repeat(np.cumsum(m) - m, m)
     k_snp = k[snp_block]
     first_peak = snp_in_block % k_snp
-    second = (k_snp > 1) & (rng.random(n_snp) < 0.5)                  # QTL for a second peak
+    second = (k_snp > 1) & (rng.random(n_snp) < (0.0 if split_blocks else 0.5))  # QTL for a second peak
     row_snp = np.concatenate([np.arange(n_snp), np.flatnonzero(second)])
     row_peak_local = np.concatenate([first_peak, (first_peak[second] + 1) % k_snp[second]])
     order = np.argsort(row_snp, kind="stable")
@@ -109,8 +118,10 @@ def null_caqtl(rng: np.random.Generator, *, n_blocks: int = 60, effect: float = 
     dnase_snp = 0.8 * atac_snp + 0.1 * snp_scale * rng.normal(0.0, 1.0, n_snp)
     snp_ids = np.char.add("rs", (1000 + np.arange(n_snp)).astype(str))
     peak_ids = np.char.add(np.char.add("peak", row_block.astype(str)), np.char.add("_", row_peak_local.astype(str)))
+    snp_pos = 1_000_000 * (1 + snp_block) + rng.integers(0, 40_000, n_snp)
     return NullCaQTL(snp=snp_ids[row_snp].astype(object), peak=peak_ids.astype(object),
-                     atac=atac_snp[row_snp], dnase=dnase_snp[row_snp], beta=beta)
+                     atac=atac_snp[row_snp], dnase=dnase_snp[row_snp], beta=beta,
+                     chrom=np.full(row_snp.size, "chr1", dtype=object), pos=snp_pos[row_snp])
 
 
 def null_hqtl(rng: np.random.Generator, *, n_snps: int = 300, effect: float = 0.0) -> NullHQTL:

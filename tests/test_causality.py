@@ -63,7 +63,8 @@ def test_benchmark_auprc_is_sklearns_on_the_same_rows(demo):
             st = res["splits"][split]["models"][m]
             want = average_precision_score(f["label"].to_numpy(), np.abs(f[m].to_numpy()))
             assert abs(st["auprc"] - want) < 1e-12
-            assert st["random_auprc"] == pytest.approx(f["label"].mean(), abs=1e-15)
+            assert st["positive_rate"] == pytest.approx(f["label"].mean(), abs=1e-15)
+            assert st["random_auprc"] > st["positive_rate"] and 0 < st["auprc_perm_p"] <= 1
             pos = f.filter(pl.col("label") == 1)
             r = np.corrcoef(pos[m].to_numpy(), pos["effect"].to_numpy())[0, 1]
             assert abs(st["direction_r"] - r) < 1e-12
@@ -73,7 +74,9 @@ def test_benchmark_auprc_is_sklearns_on_the_same_rows(demo):
     assert set(odd["chrom"]) <= {"chr1", "chr3", "chr5", "chr7", "chr9", "chr11"}
     # the report and metrics carry the leaderboard and the random baseline
     t = out["tables"]["Causality and direction per split and model"]
-    assert t.height == 12 and (t["random_auprc"] < t["auprc"]).all()
+    assert t.height == 12 and (t["positive_rate"] < t["random_auprc"]).all()
+    truth = t.filter(pl.col("model") == "score_truth")
+    assert (truth["random_auprc"] < truth["auprc"]).all() and (truth["auprc_perm_p"] < 0.01).all()
     assert res["models"] == ["score_truth", "score_noisy", "ensemble"]
     # the rank-mean ensemble row is the documented formula, scored like any model
     ens = cz.rank_mean_ensemble([frame["score_truth"].to_numpy(), frame["score_noisy"].to_numpy()])
@@ -81,6 +84,32 @@ def test_benchmark_auprc_is_sklearns_on_the_same_rows(demo):
     assert abs(res["splits"]["all"]["models"]["ensemble"]["auprc"] - want) < 1e-12
     assert res["splits"]["all"]["differences"]["ensemble"]["reference"] == "score_truth"
     assert out["metrics"]["headline"]["model"] == "score_truth"
+
+
+def test_random_baseline_is_expected_ap_of_permuted_scores_and_perm_p_is_calibrated():
+    """Review finding 3: at finite n the AP of a random ranking is above the positive rate
+    (0.1 here); the baseline is the mean AP of permuted scores (sklearn oracle), and the
+    within-locus permutation P holds its level under the null and detects a planted signal."""
+    K, m = 20, 10
+    loc = np.repeat(np.arange(K), m).astype(str)
+    lab = np.zeros(K * m)
+    lab[::m] = 1
+    rng = np.random.default_rng(0)
+    s = np.round(np.abs(rng.normal(size=K * m)), 1)  # ties
+    idx = np.argsort(rng.random((5, K * m)), axis=1)
+    np.testing.assert_allclose(cz._permuted_ap(s, lab, idx),
+                               [average_precision_score(lab[i], s) for i in idx], atol=1e-12)
+    oracle = np.mean([average_precision_score(rng.permutation(lab), s) for _ in range(2000)])
+    got = cz.ap_null(s, lab, loc, n_perm=2000, seed=1)
+    assert got["random_auprc"] == pytest.approx(oracle, abs=0.004) and got["random_auprc"] > 0.11
+    rej = []
+    for i in range(150):
+        r = np.random.default_rng(100 + i)
+        x = np.abs(r.normal(size=K * m) + 0.8 * r.normal(size=K)[np.repeat(np.arange(K), m)])
+        rej.append(cz.ap_null(x, lab, loc, n_perm=99, seed=i)["auprc_perm_p"] <= 0.05)
+    assert 0.01 <= np.mean(rej) <= 0.09, np.mean(rej)
+    planted = np.abs(np.random.default_rng(5).normal(size=K * m) + 1.5 * lab)
+    assert cz.ap_null(planted, lab, loc, n_perm=199, seed=0)["auprc_perm_p"] < 0.01
 
 
 def test_significance_gap_is_applied_and_configurable(demo):

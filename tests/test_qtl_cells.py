@@ -48,7 +48,7 @@ def _long(row_id, track, output_type, mark, score) -> pl.DataFrame:
 def caqtl():
     ca = null_caqtl(np.random.default_rng(4), n_blocks=50, effect=0.3)
     ids = [f"caQTL:{i + 1}" for i in range(ca.n_rows)]
-    rows = pl.DataFrame({"row_id": ids, "rsid": list(ca.snp), "variant_key": [f"chr1:{s[2:]}:A>G" for s in ca.snp],
+    rows = pl.DataFrame({"row_id": ids, "rsid": list(ca.snp), "variant_key": [f"chr1:{p}:A>G" for p in ca.pos],
                          "cluster_id": list(ca.peak), "orientation_verified": [False] * ca.n_rows,
                          "beta": ca.beta, "beta_alt": ca.beta, "beta_seed": ca.beta})
     long = pl.concat([_long(ids, "ATAC CD4", "ATAC", None, ca.atac), _long(ids, "DNase CD4", "DNASE", None, ca.dnase)])
@@ -68,7 +68,8 @@ def test_caqtl_cells_atac_primary_dnase_secondary_pool_sensitivity(caqtl):
         assert c["headline_statistic"] == "magnitude_spearman_rho"
         assert abs(c["estimate"] - stats.spearmanr(np.abs(x), ca.beta).statistic) < 1e-9
         assert abs(c["pearson_r"] - stats.pearsonr(x, ca.beta).statistic) < 1e-9
-        assert c["permutation_unit"] == "cluster" and c["n_clusters"] == len(set(qtl_clusters(ca.snp, ca.peak)))
+        assert c["permutation_unit"] == "cluster" and c["n_clusters"] == len(set(
+            qtl_clusters(ca.snp, ca.peak, chrom=ca.chrom, pos=ca.pos, window=study.unit_window)))
     # BH over the cells of the analysis
     q = stats.false_discovery_control([c["estimate_perm_p"] for c in cells.values()])
     np.testing.assert_allclose([c["q_bh"] for c in cells.values()], q, atol=TOL)
@@ -101,7 +102,8 @@ def test_primary_cell_is_read_from_the_study(caqtl):
 def hqtl():
     hq = null_hqtl(np.random.default_rng(9), n_snps=120, effect=0.5)
     ids = [f"hQTL:{s[2:]}:{m}" for s, m in zip(hq.snp, hq.mark)]
-    rows = pl.DataFrame({"row_id": ids, "rsid": list(hq.snp), "variant_key": [f"chr2:{s[2:]}:C>T" for s in hq.snp],
+    rows = pl.DataFrame({"row_id": ids, "rsid": list(hq.snp),
+                         "variant_key": [f"chr2:{int(s[2:]) * 1_000_000}:C>T" for s in hq.snp],  # 1 Mb apart
                          "cluster_id": [f"chr2:{s[2:]}" for s in hq.snp], "orientation_verified": [True] * hq.n_rows,
                          "beta": hq.beta, "beta_alt": hq.beta, "beta_seed": -hq.beta, "mark": list(hq.mark),
                          "source_row": [int(s[2:]) for s in hq.snp]})

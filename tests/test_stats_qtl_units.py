@@ -91,6 +91,40 @@ def test_qtl_clusters_are_connected_components_of_peaks_and_snps():
     assert ours["u"].n_unique() < len(set(ca.peak)), "shared SNPs join peaks"
 
 
+def test_qtl_clusters_join_variants_in_ld_window():
+    # rs1/rs2 are QTLs for different peaks 30 kb apart (one LD block): one unit with the window
+    snp = ["chr1:100000:A>G", "chr1:130000:C>T", "chr1:900000:A>G", "chr2:120000:A>G", "rs9"]
+    peak = ["pA", "pB", "pC", "pD", "pE"]
+    assert len(set(qtl_clusters(snp, peak))) == 5
+    u = qtl_clusters(snp, peak, chrom="from_snp", window=250_000)
+    assert u[0] == u[1] and len({u[0], u[2], u[3], u[4]}) == 4  # other chromosome / no position: apart
+    # single linkage: a chain of gaps <= window is one unit; explicit chrom/pos arrays
+    v = qtl_clusters(["a", "b", "c", "d"], ["p1", "p2", "p3", "p4"], chrom=["1", "1", "1", "1"],
+                     pos=[0, 200, 400, 1000], window=250)
+    assert v[0] == v[1] == v[2] != v[3]
+
+
+def test_ld_window_units_recover_split_blocks_and_restore_calibration():
+    """Review finding 1: blocks of 1-5 peaks with no SNP shared between peaks. {SNP, peak}
+    components split the blocks and the cluster permutation rejects ~3x alpha; with the LD
+    window the units are the true blocks and the test holds its level (fixed seeds)."""
+    rej_ids, rej_ld = [], []
+    for s in range(200):
+        ca = null_caqtl(np.random.default_rng(s), split_blocks=True)
+        ld = qtl_clusters(ca.snp, ca.peak, chrom=ca.chrom, pos=ca.pos, window=250_000)
+        blocks = np.array([p.split("_")[0] for p in ca.peak])
+        if s < 5:  # the window recovers the planted LD blocks exactly
+            pairs = pl.DataFrame({"u": ld.astype(str), "b": blocks})
+            assert pairs.unique().height == pairs["u"].n_unique() == pairs["b"].n_unique()
+        ids = qtl_clusters(ca.snp, ca.peak)
+        for units, out in ((ids, rej_ids), (ld, rej_ld)):
+            p = cluster_p_values(ca.atac, ca.beta, clusters=units, n_perm=99, seed=s,
+                                 statistics=("magnitude",))["magnitude_perm_p"]
+            out.append(p <= 0.05)
+    assert np.mean(rej_ids) > 0.10, np.mean(rej_ids)
+    assert 0.015 <= np.mean(rej_ld) <= 0.09, np.mean(rej_ld)
+
+
 def test_unit_means_one_row_per_snp():
     x, y, u = unit_means([1.0, 3.0, 5.0, np.nan], [0.5, 0.5, -1.0, 2.0], ["a", "a", "b", "c"])
     assert list(u) == ["a", "b"] and list(x) == [2.0, 5.0] and list(y) == [0.5, -1.0]
@@ -178,5 +212,34 @@ def test_calibration_module_interface():
     assert {"caqtl_atac_magnitude_cluster_perm", "hqtl_H3K27ac_spearman_cluster_perm",
             "hqtl_per_snp_spearman_cluster_perm", "hqtl_pooled_spearman_cluster_perm",
             "mpra_pearson_cluster_perm"} <= set(res["type1"])
-    assert all(k.endswith("_row") for k in res["original"]) and set(res["power"]) <= set(res["type1"])
+    assert all(k.endswith("_row") for k in res["original"] if k != "caqtl_atac_magnitude_cluster_perm_ids_only")
+    assert "caqtl_atac_magnitude_cluster_perm_ids_only" in res["original"]  # units without the LD window
+    assert set(res["power"]) <= set(res["type1"])
     assert mod.calibrate(3, 1, n_power_studies=1)["type1"] == res["type1"], "seeded"
+
+
+def test_sign_binomial_tests_independence_not_one_half_when_signs_unbalanced():
+    """Review finding 5: scores biased positive and 70% positive betas, independent. The
+    binomial test against 0.5 rejects most studies; against p_x p_y + (1-p_x)(1-p_y) it
+    holds its level, and it still detects a real sign association."""
+    rej_half, rej_ind = [], []
+    for s in range(150):
+        rng = np.random.default_rng(s)
+        beta = np.abs(rng.standard_t(5, 300)) * np.where(rng.random(300) < 0.7, 1.0, -1.0)
+        score = 0.5 + rng.normal(size=300)
+        st = qtl_statistics(score, beta, orientation_verified=np.ones(300, bool), n_boot=0, n_perm=0, seed=s)
+        rej_half.append(st["sign_p_two_sided"] <= 0.05)
+        rej_ind.append(st["sign_p_independence"] <= 0.05)
+        if s == 0:  # oracle: the chance agreement and scipy's exact binomial test
+            px, py = (score > 0).mean(), (beta > 0).mean()
+            chance = px * py + (1 - px) * (1 - py)
+            assert st["sign_chance"] == pytest.approx(chance, abs=1e-12)
+            k = int((np.sign(score) == np.sign(beta)).sum())
+            assert st["sign_p_independence"] == pytest.approx(stats.binomtest(k, 300, chance).pvalue, rel=1e-12)
+    assert np.mean(rej_half) > 0.4, np.mean(rej_half)
+    assert np.mean(rej_ind) <= 0.09, np.mean(rej_ind)
+    rng = np.random.default_rng(99)
+    beta = rng.normal(0.3, 1.0, 300)
+    st = qtl_statistics(beta + 0.5 + rng.normal(size=300), beta, orientation_verified=np.ones(300, bool),
+                        n_boot=0, n_perm=0, seed=1)
+    assert st["sign_p_independence"] < 1e-3 and math.isfinite(st["sign_chance"])

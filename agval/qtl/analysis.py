@@ -11,7 +11,8 @@
   cluster_id, unit, orientation_verified, x`` (pooled score), ``y`` (beta of the analysis),
   ``x_quantile``; joined on ``row_id`` with asserted cardinality (P9, P19). ``unit`` is the
   resampling unit (:func:`agval.stats.qtl.qtl_clusters` of {variant, cluster_id}: caQTL
-  peaks joined by shared SNPs, hQTL the SNP).
+  peaks joined by shared SNPs, hQTL the SNP; plus variants within ``study.unit_window``
+  bp on one chromosome, a stand-in for LD).
 * :func:`analysis_cells` - the cells of an analysis: caQTL/generic corrected per output
   type (ATAC primary, DNase secondary) with the pool as a sensitivity row; hQTL corrected
   per mark, per SNP (one row per SNP, its marks' scores averaged: one beta is one unit),
@@ -44,7 +45,7 @@ from agval.qtl.study import QTLStudy
 from agval.scoring import match_genes
 from agval.stats import bootstrap_ci, spearman
 from agval.stats.pvalues import bh_adjust
-from agval.stats.qtl import per_track_table, qtl_clusters, qtl_statistics, unit_means
+from agval.stats.qtl import DEFAULT_UNIT_WINDOW, per_track_table, qtl_clusters, qtl_statistics, unit_means
 from agval.stats.resampling import weighted_spearman
 
 __all__ = ["Selected", "select_tracks", "select_precomputed", "analysis_frame", "analysis_statistics",
@@ -159,18 +160,25 @@ def analysis_frame(rows: pl.DataFrame, pooled: pl.DataFrame, analysis: Analysis,
                         stage="analyse", reason="no_selected_track", source_file=source_file)
     out = j.filter(pl.col("x").is_not_null() & pl.col("x").is_finite())
     out = out.with_columns(pl.col(analysis.beta_col).cast(pl.Float64).alias("y"))
-    return out.with_columns(pl.Series("unit", _units(out), dtype=pl.Utf8))
+    return out.with_columns(pl.Series("unit", _units(out, window=analysis.unit_window), dtype=pl.Utf8))
 
 
-def _units(f: pl.DataFrame) -> np.ndarray:
-    """The resampling unit of each row: connected components of {variant, cluster_id}."""
+def _units(f: pl.DataFrame, *, window: int = DEFAULT_UNIT_WINDOW) -> np.ndarray:
+    """The resampling unit of each row: connected components of {variant, cluster_id},
+    joined further by LD: variants within ``window`` bp on one chromosome (positions parsed
+    from ``variant_key`` ``chrom:pos:ref>alt``; rows keyed by rsID alone join by ids only)."""
     if f.height == 0:
         return np.array([], dtype=object)
+    snp = _snp_key(f)
+    peak = f["cluster_id"].cast(pl.Utf8) if "cluster_id" in f.columns else None
+    return qtl_clusters(snp, peak, chrom="from_snp", window=window)
+
+
+def _snp_key(f: pl.DataFrame) -> pl.Series:
+    """The variant of each row: ``variant_key``, else ``rsid``, else the row itself."""
     snp = next((f[c] for c in ("variant_key", "rsid") if c in f.columns and f[c].null_count() < f.height),
                f["row_id"])
-    snp = snp.cast(pl.Utf8).fill_null(f["row_id"])
-    peak = f["cluster_id"].cast(pl.Utf8) if "cluster_id" in f.columns else None
-    return qtl_clusters(snp, peak)
+    return snp.cast(pl.Utf8).fill_null(f["row_id"].cast(pl.Utf8))
 
 
 def _arr(s: pl.Series) -> np.ndarray:
@@ -204,12 +212,15 @@ def analysis_cells(sel: Selected, study: QTLStudy) -> list[tuple[str, str, pl.Da
         for m in marks:
             cells.append((m, "primary" if m.lower() == primary.lower() else "secondary",
                           f.filter(pl.col("mark") == m).select(cols)))
-        x, y, u = unit_means(f["x"], f["y"], f["unit"])
-        ver = f.group_by("unit", maintain_order=True).agg(pl.col("orientation_verified").fill_null(False).all())
-        per_snp = checked_join(pl.DataFrame({"unit": u.astype(str), "x": x, "y": y}), ver, "unit", how="left",
+        # one row per SNP (its marks' scores averaged); the unit stays the SNP's LD unit
+        fs = f.with_columns(_snp_key(f).alias("_snp"))
+        x, y, s = unit_means(fs["x"], fs["y"], fs["_snp"])
+        ver = fs.group_by("_snp", maintain_order=True).agg(
+            pl.col("orientation_verified").fill_null(False).all(), pl.col("unit").first())
+        per_snp = checked_join(pl.DataFrame({"_snp": s.astype(str), "x": x, "y": y}), ver, "_snp", how="left",
                                validate="1:1", what="per-SNP means x verified")
         cells.append(("per_snp", "primary" if primary == "per_snp" else "secondary",
-                      per_snp.with_columns(pl.col("unit").alias("row_id")).select(cols)))
+                      per_snp.with_columns(pl.col("_snp").alias("row_id")).select(cols)))
         cells.append(("pooled", "primary" if primary == "pooled" else "sensitivity", f.select(cols)))
         return cells
     types = sorted(sel.long["output_type"].drop_nulls().unique().to_list()) if sel.long.height else []
@@ -321,7 +332,8 @@ _HEADLINE_KEYS = ("n", "n_clusters", "spearman_rho", "spearman_p", "spearman_log
                   "pearson_perm_p", "pearson_ci_low", "pearson_ci_high", "magnitude_spearman_rho",
                   "magnitude_spearman_p", "magnitude_spearman_log10_p", "magnitude_perm_p",
                   "magnitude_spearman_ci_low", "magnitude_spearman_ci_high", "sign_n", "sign_fraction",
-                  "sign_ci_low", "sign_ci_high", "sign_p_two_sided", "sign_perm_p", "permutation_unit",
+                  "sign_ci_low", "sign_ci_high", "sign_p_two_sided", "sign_chance", "sign_p_independence",
+                  "sign_perm_p", "permutation_unit",
                   "n_perm", "bootstrap_unit")
 
 

@@ -26,11 +26,12 @@ ordered scorer list (P29: duplicates raise in the SDK, ``set()`` order is random
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from agval.qtl.study import QTLStudy
 from agval.scoring import TrackSelection
+from agval.stats.qtl import DEFAULT_UNIT_WINDOW
 
 __all__ = ["Analysis", "plan_analyses", "scorers_for", "ORIGINAL_OUTPUTS", "CORRECTED_OUTPUTS"]
 
@@ -66,12 +67,14 @@ class Analysis:
     column: str | None = None                   # precomputed path: the prediction column
     one_row_per: str | None = None              # keep the first row per value of this column (hQTL
                                                 # original: one row per SNP, as the seed scored it)
+    unit_window: int = DEFAULT_UNIT_WINDOW      # LD window (bp) of the resampling unit (study.unit_window)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "mode": self.mode, "biosample": self.biosample, "outputs": list(self.outputs),
                 "selection": self.selection.to_dict(), "score": self.score_col, "beta": self.beta_col,
                 "match": self.match, "pool": "mean", "sensitivity": self.sensitivity,
-                "description": self.description, "column": self.column, "one_row_per": self.one_row_per}
+                "description": self.description, "column": self.column, "one_row_per": self.one_row_per,
+                "unit_window": self.unit_window}
 
 
 def _sel(name: str, outputs: tuple[str, ...], study: QTLStudy, curie: str | None,
@@ -95,7 +98,8 @@ def plan_analyses(study: QTLStudy, *, marks: list[str] | None = None,
     (:func:`agval.qtl.precomputed.resolve_prediction_columns`).
     """
     if study.predictions:
-        return _precomputed_analyses(prediction_columns or study.prediction_columns or {})
+        return [replace(a, unit_window=study.unit_window)
+                for a in _precomputed_analyses(prediction_columns or study.prediction_columns or {})]
     kind = study.kind
     out: list[Analysis] = []
     corrected_outputs = tuple(o.upper() for o in study.output_types) if study.output_types \
@@ -122,7 +126,7 @@ def plan_analyses(study: QTLStudy, *, marks: list[str] | None = None,
                              + {"mark": ", the track of the row's histone mark",
                                 "gene": ", the row's own gene"}.get(match or "", ", per track and pooled (mean)")
                              + f"; beta oriented by the declared convention ({study.effect_allele})")))
-    return out
+    return [replace(a, unit_window=study.unit_window) for a in out]
 
 
 def _precomputed_analyses(cols: dict[str, str]) -> list[Analysis]:

@@ -269,7 +269,8 @@ def report_parts(result: QTLResult, *, counts: dict[str, Any], route: str,
     if h.get("sign_n"):
         summary.append(f"Sign concordance on {h['sign_n']} orientation-verified rows: {fmt(h.get('sign_fraction'))} "
                        f"(CI {fmt(h.get('sign_ci_low'))} to {fmt(h.get('sign_ci_high'))}; cluster permutation P = "
-                       f"{format_p(h.get('sign_perm_p'))}, binomial P = {format_p(h.get('sign_p_two_sided'))}).")
+                       f"{format_p(h.get('sign_perm_p'))}; row-level binomial P against the agreement expected "
+                       f"under independence ({fmt(h.get('sign_chance'))}) = {format_p(h.get('sign_p_independence'))}).")
     else:
         summary.append("No direction claim: the effect allele of beta is not known (effect_allele = "
                        f"{study.effect_allele}); only the magnitude is tested (pitfall P3).")

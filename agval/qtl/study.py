@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from agval.alleles.harmonize import EffectConvention
 from agval.errors import ConfigError
 from agval.qtl.causality import CausalitySettings
+from agval.stats.qtl import DEFAULT_UNIT_WINDOW
 
 __all__ = ["QTLStudy", "KIND_DEFAULTS", "DEFAULT_INTERVAL_WIDTH", "MODES"]
 
@@ -102,6 +103,9 @@ class QTLStudy(BaseModel):
     n_boot: int = Field(2000, ge=0, description="bootstrap replicates (resampling the true unit: connected "
                         "components of {peak, SNP}; the SNP for hQTL)")
     n_perm: int = Field(1000, ge=0, description="cluster permutations of every headline P value (0: none)")
+    unit_window: int = Field(DEFAULT_UNIT_WINDOW, ge=0, description="LD window (bp) of the resampling unit: "
+                             "variants within this distance on one chromosome (single linkage) are one "
+                             "unit, with the SNPs and peaks they share; 0: ids only (docs/metrics-qtl.md)")
     primary_cell: str | None = Field(
         None, description="the pre-specified primary cell of the corrected analysis, reported apart and "
         "unadjusted (others are Benjamini-Hochberg adjusted): an output type (caqtl default ATAC; DNASE is "

@@ -26,28 +26,58 @@ cluster bootstrap interval.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import numpy as np
 import polars as pl
 
 from agval.errors import MissingColumnError
-from agval.stats.concordance import sign_concordance
+from agval.stats.concordance import binomial_p, sign_concordance
 from agval.stats.correlation import as_float_array, correlation_summary, magnitude_spearman
 from agval.stats.pvalues import bh_adjust, correlation_log10_p
 from agval.stats.resampling import SeedLike, Statistic, bootstrap_ci, cluster_permutation_test
 
-__all__ = ["qtl_statistics", "per_track_table", "qtl_clusters", "unit_means", "cluster_p_values",
+__all__ = ["qtl_statistics", "per_track_table", "qtl_clusters", "DEFAULT_UNIT_WINDOW", "unit_means", "cluster_p_values",
            "SIGN_AGREEMENT", "DEFAULT_N_PERM"]
 
 #: default permutations of the cluster permutation P values
 DEFAULT_N_PERM = 1000
 
 
-def qtl_clusters(snp: Any, peak: Any = None) -> np.ndarray:
-    """The resampling unit of QTL rows: connected components of the bipartite graph
-    {SNP, peak} (an edge per row), as string labels ``"u<k>"`` (``k`` numbered in order of
-    first appearance).
+#: default LD window (bp) of :func:`qtl_clusters`: variants this close on one chromosome are one unit
+DEFAULT_UNIT_WINDOW = 250_000
+
+
+def _variant_positions(v: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(chrom, pos)`` of ``chrom:pos...`` variant keys (``""`` / -1 where a key does not parse)."""
+    arr = v.cast(pl.Utf8).to_numpy() if isinstance(v, pl.Series) else np.asarray(v, dtype=object)
+    ch = np.full(n, "", dtype=object)
+    ps = np.full(n, -1, dtype=np.int64)
+    for i, a in enumerate(arr):
+        m = _KEY_RE.match(a) if isinstance(a, str) else None
+        if m:
+            ch[i], ps[i] = m.group(1), int(m.group(2))
+    return ch, ps
+
+
+_KEY_RE = re.compile(r"^([^:\s]+):(\d+)(?::|$)")
+
+
+def qtl_clusters(snp: Any, peak: Any = None, *, chrom: Any = None, pos: Any = None,
+                 window: int = 0) -> np.ndarray:
+    """The resampling unit of QTL rows: connected components of the graph {SNP, peak} (an
+    edge per row) plus, with ``chrom``/``pos`` and ``window`` > 0, an edge between variants
+    within ``window`` bp on one chromosome (single linkage over sorted positions, as
+    :func:`agval.qtl.causality.locus_ids`), as string labels ``"u<k>"`` (``k`` numbered in
+    order of first appearance).
+
+    The window stands in for LD: two SNPs in LD that are QTLs for *different* peaks (one LD
+    block split into several peaks) are not exchangeable, and treating them as separate
+    units makes the cluster permutation anti-conservative (type-I 0.15-0.19 at alpha 0.05
+    when blocks hold 1-5 peaks; docs/metrics-qtl.md). ``chrom``: 1-D chromosome names,
+    ``pos``: 1-D int positions (``None``, "", negative: no position, joined by ids only);
+    or pass ``chrom="from_snp"`` to parse ``chrom:pos:...`` variant keys in ``snp``.
 
     ``snp``: 1-D ids of the variant of each row (rsID or variant key); ``peak``: 1-D ids of
     the row's peak / trait (caQTL), or ``None`` (hQTL, eQTL: the unit is the SNP, so two
@@ -80,7 +110,23 @@ def qtl_clusters(snp: Any, peak: Any = None) -> np.ndarray:
         p = np.where(p == "", np.array([f"\x00row{i}" for i in range(n)], dtype=object), p)
         _, p_code = np.unique(p, return_inverse=True)
         n_nodes, rows, cols = n_s + int(p_code.max()) + 1, s_code, n_s + p_code
-    g = coo_matrix((np.ones(n), (rows, cols)), shape=(n_nodes, n_nodes))
+    if window > 0 and chrom is not None:
+        if isinstance(chrom, str) and chrom == "from_snp":
+            ch, ps = _variant_positions(snp, n)
+        else:
+            ch = _ids(chrom)
+            pa = pos.cast(pl.Float64).fill_null(-1).to_numpy() if isinstance(pos, pl.Series) \
+                else np.asarray(pos, dtype=float)
+            if ch.size != n or pa.shape != (n,):
+                raise ValueError(f"chrom and pos must have length {n}")
+            ps = np.where(np.isfinite(pa), pa, -1).astype(np.int64)
+        ok = np.flatnonzero((ch != "") & (ps >= 0))
+        if ok.size > 1:
+            o = ok[np.lexsort((ps[ok], ch[ok].astype(str)))]
+            link = (ch[o[1:]] == ch[o[:-1]]) & (ps[o[1:]] - ps[o[:-1]] <= window)
+            rows = np.concatenate([rows, s_code[o[:-1]][link]])
+            cols = np.concatenate([cols, s_code[o[1:]][link]])
+    g = coo_matrix((np.ones(rows.size), (rows, cols)), shape=(n_nodes, n_nodes))
     _, comp = connected_components(g, directed=False)
     row_comp = comp[s_code]
     # number components in order of first appearance (stable labels)
@@ -193,7 +239,12 @@ def qtl_statistics(x: Any, y: Any, *, clusters: Any = None, orientation_verified
       the orientation-verified rows (NaN without them);
     * ``n_orientation_verified`` and, on those rows only, ``sign_n, sign_k,
       sign_fraction, sign_p_two_sided, sign_p_greater, sign_ci_low, sign_ci_high``
-      (Wilson), ``sign_n_excluded_zero``;
+      (Wilson), ``sign_n_excluded_zero``; ``sign_p_two_sided``/``sign_p_greater`` test
+      agreement = 0.5, which is **not** independence when the signs are unbalanced;
+      ``sign_chance`` = ``p_x p_y + (1 - p_x)(1 - p_y)`` (``p_x``, ``p_y`` the shares of
+      positive x and y on those rows: the agreement expected under independence) and
+      ``sign_p_independence`` the two-sided exact binomial P of ``sign_k`` against it
+      (row-level: it ignores shared units, so ``sign_perm_p`` is the test to read);
     * ``magnitude_spearman_rho, magnitude_spearman_p, magnitude_spearman_log10_p``:
       Spearman(|score|, |beta|) with its row-level P;
     * ``score_mean, score_sd`` (ddof = 1), ``score_min, score_max, score_mean_abs``,
@@ -238,6 +289,7 @@ def qtl_statistics(x: Any, y: Any, *, clusters: Any = None, orientation_verified
                sign_fraction=sc["fraction"], sign_p_two_sided=sc["p_two_sided"],
                sign_p_greater=sc["p_greater"], sign_ci_low=sc["ci_low"], sign_ci_high=sc["ci_high"],
                sign_n_excluded_zero=sc["n_excluded_zero"])
+    out.update(_sign_independence(xk[vk], yk[vk], sc["k"], sc["n"]))
     if sc["n"] >= 3:
         out["sign_perm_p"] = cluster_p_values(xk[vk], yk[vk], clusters=cl[vk] if cl is not None else None,
                                               n_perm=n_perm, seed=seed, statistics=("sign",))["sign_perm_p"]
@@ -258,6 +310,17 @@ def qtl_statistics(x: Any, y: Any, *, clusters: Any = None, orientation_verified
                   "beta_fraction_positive", "same_sign_fraction_unverified"):
             out[k] = math.nan
     return out
+
+
+def _sign_independence(x: np.ndarray, y: np.ndarray, k: int, n: int) -> dict[str, float]:
+    """Sign agreement expected under independence on the rows with x != 0 and y != 0, and the
+    two-sided binomial P of ``k`` of ``n`` agreeing rows against it (NaN when ``n == 0``)."""
+    ok = (x != 0) & (y != 0) & np.isfinite(x) & np.isfinite(y)
+    if n == 0 or not ok.any():
+        return {"sign_chance": math.nan, "sign_p_independence": math.nan}
+    px, py = float((x[ok] > 0).mean()), float((y[ok] > 0).mean())
+    chance = px * py + (1.0 - px) * (1.0 - py)
+    return {"sign_chance": chance, "sign_p_independence": binomial_p(k, n, chance)}
 
 
 def per_track_table(frame: pl.DataFrame, *, score_col: str = "score", beta_col: str = "beta",
