@@ -162,8 +162,10 @@ def qtl_validation(study: QTLStudy, backend: BackendConfig = BackendConfig(),
         summary_md = "\n".join(f"* **{k}**: {v}" for k, v in hl.items())
         publish_report(rec, kind="qtl", title=f"QTL validation: {study.name}", key=study.name, figures=figures,
                        tables=tables, sections=sections, warnings=warnings, summary_md=summary_md)
-    log.info("%s: %s rho = %.3f (n = %s), report %s", study.name, hl.get("analysis"),
-             hl.get("spearman_rho", float("nan")), hl.get("n"), rec.folder / "report.html")
+    log.info("%s: %s %s = %.3f [%.3f, %.3f] (n = %s, %s clusters; cluster permutation P = %s), report %s",
+             study.name, hl.get("analysis"), hl.get("headline_statistic", "spearman_rho"),
+             *(float("nan") if hl.get(k) is None else hl[k] for k in ("estimate", "estimate_ci_low", "estimate_ci_high")),
+             hl.get("n"), hl.get("n_clusters"), hl.get("estimate_perm_p"), rec.folder / "report.html")
     return {"run_folder": str(rec.folder), "simulated": simulated, "metrics": metrics, "headline": hl}
 
 
