@@ -264,3 +264,19 @@ def test_eqtl_slopes_load_by_gtex_name_and_join_alt_oriented(tmp_path):
     bad.write_text("variant_id\tgene_id\tslope\nchr1_100_A_G_b38\tENSG1\t0.1\n")
     with pytest.raises(InputError, match="tissue"):
         load_eqtl_slopes(bad)
+
+
+def test_headline_sentence_leads_with_the_locus_permutation_p():
+    """Review finding 6: the seed's within-gene permutation P is not the primary test; the
+    headline sentence gives the locus permutation P first and labels the seed's P."""
+    from agval.twas import analysis as an
+    df = simulate_study(np.random.default_rng(5), world="null").filter(pl.col("assay") == "DNASE")
+    kw = dict(twas_p_threshold=None)
+    q1 = an.run_q1(df, n_permutations=19, seed=1, heart_tissues=None, **kw)
+    corr = an.run_corrected(df, n_permutations=19, n_boot=19, seed=1, heart_tissues=None, **kw)
+    h = an.headline(q1=q1, q2=an.run_q2(df, **kw), q3=an.run_q3(df, **kw),
+                    q4=an.run_q4(df, n_permutations=19, seed=1, **kw), assays=["DNASE"], corrected=corr)
+    s = h["summary"]
+    assert "locus permutation P" in s and "seed's within-gene permutation P" in s
+    assert s.index("locus permutation P") < s.index("within-gene permutation P")
+    assert "anti-conservative" in s

@@ -20,9 +20,11 @@ column          type     meaning
                          with ``twas_p < twas_p_threshold`` (default 4.7e-6) are used
 ==============  =======  =================================================================
 
-Rows are not independent (shared variants across genes and tissues, LD; pitfall P22):
-the binomial P is reported for comparison with the seed, the within-gene permutation P is
-the primary test. Randomness: an explicit ``seed`` (int or ``numpy.random.Generator``).
+Rows are not independent (shared variants across genes and tissues, LD; pitfalls P22, P31):
+the binomial P and the within-gene permutation P are the seed's tests, reported for
+comparison only (both anti-conservative where one unit feeds several rows); the corrected
+functions (``*_corrected``, :func:`q1_direction_agreement`) permute and bootstrap the true
+unit within loci and are the tests to read. Randomness: an explicit ``seed`` (int or ``numpy.random.Generator``).
 Permutations are vectorised: one argsort of random keys ordered by group permutes every
 gene-tissue group at once for a block of replicates (no loop over permutations; see
 :func:`agval.stats.resampling.within_group_permutation_indices`).

@@ -230,13 +230,13 @@ def headline(q1: dict[str, Any], q2: pl.DataFrame, q3: dict[str, pl.DataFrame], 
                               "q1_eqtl_ci": [ce["ci_low"], ce["ci_high"]], "q1_eqtl_perm_p": ce["perm_p"]})
         out[a] = h
         if r1.height and h["q1_n"]:
-            s = (f"{a}: agreement with the TWAS-weighted eQTL direction {100 * h['q1_accuracy']:.1f}% of "
-                 f"{h['q1_n']} (seed's within-gene permutation P {_fmt_p(h['q1_perm_p'])}")
+            s = f"{a}: agreement with the TWAS-weighted eQTL direction {100 * h['q1_accuracy']:.1f}% of {h['q1_n']} ("
             if h.get("q1_accuracy_ci"):
                 lo, hi = h["q1_accuracy_ci"]
-                s += (f"; locus permutation P {_fmt_p(h['q1_corrected_perm_p'])}, 95% CI "
-                      f"{_fmt_pct(lo)}-{_fmt_pct(hi)}")
-            s += ")"
+                s += (f"locus permutation P {_fmt_p(h['q1_corrected_perm_p'])}, 95% CI "
+                      f"{_fmt_pct(lo)}-{_fmt_pct(hi)}; ")
+            s += (f"the seed's within-gene permutation P {_fmt_p(h['q1_perm_p'])}, anti-conservative "
+                  "where units are shared)")
             if h.get("q1_eqtl_accuracy") is not None:
                 lo, hi = h["q1_eqtl_ci"]
                 s += (f"; agreement with the marginal eQTL effect {100 * h['q1_eqtl_accuracy']:.1f}% of "
