@@ -280,6 +280,12 @@ def test_headline_sentence_leads_with_the_locus_permutation_p():
     assert "locus permutation P" in s and "seed's within-gene permutation P" in s
     assert s.index("locus permutation P") < s.index("within-gene permutation P")
     assert "anti-conservative" in s
+    # finding 4: the intervals' locus count is reported, and a warning below 80 loci
+    n_loci = h["DNASE"]["n_loci"]
+    assert n_loci == corr["q1_twas"]["table"].filter(pl.col("pooled") & (pl.col("assay") == "DNASE"))["n_loci"][0]
+    assert f"over {n_loci} loci" in s
+    assert ("too narrow" in s) == (n_loci < st.MIN_LOCI_FOR_INTERVALS)
+    assert h["DNASE"]["q2_n_loci"] >= 1 and h["DNASE"]["q3_n_loci"] >= 1
 
 
 def test_mean_abs_heart_difference_p_keeps_its_level_at_few_loci():

@@ -56,6 +56,7 @@ from agval.stats.resampling import (
 
 __all__ = [
     "TRIPLET_COLUMNS",
+    "MIN_LOCI_FOR_INTERVALS",
     "DEFAULT_TWAS_P_THRESHOLD",
     "heart_tissue_set",
     "two_proportion_ztest",
@@ -649,7 +650,15 @@ def _group_sum(codes_sorted: np.ndarray, k: int, x: np.ndarray) -> np.ndarray:
     return out if np.ndim(x) == 2 else out[0]
 
 
+#: below this many loci the percentile locus-bootstrap intervals under-cover (coverage of a
+#: nominal 95 % interval 0.91-0.94 at ~45 loci, 0.95-0.96 at 181 loci in the structured null
+#: worlds); every corrected record carries ``n_loci`` and the headline warns below it
+MIN_LOCI_FOR_INTERVALS = 80
+
+
 def _pct_ci(reps: np.ndarray, confidence: float) -> tuple[float, float]:
+    """Percentile interval of the locus-bootstrap replicates (not BCa: it under-covers at
+    few loci, see :data:`MIN_LOCI_FOR_INTERVALS`)."""
     v = reps[np.isfinite(reps)]
     if v.size < 2:
         return (math.nan, math.nan)
