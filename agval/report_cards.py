@@ -142,7 +142,7 @@ def _twas(m: Mapping[str, Any], figs: Sequence[Figure]) -> list[Card]:
     cards.append(Card(
         question=f"Q4: do gene-level scores follow TWAS z in the best tissue ({hl.get('q4_best_tissue', '?')})?",
         statistic="Spearman \u03c1 (AG_G, TWAS.Z)", estimate=rho4, ci=(_num(ci4[0]), _num(ci4[1])), p=p4,
-        p_label="within-gene permutation P (P21)",
+        p_label="locus permutation P (P21, P31)",
         verdict=_verdict(p4, "the gene-level correlation", estimate=rho4, positive="is positive ",
                          negative="is negative "),
         published_keys=(f"q4.{pkey}.{hl.get('q4_best_tissue')}.spearman_rho",),

@@ -79,8 +79,12 @@ def main(argv: list[str] | None = None) -> int:
             orig[k] = t1.pop(k)
         print(f"\n== {name} ({dt:.0f} s)")
         print(f"{'corrected test':58s} type-I")
+        pairs = res.get("seed_counterpart", {})
         for k, v in t1.items():
             flag = "" if (math.isfinite(v) and 0.03 <= v <= 0.07) else "  <-- outside [0.03, 0.07]"
+            if k in pairs:   # the seed's test of the same question in the same world
+                _, r, label = pairs[k]
+                flag += f"   seed {_fmt(r)} ({label})" if math.isfinite(r) else f"   ({label})"
             print(f"  {k:56s} {_fmt(v)}{flag}")
             corrected[f"{name}:{k}"] = v
         if orig:

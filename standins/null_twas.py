@@ -9,7 +9,7 @@ P30-P32), so that a calibration in it can fail:
   (blocks of ``ld_block`` variants, within-block correlation ``ld_r``, random phase per
   variant: ``R_l = D_l R D_l``);
 * **eQTL**: each gene has one causal variant (the locus's lead variant with probability
-  0.6, so genes share eQTLs; a second causal variant with probability 0.3), an effect
+  ``shared_lead`` (default 0.6), so genes share eQTLs; a second causal variant with probability 0.3), an effect
   shared across tissues with a tissue factor in [0.5, 1.2]; eQTL z
   ``ez = E * R_l b + L_l e`` per (gene, tissue) (``E ~ U(3, 6)``); the **marginal eQTL
   slope** ``ez / sqrt(500)`` (ALT-oriented) is given where ``|ez| > 2.5`` (GTEx lists
@@ -66,7 +66,8 @@ def _ld(V: int, block: int, r: float) -> np.ndarray:
 def simulate_study(rng: np.random.Generator | int, *, world: str = "null", n_loci: int = 100,
                    genes_per_locus: int = 3, variants_per_locus: int = 12, ld_block: int = 4, ld_r: float = 0.9,
                    tissues: tuple[str, ...] = TISSUES, twas_p_threshold: float = 0.2,
-                   assays: tuple[str, ...] = ASSAYS, shared_sign: float = 0.0) -> pl.DataFrame:
+                   assays: tuple[str, ...] = ASSAYS, shared_sign: float = 0.0,
+                   shared_lead: float = 0.6) -> pl.DataFrame:
     """One simulated study as a long triplet table (see the module docstring).
 
     ``world``: ``"null"`` (scores carry no information; GWAS without association) or
@@ -75,6 +76,8 @@ def simulate_study(rng: np.random.Generator | int, *, world: str = "null", n_loc
     gene's eQTL effects have the direction of the locus's first gene (0: independent signs;
     1: genes sharing a variant also share its direction, so their TWAS.Z agree in sign and
     the rows of a shared score are copies - the stress case for row-level resampling).
+    ``shared_lead``: probability that a gene's first causal variant is the locus's lead
+    variant (genes sharing eQTLs; real AF loci have several genes on one signal).
     """
     if world not in ("null", "mediation"):
         raise ValueError(f"world must be 'null' or 'mediation', got {world!r}")
@@ -90,7 +93,7 @@ def simulate_study(rng: np.random.Generator | int, *, world: str = "null", n_loc
     causal = np.zeros((Lc, G, V))
     first = rng.integers(0, V, size=(Lc, G))
     lead = rng.integers(0, V, size=(Lc, 1))
-    first = np.where(rng.random((Lc, G)) < 0.6, lead, first)      # genes of a locus often share the lead eQTL
+    first = np.where(rng.random((Lc, G)) < shared_lead, lead, first)      # genes of a locus often share the lead eQTL
     np.put_along_axis(causal, first[..., None], 1.0, axis=2)
     second = rng.integers(0, V, size=(Lc, G))
     add2 = rng.random((Lc, G)) < 0.3

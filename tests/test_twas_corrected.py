@@ -264,3 +264,59 @@ def test_eqtl_slopes_load_by_gtex_name_and_join_alt_oriented(tmp_path):
     bad.write_text("variant_id\tgene_id\tslope\nchr1_100_A_G_b38\tENSG1\t0.1\n")
     with pytest.raises(InputError, match="tissue"):
         load_eqtl_slopes(bad)
+
+
+def test_headline_sentence_leads_with_the_locus_permutation_p():
+    """Review finding 6: the seed's within-gene permutation P is not the primary test; the
+    headline sentence gives the locus permutation P first and labels the seed's P."""
+    from agval.twas import analysis as an
+    df = simulate_study(np.random.default_rng(5), world="null").filter(pl.col("assay") == "DNASE")
+    kw = dict(twas_p_threshold=None)
+    q1 = an.run_q1(df, n_permutations=19, seed=1, heart_tissues=None, **kw)
+    corr = an.run_corrected(df, n_permutations=19, n_boot=19, seed=1, heart_tissues=None, **kw)
+    h = an.headline(q1=q1, q2=an.run_q2(df, **kw), q3=an.run_q3(df, **kw),
+                    q4=an.run_q4(df, n_permutations=19, seed=1, **kw), assays=["DNASE"], corrected=corr)
+    s = h["summary"]
+    assert "locus permutation P" in s and "seed's within-gene permutation P" in s
+    assert s.index("locus permutation P") < s.index("within-gene permutation P")
+    assert "anti-conservative" in s
+    # finding 4: the intervals' locus count is reported, and a warning below 80 loci
+    n_loci = h["DNASE"]["n_loci"]
+    assert n_loci == corr["q1_twas"]["table"].filter(pl.col("pooled") & (pl.col("assay") == "DNASE"))["n_loci"][0]
+    assert f"over {n_loci} loci" in s
+    assert ("too narrow" in s) == (n_loci < st.MIN_LOCI_FOR_INTERVALS)
+    assert h["DNASE"]["q2_n_loci"] >= 1 and h["DNASE"]["q3_n_loci"] >= 1
+
+
+def test_mean_abs_heart_difference_p_keeps_its_level_at_few_loci():
+    """Review finding 4: the re-centred locus bootstrap P of the heart - non-heart mean |score|
+    difference is anti-conservative at few loci; the delete-one-locus jackknife t P
+    (``mean_abs_p``) is not. Null: scores exchangeable across tissues, clustered by locus."""
+    from agval.stats.resampling import locus_bootstrap_weights
+    rng = np.random.default_rng(3)
+    pj, pb = [], []
+    n = 1000
+    for _ in range(n):
+        L = 20
+        loc = np.repeat(np.arange(L), rng.integers(1, 7, L))
+        u = rng.standard_normal(loc.size) * rng.exponential(1.0, L)[loc]
+        sc = 0.3 + 0.8 * u[:, None] + 0.6 * rng.standard_normal((loc.size, 6))
+        keep = rng.random(sc.shape) < 0.5
+        a = np.abs(sc)[keep]
+        th = np.broadcast_to(np.arange(6) < 2, sc.shape)[keep]
+        codes = np.broadcast_to(loc[:, None], sc.shape)[keep]
+        pj.append(st._jackknife_mean_diff_p(a, th, codes))
+        w = locus_bootstrap_weights(codes, 199, rng)
+        mb = (w * a * th).sum(1) / (w * th).sum(1) - (w * a * ~th).sum(1) / (w * ~th).sum(1)
+        pb.append(st._boot_p_two_sided(a[th].mean() - a[~th].mean(), mb))
+    rj, rb = np.mean(np.array(pj) <= ALPHA), np.mean(np.array(pb) <= ALPHA)
+    lo, hi = stats.binom.ppf([0.001, 0.999], n, ALPHA) / n
+    assert lo <= rj <= hi, (rj, rb)
+    assert rb > hi, (rj, rb)       # the bootstrap P this replaces: the test can fail
+
+
+def test_q1_heart_vs_nonheart_reports_the_jackknife_p(null_df):
+    h = st.q1_direction_agreement(null_df, direction="twas", n_permutations=19, n_boot=19, seed=1,
+                                  twas_p_threshold=None)["heart_vs_nonheart"]
+    r = h.filter(pl.col("assay") == "DNASE").row(0, named=True)
+    assert 0 < r["mean_abs_p"] <= 1 and r["n_loci"] >= 3
