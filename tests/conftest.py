@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import tempfile
 from pathlib import Path
@@ -25,6 +26,11 @@ os.environ.setdefault("AGVAL_SIM_RESULTS", str(_SESSION_TMP / "results-simulated
 os.environ.setdefault("PREFECT_HOME", str(_SESSION_TMP / "prefect"))
 
 prefect_env.configure()
+# Prefect configures logging (console handlers bound to the current sys.stderr) the first time
+# its main module is imported. Do it now, against pytest's session-long capture, so that a
+# test invoking the CLI through typer's CliRunner (which swaps sys.stderr for a buffer it
+# closes afterwards) cannot leave Prefect's console handlers writing to a closed stream.
+importlib.import_module("prefect.main")
 
 pytest_plugins = ["tests.fixtures_world", "tests.fixtures_alphagenome", "tests.fixtures_myvariant"]
 
