@@ -17,11 +17,13 @@ Inside a flow::
 * **One concurrency budget**: ``concurrency`` (``[backend] max_workers``) bounds the calls in
   flight, the scoring threads and the submitted chunk tasks together, whatever the study
   size and task runner: at most ``window`` (2) chunk tasks are submitted at a time (the
-  next one when one finishes), each with ``ceil(concurrency / window)`` threads. With a
-  Prefect server (``PREFECT_API_URL``, e.g. Dask workers or served flows), each chunk
-  also holds that many slots of the global concurrency limit ``agval-scoring-inflight``
-  (created on demand with ``concurrency`` slots; ``inflight_limit_name=`` to rename,
-  ``False`` to opt out), so concurrent flow runs share one budget too.
+  next one when one finishes), each with ``ceil(concurrency / window)`` threads. Opt-in
+  (``inflight_limit_name=True`` or a name, or ``$AGVAL_INFLIGHT_LIMIT`` = a name): with a
+  Prefect server (``PREFECT_API_URL``), each chunk also holds that many slots of a global
+  concurrency limit (``agval-scoring-inflight`` for True; created on demand with
+  ``concurrency`` slots), so concurrent flow runs share one budget too. It is off by
+  default because a process that had used a concurrency limit on one Prefect server was
+  seen to hang for good acquiring slots on another (Prefect 3.8.8's lease service).
 * A Prefect global concurrency limit can pace calls across workers:
   ``rate_limit_name="alphagenome-quota"`` calls ``prefect.concurrency.sync.rate_limit``
   before every call (create the limit with a slot decay first:
@@ -191,6 +193,10 @@ def score_variants(variants, scorers, *, backend, cache: Any = "default", interv
     window = max(1, int(window))
     per_chunk = max(1, math.ceil(concurrency / window))
     gcl = None
+    if inflight_limit_name is None:  # opt-in (see the module docstring): $AGVAL_INFLIGHT_LIMIT names the limit
+        import os
+
+        inflight_limit_name = os.environ.get("AGVAL_INFLIGHT_LIMIT") or False
     if plan.chunks and inflight_limit_name is not False:
         gcl = ensure_inflight_limit(INFLIGHT_LIMIT if inflight_limit_name in (None, True) else inflight_limit_name,
                                     concurrency)

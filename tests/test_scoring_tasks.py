@@ -50,7 +50,8 @@ def test_flow_scores_in_chunk_tasks_with_artifacts(prefect_api, alphagenome_stan
     def scoring_flow():
         return score_variants(df, ["DNASE"], backend=spec, cache=ScoreCache(tmp_path, simulated=True),
                               interval_width=16_384, chunk_size=7, concurrency=4, fingerprint="tasks",
-                              policy=RetryPolicy(sleep=lambda s: None), artifact_key="test-scoring")
+                              policy=RetryPolicy(sleep=lambda s: None), artifact_key="test-scoring",
+                              inflight_limit_name=True)
 
     run = scoring_flow()
     assert run.failures.height == 0 and run.scores["row_id"].n_unique() == 20
