@@ -83,19 +83,20 @@ def test_agval_library_logger_reaches_the_run_logs_redacted(prefect_api, monkeyp
 
     from agval import secrets
 
-    monkeypatch.setenv("ALPHAGENOME_API_KEY", "AIzaSyTESTKEY0123456789abcdefghijklmno")
+    FAKE_KEY = "agval-test-secret-0123456789abcdef"  # a made-up key, not in any real key format
+    monkeypatch.setenv("ALPHAGENOME_API_KEY", FAKE_KEY)
     seen = {}
 
     @flow(name="agval-log-probe")
     def probe() -> str:
         logging.getLogger("agval.probe").info("probe step: 12 rows kept, key=%s",
-                                              "AIzaSyTESTKEY0123456789abcdefghijklmno")
+                                              FAKE_KEY)
         seen["id"] = str(flow_run.id)
         return "ok"
 
-    assert secrets.redact("AIzaSyTESTKEY0123456789abcdefghijklmno") != "AIzaSyTESTKEY0123456789abcdefghijklmno"
+    assert secrets.redact(FAKE_KEY) != FAKE_KEY
     probe()
     messages, _ = _run_logs(seen["id"])
     lines = [m for m in messages if "probe step" in m]
     assert lines and "12 rows kept" in lines[0]
-    assert "AIzaSyTESTKEY0123456789abcdefghijklmno" not in lines[0]
+    assert FAKE_KEY not in lines[0]
