@@ -154,6 +154,34 @@ def test_permutation_p_formula():
         R.permutation_p(0.1, null, alternative="bigger")
 
 
+def test_centred_two_sided_p_formula():
+    """``two_sided="centred"``: distance from the mean of the null and observed values."""
+    null = np.array([0.1, 0.2, 0.3, 0.4, 0.5])
+    c = (null.sum() + 0.05) / 6  # 0.25
+    d = np.abs(null - c)          # 0.15 0.05 0.05 0.15 0.25
+    assert R.permutation_p(0.05, null, alternative="two-sided", two_sided="centred") == \
+        pytest.approx((1 + (d >= abs(0.05 - c) - 1e-12).sum()) / 6) == pytest.approx(2 / 6)
+    with pytest.raises(ValueError):
+        R.permutation_p(0.05, null, alternative="two-sided", two_sided="halved")
+
+
+def test_random_ties_make_a_discrete_permutation_p_exact():
+    """Observed and B = 19 null values drawn i.i.d. from a discrete law (exchangeable, many
+    ties): counting ties is conservative; breaking them at random gives P(p <= 0.05) = 0.05."""
+    rng = np.random.default_rng(5)
+    reps = 20_000
+    draws = rng.binomial(8, 0.5, size=(reps, 20)).astype(float)
+    counted = np.array([R.permutation_p(d[0], d[1:]) for d in draws])
+    tie_rng = np.random.default_rng(6)
+    random = np.array([R.permutation_p(d[0], d[1:], tie_rng=tie_rng) for d in draws])
+    assert (counted <= 0.05).mean() < 0.035   # ~0.026: ties at the top count against it
+    assert abs((random <= 0.05).mean() - 0.05) < 0.006   # SE 0.0015
+    assert abs(random.mean() - 0.525) < 0.01              # uniform on {1/20, ..., 1}
+    centred = np.array([R.permutation_p(d[0], d[1:], alternative="two-sided", two_sided="centred",
+                                        tie_rng=tie_rng) for d in draws])
+    assert abs((centred <= 0.05).mean() - 0.05) < 0.006
+
+
 def test_two_sided_permutation_p_is_valid_for_a_shifted_null():
     """A null centred at 0.4 (e.g. Q4's score-permutation null with a mean bias): an observed 0.0
     is an extreme lower-tail result, not 'as extreme as every |null|' (p = 1)."""

@@ -163,8 +163,12 @@ def _sign_agreement(x: np.ndarray, y: np.ndarray, w: np.ndarray | None = None) -
     return float(v[0]) if scalar else v
 
 
-#: sign agreement as a paired statistic for :mod:`agval.stats.resampling` (null value 0.5)
-SIGN_AGREEMENT = Statistic("sign_agreement", _sign_agreement, 0.5)
+#: sign agreement as a paired statistic for :mod:`agval.stats.resampling` (null value 0.5).
+#: A count over rows, so discrete with a near-symmetric permutation null: its two-sided P
+#: is by distance from the null's centre with ties at the observed value broken at random
+#: (an exact-size test; doubling the smaller tail and counting ties was conservative,
+#: type-I 0.027-0.041 at 0.05 in the calibration benchmark).
+SIGN_AGREEMENT = Statistic("sign_agreement", _sign_agreement, 0.5, two_sided="centred", ties="random")
 
 
 def cluster_p_values(x: Any, y: Any, *, clusters: Any = None, n_perm: int = DEFAULT_N_PERM,

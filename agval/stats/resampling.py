@@ -320,11 +320,20 @@ def weighted_paired_mean_difference(x: np.ndarray, y: np.ndarray,
 
 @dataclass(frozen=True)
 class Statistic:
-    """A paired statistic ``fn(x, y, w)`` with its value under the null (the centre of
-    two-sided permutation tests)."""
+    """A paired statistic ``fn(x, y, w)`` with its value under the null.
+
+    ``two_sided``: how a two-sided permutation P is formed (:func:`permutation_p`):
+    ``"doubled"`` (twice the smaller tail; valid whatever the null's shape) or
+    ``"centred"`` (distance from the centre of the permutation distribution, for a
+    near-symmetric null). ``ties``: ``"count"`` (a null value equal to the observed one
+    counts as at least as extreme: valid, conservative for a discrete statistic) or
+    ``"random"`` (the observed value's rank among equal values drawn uniformly: an
+    exact-size test for a discrete statistic such as sign agreement)."""
     name: str
     fn: Callable[..., Any]
     null_value: float = 0.0
+    two_sided: str = "doubled"
+    ties: str = "count"
 
     def __call__(self, x, y, w=None):
         return self.fn(x, y, w)
@@ -511,16 +520,31 @@ def paired_bootstrap_difference(x1: Any, x2: Any, y: Any,
 # --------------------------------------------------------------------------------------
 
 def permutation_p(observed: float, null: np.ndarray, *, alternative: str = "greater",
-                  null_value: float = 0.0) -> float:
+                  null_value: float = 0.0, two_sided: str = "doubled",
+                  tie_rng: np.random.Generator | None = None) -> float:
     """``p = (1 + #{null at least as extreme as observed}) / (B + 1)`` over the finite
     null values (``B`` of them).
 
     ``alternative``: ``"greater"`` (null >= observed), ``"less"`` (null <= observed) or
-    ``"two-sided"``: twice the smaller one-sided p, capped at 1. Doubling the smaller tail
+    ``"two-sided"``. Two-sided with ``two_sided="doubled"`` (default): twice the smaller
+    one-sided p, capped at 1. Doubling the smaller tail
     stays valid when the null is not centred on ``null_value`` (the Q4 score-permutation
     null keeps the scores' mean bias; a cluster-between null keeps within-cluster
     association), where ``|null - null_value| >= |observed - null_value|`` would call an
     extreme lower-tail result unremarkable. ``null_value`` is kept for callers' symmetry.
+    With ``two_sided="centred"``: ``(1 + #{|null - c| >= |observed - c|}) / (B + 1)`` where
+    ``c`` is the mean of the null values and the observed one. Under the null the B + 1
+    values are exchangeable and ``c`` is a symmetric function of them, so this P is
+    exactly valid.
+
+    ``tie_rng``: when given, null values *equal* to the observed one (within the
+    tolerance; ``E`` of them) count ``K ~ Uniform{0, ..., E}`` instead of ``E``: the
+    observed value's rank among the ``B + 1`` exchangeable values is then uniform, so
+    ``P(p <= alpha) = alpha`` exactly when ``alpha (B + 1)`` is an integer. Without it a
+    discrete statistic is conservative: the hQTL sign-agreement test (about 190 rows,
+    B = 199) rejected 0.037-0.041 of 3 x 1,000 null studies at 0.05 with doubled tails,
+    0.035-0.039 centred, and 0.046-0.051 centred with random ties. Deterministic for a
+    seeded ``tie_rng``.
     Comparisons allow a relative tolerance of 1e-10 so that a permutation reproducing the
     observed value counts as "as extreme" despite rounding.
     """
@@ -528,29 +552,40 @@ def permutation_p(observed: float, null: np.ndarray, *, alternative: str = "grea
     null = null[np.isfinite(null)]
     if not np.isfinite(observed) or null.size == 0:
         return math.nan
+    if two_sided not in ("doubled", "centred"):
+        raise ValueError(f"two_sided must be 'doubled' or 'centred', got {two_sided!r}")
     if alternative == "greater":
-        tol = 1e-10 * max(1.0, abs(observed))
-        count = int((null >= observed - tol).sum())
+        t, t_obs = null, observed
     elif alternative == "less":
-        tol = 1e-10 * max(1.0, abs(observed))
-        count = int((null <= observed + tol).sum())
+        t, t_obs = -null, -observed
+    elif alternative == "two-sided" and two_sided == "centred":
+        c = float((null.sum() + observed) / (null.size + 1.0))
+        t, t_obs = np.abs(null - c), abs(observed - c)
     elif alternative == "two-sided":
-        p_greater = permutation_p(observed, null, alternative="greater")
-        p_less = permutation_p(observed, null, alternative="less")
+        p_greater = permutation_p(observed, null, alternative="greater", tie_rng=tie_rng)
+        p_less = permutation_p(observed, null, alternative="less", tie_rng=tie_rng)
         return min(1.0, 2.0 * min(p_greater, p_less))
     else:
         raise ValueError(f"alternative must be 'greater', 'less' or 'two-sided', got {alternative!r}")
+    tol = 1e-10 * max(1.0, abs(observed), abs(t_obs))
+    above = int((t > t_obs + tol).sum())
+    equal = int((np.abs(t - t_obs) <= tol).sum())
+    count = above + (int(tie_rng.integers(0, equal + 1)) if tie_rng is not None else equal)
     return (1.0 + count) / (null.size + 1.0)
 
 
 
 def _permutation_result(stat: "Statistic", estimate: float, null: np.ndarray, *, alternative: str, n: int,
-                        seed: SeedLike, return_null: bool, **extra: Any) -> dict[str, Any]:
-    """The result dict every permutation test returns (``extra`` adds design-specific keys)."""
+                        seed: SeedLike, return_null: bool, rng: np.random.Generator,
+                        **extra: Any) -> dict[str, Any]:
+    """The result dict every permutation test returns (``extra`` adds design-specific keys).
+    ``rng``: the test's generator after its permutations (breaks ties when ``stat.ties``
+    is ``"random"``)."""
     fin = null[np.isfinite(null)]
     out: dict[str, Any] = {
         "statistic": stat.name, "estimate": estimate,
-        "p": permutation_p(estimate, null, alternative=alternative, null_value=stat.null_value),
+        "p": permutation_p(estimate, null, alternative=alternative, null_value=stat.null_value,
+                           two_sided=stat.two_sided, tie_rng=rng if stat.ties == "random" else None),
         "alternative": alternative, "n_perm": int(null.size), "n_valid": int(fin.size), "n": int(n),
         **extra,
         "null_mean": float(fin.mean()) if fin.size else math.nan,
@@ -614,7 +649,7 @@ def cluster_permutation_test(x: Any, y: Any, statistic: str | Statistic | Callab
             null[done:done + b] = stat(xp, yk, None)
             done += b
     return _permutation_result(stat, estimate, null, alternative=alternative, n=n, seed=seed,
-                               return_null=return_null, n_clusters=n_clusters, mode=mode)
+                               return_null=return_null, rng=rng, n_clusters=n_clusters, mode=mode)
 
 
 def _sorted_groups(groups: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -701,7 +736,7 @@ def within_group_permutation_test(x: Any, y: Any, groups: Any,
             null[done:done + b] = stat(xs[p], ys, None)
             done += b
     return _permutation_result(stat, estimate, null, alternative=alternative, n=n, seed=seed,
-                               return_null=return_null, n_groups=int(np.unique(cs).size) if n else 0)
+                               return_null=return_null, rng=rng, n_groups=int(np.unique(cs).size) if n else 0)
 
 
 # --------------------------------------------------------------------------------------
