@@ -29,11 +29,15 @@ P30-P32), so that a calibration in it can fail:
   tissue), near-identical across tissues (``0.95 u_vg + 0.31 e``) with bias 0.2. In the
   **null** world every score is independent of eQTL, GWAS and fine-mapping. In the
   **mediation** world the RNA score tracks the true eQTL effect:
-  ``rna = 2.5 * b_vgt / max|b| + noise``.
+  ``rna = 2.5 * b_vgt / max|b| + noise``. The **eqtl_aware** world is the null GWAS
+  of the null world with the mediation world's RNA scores: a model that knows eQTL
+  directions but no mediation (Q1's seed statistic rejects there; P30).
+* ``twas_z_loo``: leave-one-variant-out TWAS.Z of the gene-tissue, conditioned on the
+  variant's own z (:func:`agval.stats.twas.loo_twas_z`, in closed form).
 
 Rows: one per (variant, gene, tissue, assay) of a significant gene-tissue's retained
 variants, columns ``variant_key, gene_id, tissue, assay, pip, cs, z_alt, twas_z, twas_p,
-score, eqtl_slope, sim_locus`` (``sim_locus`` is the simulated locus, for checks only; the
+score, eqtl_slope, twas_z_loo, sim_locus`` (``sim_locus`` is the simulated locus, for checks only; the
 statistics find loci themselves).
 """
 
@@ -44,6 +48,8 @@ import math
 import numpy as np
 import polars as pl
 from scipy import special
+
+from agval.stats.twas import loo_twas_z
 
 __all__ = ["TISSUES", "ASSAYS", "simulate_study"]
 
@@ -79,8 +85,8 @@ def simulate_study(rng: np.random.Generator | int, *, world: str = "null", n_loc
     ``shared_lead``: probability that a gene's first causal variant is the locus's lead
     variant (genes sharing eQTLs; real AF loci have several genes on one signal).
     """
-    if world not in ("null", "mediation"):
-        raise ValueError(f"world must be 'null' or 'mediation', got {world!r}")
+    if world not in ("null", "mediation", "eqtl_aware"):
+        raise ValueError(f"world must be 'null', 'mediation' or 'eqtl_aware', got {world!r}")
     rng = np.random.default_rng(rng) if not isinstance(rng, np.random.Generator) else rng
     Lc, G, V, T = n_loci, genes_per_locus, variants_per_locus, len(tissues)
     R = _ld(V, ld_block, ld_r)
@@ -125,6 +131,8 @@ def simulate_study(rng: np.random.Generator | int, *, world: str = "null", n_loc
     wz = np.einsum("lgvt,lv->lgt", ez, z)
     wRw = np.einsum("lgvt,lvw,lgwt->lgt", ez, Rp, ez)
     twas_z = wz / np.sqrt(wRw)
+    # leave-one-variant-out TWAS.Z conditioned on the variant's own z, (L, G, V, T)
+    twas_z_loo = loo_twas_z(np.moveaxis(ez, 2, 3), z[:, None, None, :], Rp[:, None, None]).transpose(0, 1, 3, 2)
     twas_p = 2.0 * special.ndtr(-np.abs(twas_z))
     tested = np.abs(ez).max(axis=2) > 3.5
     sig = tested & (twas_p < twas_p_threshold)                       # (L, G, T)
@@ -148,7 +156,7 @@ def simulate_study(rng: np.random.Generator | int, *, world: str = "null", n_loc
     chrom = {a_: 0.3 + 0.8 * u_c + 0.6 * rng.standard_normal((Lc, V, T)) for a_ in assays if a_ != "RNA"}
     if "ATAC" in chrom and T > 3:
         chrom["ATAC"][:, :, 3] = np.nan
-    if world == "mediation":
+    if world in ("mediation", "eqtl_aware"):
         scale = np.abs(b).max(axis=(2, 3), keepdims=True)
         rna = 2.5 * b / np.where(scale > 0, scale, 1.0) + 0.2 + 0.5 * rng.standard_normal((Lc, G, V, T))
     else:
@@ -161,6 +169,7 @@ def simulate_study(rng: np.random.Generator | int, *, world: str = "null", n_loc
         "tissue": ti.astype(np.int64), "pip": alpha[li, gi, vi, ti],
         "cs": np.where(in_cs[li, gi, vi, ti], 0, -1).astype(np.int64), "z_alt": z[li, vi],
         "twas_z": twas_z[li, gi, ti], "twas_p": twas_p[li, gi, ti], "eqtl_slope": slope[li, gi, vi, ti],
+        "twas_z_loo": twas_z_loo[li, gi, vi, ti],
         "sim_locus": li.astype(np.int64),
     })
     parts = []
@@ -172,6 +181,6 @@ def simulate_study(rng: np.random.Generator | int, *, world: str = "null", n_loc
         pl.format("v{}", pl.col("variant_key")).alias("variant_key"),
         pl.format("G{}", pl.col("gene_id")).alias("gene_id"),
         pl.col("tissue").replace_strict(list(range(T)), list(tissues), return_dtype=pl.Utf8).alias("tissue"),
-        pl.col("score").fill_nan(None), pl.col("eqtl_slope").fill_nan(None),
+        pl.col("score").fill_nan(None), pl.col("eqtl_slope").fill_nan(None), pl.col("twas_z_loo").fill_nan(None),
     ).select("variant_key", "gene_id", "tissue", "assay", "pip", "cs", "z_alt", "twas_z", "twas_p", "score",
-             "eqtl_slope", "sim_locus")
+             "eqtl_slope", "twas_z_loo", "sim_locus")

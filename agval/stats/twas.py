@@ -735,6 +735,7 @@ _HVNC_SCHEMA = {
 Q1_DIRECTIONS = {
     "twas": "agreement with the TWAS-weighted eQTL direction sign(z_ALT * TWAS.Z) (seed replication)",
     "eqtl": "agreement with the variant's marginal eQTL effect (ALT-oriented slope) in that tissue (primary)",
+    "twas_loo": "agreement with sign(z_ALT * leave-one-variant-out TWAS.Z) (LD-conditioned; own weight x z removed)",
 }
 
 
@@ -752,7 +753,10 @@ def q1_direction_agreement(triplets: pl.DataFrame, *, direction: str = "twas", n
     eQTL weight x its own z, and genes are selected on TWAS from the same GWAS; P30); it
     is **not** evidence of mediation. ``direction="eqtl"``: ``e = sign(eqtl_slope)``, the
     variant's marginal eQTL effect for ALT in that tissue (GTEx slope) - the primary
-    estimand; by default only the ``RNA`` assay.
+    estimand; by default only the ``RNA`` assay. ``direction="twas_loo"``:
+    ``e = sign(z_alt * twas_z_loo)``, the LD-conditioned leave-one-variant-out TWAS.Z
+    (:func:`loo_twas_z`, :mod:`agval.twas.loo`): the variant's own weight x z removed, the
+    dependence from selecting genes on the same GWAS not.
 
     Rows: ``score`` finite and non-zero and ``e`` non-zero. Accuracy ``k/n``. P value
     (one-sided, agreement above the null; statistic = ``k`` with ties broken by the
@@ -776,13 +780,15 @@ def q1_direction_agreement(triplets: pl.DataFrame, *, direction: str = "twas", n
     """
     if direction not in Q1_DIRECTIONS:
         raise ValueError(f"direction must be one of {sorted(Q1_DIRECTIONS)}, got {direction!r}")
-    need = ["gene_id", "tissue", "assay", "score"] + (["z_alt", "twas_z"] if direction == "twas"
-                                                      else ["eqtl_slope"])
+    need = ["gene_id", "tissue", "assay", "score"] + {"twas": ["z_alt", "twas_z"], "eqtl": ["eqtl_slope"],
+                                                      "twas_loo": ["z_alt", "twas_z_loo"]}[direction]
     df = _prepare_corrected(triplets, need, twas_p_threshold)
     if direction == "eqtl":
         df = df.with_columns(pl.col("eqtl_slope").cast(pl.Float64))
         e_expr = pl.col("eqtl_slope").sign()
         assays = ["RNA"] if assays is None else list(assays)
+    elif direction == "twas_loo":
+        e_expr = (pl.col("z_alt") * pl.col("twas_z_loo").cast(pl.Float64)).sign()
     else:
         e_expr = (pl.col("z_alt") * pl.col("twas_z")).sign()
     df = df.with_columns(e_expr.fill_nan(0).fill_null(0).alias("_e"))
@@ -1295,30 +1301,33 @@ def q4_synthetic_twas_corrected(triplets: pl.DataFrame, *, n_permutations: int =
 def loo_twas_z(weights: Any, z: Any, ld: Any) -> np.ndarray:
     """LD-conditioned leave-one-variant-out TWAS.Z of one gene-tissue, per variant.
 
-    ``weights`` (m,) eQTL weights, ``z`` (m,) GWAS z (ALT-oriented, the same alleles),
-    ``ld`` (m, m) LD correlation. For variant ``i`` the other variants' z are conditioned
-    on ``z_i`` (``z_c = z_-i - R_-i,i z_i``, covariance ``R_-i,-i - R_-i,i R_i,-i``) and
+    ``weights`` (..., m) eQTL weights, ``z`` (..., m) GWAS z (the same alleles), ``ld``
+    (..., m, m) LD correlation (unit diagonal); leading dimensions broadcast (a batch of
+    gene-tissues). For variant ``i`` the other variants' z are conditioned on ``z_i``
+    (``z_c = z_-i - R_-i,i z_i``, covariance ``R_-i,-i - R_-i,i R_i,-i``) and
     ``TWAS_-i = w_-i' z_c / sqrt(w_-i' Sigma_c w_-i)``. Under a null GWAS (``z ~ N(0, R)``)
     ``TWAS_-i`` is independent of ``z_i``, so ``sign(z_i * TWAS_-i)`` no longer contains the
     variant's own eQTL weight x its own z (P30). Selecting genes on TWAS significance from
     the same GWAS brings dependence back; mediation itself needs colocalisation or
-    Mendelian randomisation, not sign agreement. Returns (m,) (NaN when the conditioned
-    variance is ~0, e.g. only one variant).
+    Mendelian randomisation, not sign agreement.
+
+    Closed form, O(m^2) per gene-tissue: with ``u = R w`` and ``o_i = u_i - w_i``, the
+    numerator is ``w'z - w_i z_i - z_i o_i`` and the variance
+    ``w'Rw - 2 w_i u_i + w_i^2 - o_i^2``. Flipping the counted allele of variant ``i``
+    (``w_i, z_i, R_i.`` negated) leaves ``TWAS_-i`` unchanged. Returns (..., m) (NaN where
+    the conditioned variance is ~0, e.g. only one variant).
     """
     w = np.asarray(weights, dtype=float)
     zz = np.asarray(z, dtype=float)
     R = np.asarray(ld, dtype=float)
-    m = w.size
-    if zz.shape != (m,) or R.shape != (m, m):
+    m = w.shape[-1]
+    if zz.shape[-1] != m or R.shape[-2:] != (m, m):
         raise ValueError(f"weights {w.shape}, z {zz.shape} and ld {R.shape} do not match")
-    out = np.full(m, np.nan)
-    for i in range(m):
-        o = np.arange(m) != i
-        r = R[o, i]
-        zc = zz[o] - r * zz[i]
-        S = R[np.ix_(o, o)] - np.outer(r, r)
-        wo = w[o]
-        var = float(wo @ S @ wo)
-        if var > 1e-12:
-            out[i] = float(wo @ zc) / math.sqrt(var)
-    return out
+    u = np.einsum("...ij,...j->...i", R, w)
+    wz = np.einsum("...i,...i->...", w, zz)[..., None]
+    wRw = np.einsum("...i,...i->...", w, u)[..., None]
+    o = u - w
+    num = wz - w * zz - zz * o
+    var = wRw - 2.0 * w * u + w ** 2 - o ** 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(var > 1e-12 * np.maximum(1.0, wRw), num / np.sqrt(np.maximum(var, 1e-300)), np.nan)

@@ -85,7 +85,8 @@ def run_corrected(triplets: pl.DataFrame, *, n_permutations: int, n_boot: int, s
                   ) -> dict[str, Any]:
     """Every corrected-mode statistic (locus-level permutation P, locus-bootstrap interval,
     BH over grids): ``{"q1_eqtl"`` (None without an ``eqtl_slope`` column or slopes),
-    ``"q1_twas", "q2", "q3", "q4"}``; one seed stream for all of them."""
+    ``"q1_twas", "q2", "q3", "q4", "q1_twas_loo"}`` (the last None without a
+    ``twas_z_loo`` column, :mod:`agval.twas.loo`); one seed stream for all of them."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
@@ -101,6 +102,10 @@ def run_corrected(triplets: pl.DataFrame, *, n_permutations: int, n_boot: int, s
                                                  min_tissues_kendall=min_tissues_kendall, deviation=deviation, **kw),
         "q4": st.q4_synthetic_twas_corrected(triplets, seed=rng, min_genes=min_genes, **kw),
     }
+    # drawn last, so the seed stream of the statistics above is the same with or without it
+    has_loo = "twas_z_loo" in triplets.columns and triplets["twas_z_loo"].is_not_null().any()
+    out["q1_twas_loo"] = (st.q1_direction_agreement(triplets, direction="twas_loo", seed=rng,
+                                                    heart_tissues=heart_tissues, **kw) if has_loo else None)
     return out
 
 
