@@ -24,8 +24,8 @@ case-insensitive):
   diagonal is 1. (PLINK ``--r`` output with the counted alleles added.)
 
 Orientation: everything is put on each SNP's weight allele ``a1``: the GWAS z is negated
-where the GWAS effect allele is ``a2`` (rows matching neither are counted drops
-``loo_allele_mismatch``), and an LD ``r`` is negated once per side whose counted allele is
+where the GWAS effect allele is ``a2`` (a strand flip is undone except at palindromic
+sites; rows matching neither are counted drops ``loo_allele_mismatch``), and an LD ``r`` is negated once per side whose counted allele is
 ``a2``. ``TWAS_-i`` does not depend on which allele of variant ``i`` is counted, so it
 pairs with the ALT-oriented ``z_alt`` of the triplet as it is.
 
@@ -41,6 +41,7 @@ from typing import Sequence
 import numpy as np
 import polars as pl
 
+from agval.coords import complement, is_palindromic
 from agval.drops import DropLog
 from agval.errors import InputError
 from agval.genes import strip_gene_version_expr
@@ -71,6 +72,25 @@ LOO_NOTE = ("Leave-one-variant-out TWAS.Z (LD-conditioned) removes the variant's
 
 def _alleles(s: pl.Series) -> pl.Series:
     return s.str.to_uppercase()
+
+
+def _orientation(ea: str | None, oa: str | None, a1: str, a2: str) -> float | None:
+    """+1 when the GWAS effect allele is the weight's ``a1``, -1 when it is ``a2`` (also on
+    the other strand, except at palindromic A/T, C/G sites where a flip cannot be told from
+    a swap), None when the alleles match neither."""
+    if ea is None or oa is None:
+        return None
+    if (ea, oa) == (a1, a2):
+        return 1.0
+    if (ea, oa) == (a2, a1):
+        return -1.0
+    if not is_palindromic(a1, a2):
+        c = (complement(ea), complement(oa))
+        if c == (a1, a2):
+            return 1.0
+        if c == (a2, a1):
+            return -1.0
+    return None
 
 
 def _read(path: str | Path, spec: dict[str, tuple[str, ...]], *, dataset: str) -> tuple[pl.DataFrame, dict]:
@@ -176,9 +196,8 @@ def attach_loo_twas_z(triplets: pl.DataFrame, weights: pl.DataFrame, gwas: pl.Da
     g = gwas.select("rsid", pl.col("z").cast(pl.Float64), _alleles(gwas["effect_allele"]).alias("ea"),
                     _alleles(gwas["other_allele"]).alias("oa")).unique("rsid", keep="first", maintain_order=True)
     w = weights.join(g, on="rsid", how="inner")
-    sign = (pl.when((pl.col("ea") == pl.col("a1")) & (pl.col("oa") == pl.col("a2"))).then(1.0)
-            .when((pl.col("ea") == pl.col("a2")) & (pl.col("oa") == pl.col("a1"))).then(-1.0).otherwise(None))
-    w = w.with_columns(sign.alias("_s"))
+    w = w.with_columns(pl.Series("_s", [_orientation(*t) for t in zip(w["ea"], w["oa"], w["a1"], w["a2"])],
+                                 dtype=pl.Float64))
     bad = w.filter(pl.col("_s").is_null())
     if bad.height:
         drops.add_frame(bad.select(pl.format("{}|{}|{}", "gene_id", "tissue", "rsid").alias("row_id"),

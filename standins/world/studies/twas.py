@@ -530,6 +530,32 @@ def _write_eqtl(folder: Path, loci: list[dict], sims: list[LocusSim]) -> list[Pa
     return paths
 
 
+def _write_weights_and_ld(folder: Path, loci: list[dict], sims: list[LocusSim]) -> tuple[Path, Path]:
+    """The TWAS models' eQTL weights (``w = ez[:, t]``, for ALT; every tested gene-tissue,
+    as FUSION's ``.wgt.RDat`` would give them) and the LD reference (each locus's ``R``
+    between ALT dosages, pairs with ``r != 0``), for Q1's leave-one-variant-out TWAS.Z."""
+    folder.mkdir(parents=True, exist_ok=True)
+    wl = ["gene_id\ttissue\tSNP\tA1\tA2\tweight"]
+    ll = ["SNP_A\tallele_a\tSNP_B\tallele_b\tR"]
+    for loc, sim in zip(loci, sims):
+        v = loc["variants"]
+        rs, ref, alt = v["rsid"].to_list(), v["ref"].to_list(), v["alt"].to_list()
+        for t, tissue in enumerate(TISSUES):
+            if not sim.tested[t]:
+                continue
+            for i in range(len(rs)):
+                wl.append(f"{loc['gene']['gene_id']}\t{tissue}\t{rs[i]}\t{alt[i]}\t{ref[i]}\t{_fmt(float(sim.ez[i, t]))}")
+        for i in range(len(rs)):
+            for j in range(i + 1, len(rs)):
+                if sim.R[i, j] != 0:
+                    ll.append(f"{rs[i]}\t{alt[i]}\t{rs[j]}\t{alt[j]}\t{_fmt(float(sim.R[i, j]))}")
+    paths = (folder / "twas_weights.tsv.gz", folder / "ld.tsv.gz")
+    for path, lines in zip(paths, (wl, ll)):
+        with open(path, "wb") as fh, gzip.GzipFile(fileobj=fh, mode="wb", mtime=0) as gz:
+            gz.write(("\n".join(lines) + "\n").encode())
+    return paths
+
+
 def _write_tissue_map(path: Path) -> Path:
     """Long tab-separated override (``tissue, assay, ontology_curie``; an empty term = no tracks).
     Not TOML: study folders are globbed for ``*.toml`` study files."""
