@@ -59,7 +59,9 @@ def _retryable(task, task_run, state) -> bool:
     exc = state.data if isinstance(getattr(state, "data", None), BaseException) else None
     if isinstance(exc, MyVariantError) and exc.status is not None and 400 <= exc.status < 500 and exc.status != 429:
         return False
-    return not isinstance(exc, (InputError, GuardError, ConfigError))
+    # local file-system errors (the state folder is a file, no permission, ...) recur on retry
+    local = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, FileExistsError)
+    return not isinstance(exc, (InputError, GuardError, ConfigError, *local))
 
 
 class _Progress:
