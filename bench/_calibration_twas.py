@@ -14,7 +14,10 @@ TWAS significance filter is applied by the world, so ``twas_p_threshold=None`` h
 * the seed's original tests in the same world, reported apart ("original (known
   miscalibrated)"): within-(gene, tissue) permutations and row-level tests;
 * power of the primary Q1 estimand (RNA score vs the marginal eQTL slope, pooled over
-  tissues, locus permutation) in the **mediation** world.
+  tissues, locus permutation) in the **mediation** world;
+* information (not counted): rejection rates of Q1's seed direction and its
+  leave-one-variant-out version in the **eqtl_aware** world (the model knows eQTL
+  directions, nothing is mediated), with and without selecting genes on the same GWAS.
 
 Interface: :func:`calibrate` ``(n_studies, seed) -> {"type1": {name: rate}, "power":
 {name: rate}, "original": {name: rate}, "seed_counterpart": {corrected name: (seed name, rate,
@@ -126,6 +129,26 @@ def mediation_study_pvalues(seed: int) -> dict[str, float]:
     return {"q1_eqtl": _row(q1e, pooled=True).get("perm_p")}
 
 
+#: studies of the eQTL-aware information rows (not counted in RESULT)
+N_INFO = 200
+
+
+def eqtl_aware_study_pvalues(seed: int) -> dict[str, float]:
+    """Q1's TWAS directions where the model knows eQTL directions and nothing is mediated
+    (null GWAS): the seed's ``sign(z_ALT * TWAS.Z)`` and the leave-one-variant-out
+    ``sign(z_ALT * TWAS_-i)``, without selection on the GWAS and with the world's TWAS
+    filter (P30: selection brings dependence back). Information, not a calibrated test."""
+    out = {}
+    for label, thr in (("no selection", 1.0), ("TWAS-selected", WORLD["twas_p_threshold"])):
+        df = simulate_study(np.random.default_rng([seed, 31]), world="eqtl_aware",
+                            **{**WORLD, "twas_p_threshold": thr}, assays=("RNA",))
+        for d in ("twas", "twas_loo"):
+            t = st.q1_direction_agreement(df, direction=d, n_permutations=B, n_boot=0, assays=["RNA"],
+                                          seed=np.random.default_rng([seed, 32]), twas_p_threshold=None)["table"]
+            out[f"q1_{d}_RNA_pooled (eQTL-aware model, {label})"] = _row(t, pooled=True).get("perm_p")
+    return out
+
+
 def _rates(rows: list[dict[str, float]]) -> dict[str, float]:
     names = list(dict.fromkeys(k for r in rows for k in r))
     out = {}
@@ -144,8 +167,10 @@ def calibrate(n_studies: int, seed: int) -> dict:
         corr.append(c)
         orig.append(o)
         power.append(mediation_study_pvalues(seed * 1_000_003 + i))
+    info = [eqtl_aware_study_pvalues(seed * 1_000_003 + i) for i in range(min(n_studies, N_INFO))]
     type1, original = _rates(corr), _rates(orig)
-    return {"type1": type1, "original": original, "power": _rates(power),
+    return {"type1": type1, "original": original, "power": _rates(power), "information": _rates(info),
+            "n_information": min(n_studies, N_INFO),
             "seed_counterpart": seed_counterparts(type1, original),
             "n_studies": n_studies, "alpha": ALPHA, "n_permutations": B}
 

@@ -91,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{'original (known miscalibrated)':58s} type-I")
             for k, v in orig.items():
                 print(f"  {k:56s} {_fmt(v)}")
+        if res.get("information"):
+            print(f"{'information (not counted), ' + str(res.get('n_information')) + ' studies':58s} rate")
+            for k, v in res["information"].items():
+                print(f"  {k:56s} {_fmt(v)}")
         if res.get("power"):
             print(f"{'power':58s} rate")
             for k, v in res["power"].items():
