@@ -288,3 +288,50 @@ def test_two_model_study_leaderboard_covers_the_planted_difference(demo, alphage
     assert planted["score_noisy"]["auprc_difference"]["in_ci"] and planted["alphagenome"]["auprc"]["in_ci"]
     page = write_leaderboard(board, tmp_path)["html"].read_text()
     assert "score_noisy" in page and "alphagenome" in page and "planted" in page and "SIMULATED" in page
+
+
+def test_published_causality_rows_beside_the_run(demo, monkeypatch):
+    """A causality study naming a ``qtl-causality`` registry set shows its rows beside its own
+    (metrics and report); the shipped registry holds no such set yet (nothing traceable), so
+    the set here is a TEST-ONLY stand-in, never a published number. A seed set is refused."""
+    import agval.published as pubmod
+    from agval.errors import ConfigError
+
+    shipped = pubmod.published_sets()
+    assert not [s for s in shipped.values() if s.kind == pubmod.CAUSALITY_KIND]
+    test_set = pubmod._read_registry("test.toml", """
+format = "agval-published"
+version = 1
+[[set]]
+id = "test-only-causality"
+kind = "qtl-causality"
+title = "TEST ONLY (not a published number)"
+source = "tests/test_causality.py"
+mode = "causality"
+rows = [
+  { key = "all.score_truth.auprc", label = "auPRC, all", value = 0.5, tolerance = 0.005 },
+  { key = "heldout.score_noisy.direction_r", label = "direction r, held out", value = -0.2, tolerance = 0.005 },
+  { key = "all.absent_model.auprc", label = "a model this run lacks", value = 0.7, tolerance = 0.005 },
+]
+""")
+    monkeypatch.setattr(pubmod, "published_sets", lambda: {**shipped, **test_set})
+    study = _study(demo[0]).model_copy(update={"published": "test-only-causality"})
+    out = cz.run_plain(study, genome_path=study.reference_fasta, simulated=True)
+    res, block = out["result"], out["metrics"]["published"]
+    rows = {r["key"]: r for r in block["rows"]}
+    auprc = res["splits"]["all"]["models"]["score_truth"]["auprc"]
+    assert rows["all.score_truth.auprc"]["observed"] == pytest.approx(auprc)
+    assert rows["all.score_truth.auprc"]["difference"] == pytest.approx(auprc - 0.5)
+    r_held = res["splits"]["heldout"]["models"]["score_noisy"]["direction_r"]
+    assert rows["heldout.score_noisy.direction_r"]["observed"] == pytest.approx(r_held)
+    assert rows["all.absent_model.auprc"]["observed"] is None and block["n_compared"] == 2
+    assert block["simulated"] and block["label"]
+    title = next(t for t in out["tables"] if t.startswith("Published reference"))
+    assert out["tables"][title].height == 3 and "simulated" in title
+    assert "Published reference (TEST ONLY" in out["sections"][0][1]
+    # a seed study's set is not a causality benchmark's reference
+    with pytest.raises(ConfigError, match="qtl-causality"):
+        cz.prepare(_study(demo[0]).model_copy(update={"published": "gate2018-caqtl-seed"}))
+    with pytest.raises(ConfigError, match="already defined"):
+        pubmod._read_registry("dup.toml", 'format = "agval-published"\nversion = 1\n[[set]]\nid = "x"\nkind = "k"\n'
+                              'title = "t"\nsource = "s"\nrows = []\n', known={"x"})
