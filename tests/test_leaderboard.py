@@ -126,3 +126,27 @@ def test_history_panels_have_a_minimum_span():
     assert hi - lo == pytest.approx(BOUNDED_MIN_SPAN) and lo < 0.501 and hi > 0.503  # a 0.002 change stays small
     assert lim["n_rows"][1] - lim["n_rows"][0] == pytest.approx(100.2)  # 10 % of the largest magnitude
     assert lim["wide"] == pytest.approx((-0.9, 0.8))  # wide enough already: untouched
+
+
+def test_cli_compare_leaderboard_prints_where_it_is(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from agval import cli
+
+    monkeypatch.setenv("AGVAL_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("AGVAL_RESULTS", str(tmp_path / "real"))
+    monkeypatch.setenv("AGVAL_SIM_RESULTS", str(tmp_path / "sim"))
+    for digest, version, rho in (("a" * 64, "FOLD_0", 0.55), ("b" * 64, "ALL_FOLDS", 0.61)):
+        make_run(tmp_path / "sim", "caqtl-demo", digest=digest, version=version,
+                 metrics=_qtl_metrics(rho, rho - 0.1, rho + 0.1, original=0.40))
+    import typer
+
+    if "compare" not in getattr(typer.main.get_command(cli.app), "commands", {}):
+        cli._register()
+    res = CliRunner().invoke(cli.app, ["compare", "--leaderboard"])
+    assert res.exit_code == 0, res.output
+    page = tmp_path / "sim" / "leaderboard" / "leaderboard.html"
+    assert f"leaderboard: {page}" in res.output and "leaderboard.csv" in res.output
+    board = pl.read_csv(page.parent / "leaderboard.csv")
+    assert set(board["model_version"].drop_nulls()) == {"FOLD_0", "ALL_FOLDS", "gate2018-caqtl-seed"}
+    assert "SIMULATED" in page.read_text()

@@ -115,7 +115,8 @@ def metric_history_plot(history: pl.DataFrame, study: str, path: str | Path, *,
     # invisible points at each panel's widened limits: tiny changes stay tiny (no free-scale zoom)
     lim = panel_limits(h)
     t0 = h["time"].min()
-    blank = pd.DataFrame({"metric": pd.Categorical([*lim["metric"], *lim["metric"]], categories=df["metric"].cat.categories),
+    blank = pd.DataFrame({"metric": pd.Categorical([*lim["metric"], *lim["metric"]],
+                                                   categories=df["metric"].cat.categories),
                           "value": [*lim["lo"], *lim["hi"]], "time": [t0] * (2 * lim.height)})
     plot = (p9.ggplot(df, p9.aes("time", "value"))
             + p9.geom_blank(data=blank)
