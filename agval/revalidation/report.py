@@ -206,8 +206,9 @@ def build_comparison(history: pl.DataFrame, a: str | None, b: str | None, *,
 
 def _shown(comparison: pl.DataFrame) -> pl.DataFrame:
     """The paired-differences table as the report shows it: the settings columns (table,
-    confidence, n_boot, seed) are in the parquet and the methods text, not in every row."""
-    keep = [c for c in comparison.columns if c not in ("table", "confidence", "n_boot", "seed")]
+    confidence, n_boot, seed; n_a, n_b: each run's own row count) are in the parquet and the methods
+    text, not in every row."""
+    keep = [c for c in comparison.columns if c not in ("table", "confidence", "n_boot", "seed", "n_a", "n_b")]
     return comparison.select(keep).rename({"difference": "A \u2212 B"})
 
 
