@@ -69,6 +69,7 @@ def test_leaderboard_rows_published_fixed_and_links_relative(tmp_path):
     rho = q.filter(pl.col("key") == "original.spearman_rho")
     assert rho["source"].to_list()[0] == "published" and rho["value"][0] == pytest.approx(0.4032)
     assert sorted(rho.filter(pl.col("source") == "run")["model_version"].to_list()) == ["ALL_FOLDS", "FOLD_0"]
+    assert rho.filter(pl.col("source") == "run")["reproduced"].to_list() == [True, True]  # 0.40 vs 0.4032
     head = q.filter(pl.col("key").str.starts_with("headline."))
     assert sorted(head["value"].to_list()) == pytest.approx([0.55, 0.61])
     assert head.filter(pl.col("model_version") == "ALL_FOLDS")["ci_low"][0] == pytest.approx(0.51)
@@ -94,7 +95,7 @@ def test_leaderboard_rows_published_fixed_and_links_relative(tmp_path):
     caqtl = page[page.index('id="study-caqtl-demo"'):]
     ths = re.findall(r"<th>([^<]*)<", caqtl[:caqtl.index("</thead>")])
     assert ths[:2] == ["statistic", "published"]
-    assert "planted -0.170" in page
+    assert "planted -0.170" in page and "reproduced" in page
 
 
 def test_comparison_writes_the_leaderboard_one_direction(tmp_path):
@@ -150,3 +151,14 @@ def test_cli_compare_leaderboard_prints_where_it_is(tmp_path, monkeypatch):
     board = pl.read_csv(page.parent / "leaderboard.csv")
     assert set(board["model_version"].drop_nulls()) == {"FOLD_0", "ALL_FOLDS", "gate2018-caqtl-seed"}
     assert "SIMULATED" in page.read_text()
+
+
+def test_a_sign_flip_against_the_published_number_is_named(tmp_path):
+    from agval.revalidation.leaderboard import leaderboard_table, render_leaderboard
+
+    f = make_run(tmp_path / "results", "flip", digest="c" * 64,
+                 metrics=_qtl_metrics(0.5, 0.4, 0.6, original=-0.40))
+    board = leaderboard_table(folders=[(f, "qtl")])
+    row = board.filter((pl.col("key") == "original.spearman_rho") & (pl.col("source") == "run")).row(0, named=True)
+    assert row["sign_agrees"] is False and row["reproduced"] is False
+    assert "sign differs from published" in render_leaderboard(board, base=tmp_path)

@@ -20,6 +20,8 @@ source               ``published`` / ``run`` / ``dataset`` / ``ensemble``
 value, ci_low,       the estimate and its interval (percentile, the run's confidence);
 ci_high, p           the P the run reports beside it (null when none)
 planted              SIMULATED causality runs: the value planted in the synthetic world
+reproduced,          a run's value of a published statistic: within the registry's
+sign_agrees          tolerance of the published value; same sign (null otherwise)
 run_id, report       the run and the path of its ``report.html`` (null for published rows)
 simulated            the run is simulated (published rows: false)
 ==================== =================================================================
@@ -55,7 +57,8 @@ __all__ = ["LEADERBOARD_COLUMNS", "run_entries", "leaderboard_table", "render_le
 LEADERBOARD_COLUMNS: dict[str, pl.DataType] = {
     "study": pl.String, "study_kind": pl.String, "key": pl.String, "statistic": pl.String, "model": pl.String,
     "model_version": pl.String, "fingerprint": pl.String, "source": pl.String, "value": pl.Float64,
-    "ci_low": pl.Float64, "ci_high": pl.Float64, "p": pl.Float64, "planted": pl.Float64, "run_id": pl.String,
+    "ci_low": pl.Float64, "ci_high": pl.Float64, "p": pl.Float64, "planted": pl.Float64,
+    "reproduced": pl.Boolean, "sign_agrees": pl.Boolean, "run_id": pl.String,
     "report": pl.String, "simulated": pl.Boolean, "finished": pl.String,
 }
 
@@ -141,7 +144,8 @@ def run_entries(folder: str | Path, *, study_kind: str | None = None) -> list[di
         for r in pub.get("rows") or []:
             label = f"{r['label']} ({r['key']})"
             rows.append({**base, "key": r["key"], "statistic": label, "value": _num(r.get("observed")),
-                         "ci_low": None, "ci_high": None, "p": None})
+                         "ci_low": None, "ci_high": None, "p": None, "reproduced": r.get("reproduced"),
+                         "sign_agrees": r.get("sign_agrees")})
             rows.append({**base, "key": r["key"], "statistic": label, "model": "published",
                          "model_version": pub.get("set"), "fingerprint": None, "source": "published",
                          "value": _num(r.get("published")), "ci_low": None, "ci_high": None,
@@ -208,6 +212,10 @@ def _cell(r: Mapping[str, Any], base: Path | None) -> str:
         inner = f'<a href="{_e(href)}">{inner}</a>'
     if r.get("planted") is not None:
         inner += f'<br><span class="note">planted {_e(_fmt(r["planted"]))}</span>'
+    if r.get("reproduced") is not None:
+        verdict = ("reproduced" if r["reproduced"] else
+                   "sign differs from published" if r.get("sign_agrees") is False else "not reproduced")
+        inner += f'<br><span class="note">{verdict}</span>'
     return inner
 
 
