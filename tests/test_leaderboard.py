@@ -112,6 +112,11 @@ def test_comparison_writes_the_leaderboard_one_direction(tmp_path):
     page = Path(res["report"]).read_text()
     assert "B - A" not in page and "B \u2212 A" not in page and "A \u2212 B" in page
     assert "leaderboard.html" in page
+    # numbers sit in right-aligned cells that never wrap (issue 16: digits wrapped one per line)
+    table = page[page.index("Paired bootstrap differences (A \u2212 B)</h2>"):]
+    table = table[:table.index("</table>")]
+    assert "<th>A \u2212 B</th>" in table and re.search(r'<td class="num">-?0\.\d+</td>', table)
+    assert re.search(r"td\.num \{[^}]*white-space: nowrap", page)
     deltas = pl.read_parquet(Path(res["report_folder"]) / "tables" / "metric_deltas.parquet")
     row = deltas.filter(pl.col("metric") == "headline.estimate").row(0, named=True)
     assert row["a_minus_b"] == pytest.approx(row["value_a"] - row["value_b"]) == pytest.approx(0.55 - 0.61)
@@ -162,3 +167,6 @@ def test_a_sign_flip_against_the_published_number_is_named(tmp_path):
     row = board.filter((pl.col("key") == "original.spearman_rho") & (pl.col("source") == "run")).row(0, named=True)
     assert row["sign_agrees"] is False and row["reproduced"] is False
     assert "sign differs from published" in render_leaderboard(board, base=tmp_path)
+    # a run whose report is missing is listed without a dead link
+    (f / "report.html").unlink()
+    assert leaderboard_table(folders=[(f, "qtl")]).filter(pl.col("source") == "run")["report"].is_null().all()

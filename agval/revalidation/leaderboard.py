@@ -129,7 +129,8 @@ def run_entries(folder: str | Path, *, study_kind: str | None = None) -> list[di
     kind = study_kind or _KIND_OF_FLOW.get(str(man.get("flow") or ""))
     base = {"study": man.get("study") or folder.parent.name, "study_kind": kind, "model": backend_label(
         man.get("backend")), "model_version": version, "fingerprint": (digest or "")[:12] or None, "source": "run",
-        "planted": None, "run_id": man.get("run_id") or folder.name, "report": str(folder / "report.html"),
+        "planted": None, "run_id": man.get("run_id") or folder.name,
+        "report": str(folder / "report.html") if (folder / "report.html").exists() else None,
         "simulated": bool(man.get("simulated")), "finished": man.get("finished") or man.get("started")}
     rows: list[dict[str, Any]] = []
     if metrics.get("benchmark") == "causality":
@@ -169,7 +170,8 @@ def leaderboard_table(history: pl.DataFrame | None = None, *,
     """The long leaderboard table (:data:`LEADERBOARD_COLUMNS`) of the latest run of every
     (study, backend, model version, fingerprint) in ``history``, plus ``folders`` (run
     folders, or ``(folder, study_kind)``). A published reference row appears once per
-    (study, key); rows are sorted by study, key, source (published first) and model."""
+    (study, key); rows are sorted by study, key, source (published first), model, version and
+    newest run first (a dataset baseline scored in several runs shows the newest run's value)."""
     rows: list[dict[str, Any]] = []
     seen: set[str] = set()
     todo: list[tuple[str, str | None]] = []
@@ -190,7 +192,8 @@ def leaderboard_table(history: pl.DataFrame | None = None, *,
     order = {"published": 0, "run": 1, "dataset": 2, "ensemble": 3}
     out = pl.concat([pub, rest], how="vertical")
     return (out.with_columns(pl.col("source").replace_strict(order, default=9, return_dtype=pl.Int8).alias("_o"))
-            .sort(["study", "key", "_o", "model", "model_version"], nulls_last=True).drop("_o"))
+            .sort(["study", "key", "_o", "model", "model_version", "finished"],
+                  descending=[False, False, False, False, False, True], nulls_last=True).drop("_o"))
 
 
 # -- the page ---------------------------------------------------------------------------
