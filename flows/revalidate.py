@@ -300,9 +300,11 @@ def compare(a: str | None = None, b: str | None = None, studies: list[str] | Non
     from agval.revalidation.report import refresh_indexes
 
     res["indexes"] = [str(p) for p in refresh_indexes(history)]
-    log.info("comparison report: %s", res["report"])
+    log.info("comparison report: %s; leaderboard: %s", res["report"], res["leaderboard"])
     create_link_artifact(key="agval-compare-report", link=Path(res["report"]).as_uri(),
                          link_text="agval comparison report")
+    create_link_artifact(key="agval-leaderboard", link=Path(res["leaderboard"]).as_uri(),
+                         link_text="agval leaderboard (studies x models x versions)")
     table = pl.DataFrame(res["comparison"]) if res["comparison"] else None
     md = [f"# agval comparison\n\nA: `{res['side_a']}`  \nB: `{res['side_b']}`\n",
           f"Report folder: `{res['report_folder']}`\n"]

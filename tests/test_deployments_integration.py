@@ -293,7 +293,7 @@ def test_dask_runner_gives_identical_scores_and_metrics(local_server, world_dir,
     rep = compare(a=str(a), b=str(b), n_boot=100, seed=1)
     row = pl.DataFrame(rep["comparison"]).filter(pl.col("metric") == "toy.spearman").row(0, named=True)
     assert rep["side_a"] == ["folder", str(a)] and row["difference"] == 0.0 and row["n"] == 24
-    assert Path(rep["report"]).exists()
+    assert Path(rep["report"]).exists() and Path(rep["leaderboard"]).exists()
 
 
 def test_ui_is_told_the_api_address_it_was_started_on(local_server):

@@ -123,3 +123,17 @@ def test_every_study_model_checks_its_published_field_when_the_file_is_read():
     assert TWASStudy(**base, published="none").published == "none"
     with pytest.raises(ValidationError, match="unknown published reference set"):
         TWASStudy(**base, published="gate2018-caqtl-typo")
+
+
+def test_benchmarks_registry_file_documents_why_it_is_empty():
+    """The paper's standard QTL benchmark numbers: none traceable to ../shared/docs or the SDK
+    docs, so the benchmarks file loads, holds no set and says so (never guessed numbers)."""
+    from importlib import resources
+
+    import agval.published as pubmod
+
+    assert pubmod.REGISTRY_FILES == ("seeds-v1.toml", "benchmarks-v1.toml")
+    text = resources.files("agval.published").joinpath("benchmarks-v1.toml").read_text()
+    assert pubmod._read_registry("benchmarks-v1.toml", text) == {}
+    assert "NO SETS YET" in text and "traced" in text
+    assert all(s.kind != pubmod.CAUSALITY_KIND for s in pubmod.published_sets().values())

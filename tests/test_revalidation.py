@@ -276,7 +276,7 @@ def test_compare_runs_paired_bootstrap_matches_the_stats_library(tmp_path):
     assert (r["ci_low"], r["ci_high"]) == pytest.approx((ref["ci_low"], ref["ci_high"]))
     assert r["ci_low"] > 0, "the better predictor's advantage is resolved"
     d = metric_deltas(fa, fb).row(0, named=True)
-    assert d["metric"] == "toy.spearman" and d["delta"] == pytest.approx(-0.5)
+    assert d["metric"] == "toy.spearman" and d["a_minus_b"] == pytest.approx(0.5)  # A - B, as the paired CI
     # group_by and filter
     ta2 = ta.with_columns(pl.Series("assay", ["A", "B"] * 60))
     tb2 = tb.with_columns(pl.Series("assay", ["A", "B"] * 60))

@@ -156,6 +156,8 @@ def compare(
     n_boot: int = typer.Option(2000, "--n-boot", help="Bootstrap replicates."),
     seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
     list_: bool = typer.Option(False, "--list", help="List the fingerprints and backends in the history and exit."),
+    leaderboard: bool = typer.Option(False, "--leaderboard", help="Only write the leaderboard (every study x model x "
+                                     "version in the history, published rows among them) and print where it is."),
     config: Optional[Path] = typer.Option(None, "--config", help=CONFIG_HELP + " Only its [study_kinds] are used."),
 ) -> None:
     """Compare two model fingerprints, two backends or two run folders; write a report.
@@ -186,11 +188,25 @@ def compare(
             typer.echo(f"{(r['model_fingerprint'] or '-')[:16]}  {r['backend']:<24} {r['model_version'] or '-':<10} "
                        f"{r['runs']:>3} runs  {r['first']} .. {r['last']}")
         return
+    if leaderboard:
+        from agval.paths import results_root
+        from agval.revalidation.history import read_history, sync_history
+        from agval.revalidation.leaderboard import leaderboard_table, write_leaderboard
+        from flows.revalidate import _kind_of_flow
+
+        sync_history(kind_of_flow=_kind_of_flow())
+        board = leaderboard_table(read_history())
+        if study:
+            board = board.filter(board["study"].is_in(list(study)) | board["study_kind"].is_in(list(study)))
+        sim = bool(board.height and board["simulated"].fill_null(False).any())
+        paths = write_leaderboard(board, results_root(sim) / "leaderboard")
+        typer.echo(f"leaderboard: {paths['html']}\nmachine table: {paths['csv']} ({paths['parquet'].name} beside it)")
+        return
     from flows.revalidate import compare as flow
 
     res = flow(a=a, b=b, studies=list(study) if study else None, n_boot=n_boot, seed=seed,
                config=str(config) if config else None)
-    _echo_json({k: res[k] for k in ("report", "index", "side_a", "side_b", "metrics")})
+    _echo_json({k: res[k] for k in ("report", "leaderboard", "index", "side_a", "side_b", "metrics")})
 
 
 def prefect_yaml(

@@ -1,8 +1,12 @@
 """Published reference numbers of the seed studies, shown beside every re-run.
 
-The numbers live in a versioned data file shipped with the package
-(``agval/published/seeds-v1.toml``, format ``agval-published`` v1); this module reads
-it and compares a run's own statistics with it.
+The numbers live in versioned data files shipped with the package (format
+``agval-published`` v1, :data:`REGISTRY_FILES`): ``seeds-v1.toml`` (the seed studies'
+numbers, from ../shared/docs/STUDIES.md) and ``benchmarks-v1.toml`` (standard benchmarks,
+kind ``qtl-causality``; it holds **no set yet**: none of the AlphaGenome paper's QTL
+benchmark numbers could be traced to ../shared/docs or the SDK's documentation, see the
+file's header). This module reads them and compares a run's own statistics with them;
+set ids are unique across the files.
 
 A *set* is one published analysis (``gate2018-caqtl-seed``, ``grossman2017-mpra-v2``,
 ...): its study kind, the agval mode that re-runs it (``original``) and its rows. A
@@ -37,10 +41,15 @@ from agval.errors import ConfigError
 __all__ = ["PublishedRow", "PublishedSet", "Comparison", "published_sets", "published_set",
            "default_set_id", "compare", "comparison_records", "REGISTRY_FILE", "REGISTRY_VERSION",
            "resolve_set_id", "checked_set_field", "qtl_observed", "mpra_observed", "twas_observed", "published_block",
-           "published_table", "published_title", "SIMULATED_LABEL"]
+           "published_table", "published_title", "SIMULATED_LABEL", "REGISTRY_FILES", "causality_observed",
+           "CAUSALITY_KIND"]
 
 REGISTRY_FILE = "seeds-v1.toml"
+#: every registry file, read in this order (set ids must be unique across them)
+REGISTRY_FILES = (REGISTRY_FILE, "benchmarks-v1.toml")
 REGISTRY_VERSION = 1
+#: the kind of a causality benchmark's published set (used only by ``benchmark = "causality"`` studies)
+CAUSALITY_KIND = "qtl-causality"
 
 
 @dataclass(frozen=True)
@@ -93,11 +102,20 @@ class Comparison:
 
 @lru_cache(maxsize=1)
 def published_sets() -> dict[str, PublishedSet]:
-    """Every published set in the shipped registry, by id."""
-    text = resources.files(__package__).joinpath(REGISTRY_FILE).read_text(encoding="utf-8")
+    """Every published set in the shipped registry files (:data:`REGISTRY_FILES`), by id."""
+    out: dict[str, PublishedSet] = {}
+    for name in REGISTRY_FILES:
+        out.update(_read_registry(name, resources.files(__package__).joinpath(name).read_text(encoding="utf-8"),
+                                  known=set(out)))
+    return out
+
+
+def _read_registry(name: str, text: str, *, known: set[str] = frozenset()) -> dict[str, PublishedSet]:
+    """The sets of one registry file's text; :class:`ConfigError` on a wrong format, a
+    repeated key within a set or a set id already in ``known``."""
     data = tomllib.loads(text)
     if data.get("format") != "agval-published" or data.get("version") != REGISTRY_VERSION:
-        raise ConfigError(f"{REGISTRY_FILE}: expected format agval-published v{REGISTRY_VERSION}")
+        raise ConfigError(f"{name}: expected format agval-published v{REGISTRY_VERSION}")
     out: dict[str, PublishedSet] = {}
     for s in data.get("set", []):
         rows = tuple(PublishedRow(key=r["key"], label=r["label"], value=float(r["value"]),
@@ -105,7 +123,9 @@ def published_sets() -> dict[str, PublishedSet]:
                      for r in s["rows"])
         keys = [r.key for r in rows]
         if len(set(keys)) != len(keys):
-            raise ConfigError(f"{REGISTRY_FILE}: set {s['id']!r} repeats a key")
+            raise ConfigError(f"{name}: set {s['id']!r} repeats a key")
+        if s["id"] in known or s["id"] in out:
+            raise ConfigError(f"{name}: set id {s['id']!r} is already defined")
         out[s["id"]] = PublishedSet(id=s["id"], kind=s["kind"], title=s["title"], source=s["source"],
                                     mode=s.get("mode", "original"), rows=rows, qtl_kind=s.get("qtl_kind"),
                                     note=s.get("note", ""))
@@ -228,6 +248,19 @@ def mpra_observed(aggregates: Mapping[str, Mapping[str, Any]]) -> dict[str, floa
     for agg, st in aggregates.items():
         for k in ("pearson_r", "spearman_rho", "auroc"):
             _put(out, f"{agg}.{k}", st.get(k))
+    return out
+
+
+def causality_observed(result: Mapping[str, Any]) -> dict[str, float]:
+    """A causality benchmark's statistics with the registry's keys:
+    ``<split>.<model>.auprc``, ``<split>.<model>.direction_r`` and
+    ``<split>.<model>.random_auprc`` for every split and model of
+    :func:`agval.qtl.causality.benchmark`'s result (``metrics.json["causality"]``)."""
+    out: dict[str, float] = {}
+    for split, e in (result.get("splits") or {}).items():
+        for model, st in (e.get("models") or {}).items():
+            for k in ("auprc", "direction_r", "random_auprc"):
+                _put(out, f"{split}.{model}.{k}", st.get(k))
     return out
 
 

@@ -39,7 +39,13 @@ baseline column), on the rows the model scored:
   controls resample together);
 * **paired differences** of every model against ``reference_model`` on the rows both
   scored, with the same locus draws for both (:func:`paired_bootstrap_difference`);
-* with two or more models, a **rank-mean ensemble** row (:func:`rank_mean_ensemble`).
+* with two or more models, a **rank-mean ensemble** row (:func:`rank_mean_ensemble`);
+* **published reference rows**: a study naming a registry set of kind ``qtl-causality``
+  (``[study] published = "<id>"``, :mod:`agval.published`) gets the set's numbers beside
+  its own (``metrics.json["published"]``, a report table) with keys
+  ``<split>.<model>.<statistic>`` (:func:`agval.published.causality_observed`). The
+  registry holds no such set yet (none of the paper's numbers was traceable; see
+  ``agval/published/benchmarks-v1.toml``).
 
 The module never imports Prefect or the stand-ins.
 """
@@ -539,9 +545,32 @@ def differences_table(res: dict[str, Any]) -> pl.DataFrame:
 # The benchmark as a QTL study (benchmark = "causality"): used by flows.qtl and run_plain
 # ----------------------------------------------------------------------------------
 
+def published_set_id(study) -> str | None:
+    """The registry set a causality study is compared with: its ``published`` field (no
+    default: the registry holds no causality set it could default to). A set of another
+    kind (a seed study's correlations) is a :class:`agval.errors.ConfigError`."""
+    from agval.errors import ConfigError
+    from agval.published import CAUSALITY_KIND, published_set, resolve_set_id
+
+    set_id = resolve_set_id(study.published, CAUSALITY_KIND, None)
+    if set_id is not None and published_set(set_id).kind != CAUSALITY_KIND:
+        raise ConfigError(f"{study.name}: published set {set_id!r} is a {published_set(set_id).kind!r} set; a "
+                          f"causality benchmark compares with sets of kind {CAUSALITY_KIND!r} only")
+    return set_id
+
+
+def published_for(study, res: dict[str, Any], *, simulated: bool) -> dict[str, Any] | None:
+    """The run's ``metrics.json["published"]`` block (None when the study names no set)."""
+    from agval.published import causality_observed, published_block
+
+    return published_block(published_set_id(study), causality_observed(res), simulated=simulated)
+
+
 def prepare(study, *, genome_path: str | None = None, drops: DropLog | None = None) -> tuple[pl.DataFrame, list[str]]:
     """Load ``study.table``, apply the significance gap, check REF against ``genome_path``
-    (when given) and add ``locus_id``. Returns ``(frame, baseline_columns)``."""
+    (when given) and add ``locus_id``. Returns ``(frame, baseline_columns)``. A wrong
+    ``published`` set fails here, before any scoring."""
+    published_set_id(study)
     settings: CausalitySettings = study.causality
     frame, baselines = load_causality_table(study.table, baseline_columns=settings.baseline_columns,
                                             dataset=study.dataset or "causality")
@@ -610,6 +639,9 @@ def build_metrics(study, res: dict[str, Any], *, counts: dict[str, Any], simulat
         m["live_analysis"] = live_analysis(study).to_dict()
     if scoring:
         m["scoring"] = scoring
+    pub = published_for(study, res, simulated=simulated)
+    if pub is not None:
+        m["published"] = pub
     return m
 
 
@@ -661,6 +693,15 @@ def report_parts(study, res: dict[str, Any], *, counts: dict[str, Any],
     d = differences_table(res)
     if d.height:
         tables[f"Paired differences against {ref}"] = d
+    pub = published_for(study, res, simulated=simulated)
+    if pub is not None:
+        from agval.published import published_table, published_title
+
+        tables[published_title(pub)] = published_table(pub)
+        summary_pub = (f"Published reference ({pub['title']}): {pub['n_reproduced']} of {pub['n_compared']} "
+                       "statistics reproduced within their tolerance")
+        sections[0] = (sections[0][0], sections[0][1] + "\n\n" + summary_pub
+                       + (f" ({pub['label']})." if pub["label"] else "."))
     return sections, warnings, tables
 
 

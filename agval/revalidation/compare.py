@@ -11,8 +11,8 @@ Two kinds of numbers:
    rows (or the spec's cluster column) **jointly** for both predictors. The measurement
    is taken from run A; a measurement that differs between the runs on the same key is
    an error (the two runs did not see the same data).
-2. **Metric deltas**: every numeric metric in both runs' ``metrics.json``, ``b - a`` (no
-   interval: use (1) for inference).
+2. **Metric deltas**: every numeric metric in both runs' ``metrics.json``, ``a - b`` (the
+   same direction as (1); no interval: use (1) for inference).
 
 Which table and columns a study kind uses: :data:`PAIRED_SPECS` (filled from what the
 study flows write), or the study module's own ``PAIRED_METRICS`` attribute (a list of
@@ -284,8 +284,13 @@ def compare_runs(folder_a: str | Path, folder_b: str | Path, specs: Sequence[Pai
     return pl.DataFrame(rows, schema=COMPARISON_COLUMNS) if rows else pl.DataFrame(schema=COMPARISON_COLUMNS)
 
 
+DELTA_COLUMNS: dict[str, pl.DataType] = {"study": pl.String, "metric": pl.String, "value_a": pl.Float64,
+                                         "value_b": pl.Float64, "a_minus_b": pl.Float64}
+
+
 def metric_deltas(folder_a: str | Path, folder_b: str | Path, *, study: str | None = None) -> pl.DataFrame:
-    """Every numeric metric of both runs: ``value_a``, ``value_b``, ``delta = b - a``."""
+    """Every numeric metric of both runs: ``value_a``, ``value_b``, ``a_minus_b = a - b``
+    (one direction for every table of a comparison: A - B, as the paired differences)."""
     def load(f):
         p = Path(f) / "metrics.json"
         return dict(flatten_metrics(json.loads(p.read_text()))) if p.exists() else {}
@@ -296,9 +301,8 @@ def metric_deltas(folder_a: str | Path, folder_b: str | Path, *, study: str | No
     for n in names:
         va, vb = ma.get(n), mb.get(n)
         rows.append({"study": study, "metric": n, "value_a": va, "value_b": vb,
-                     "delta": (vb - va) if va is not None and vb is not None else None})
-    return pl.DataFrame(rows, schema={"study": pl.String, "metric": pl.String, "value_a": pl.Float64,
-                                      "value_b": pl.Float64, "delta": pl.Float64})
+                     "a_minus_b": (va - vb) if va is not None and vb is not None else None})
+    return pl.DataFrame(rows, schema=DELTA_COLUMNS)
 
 
 # -- choosing the runs to compare -------------------------------------------------------

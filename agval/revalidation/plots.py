@@ -1,8 +1,13 @@
 """Each metric of a study across model versions over time (plotnine).
 
-One figure per study: one panel per metric (free y scales), x = when the run finished,
-points and lines coloured by model fingerprint (short digest + version name), shapes by
-backend. A change of colour along the line is a change of model.
+One figure per study: one panel per metric, x = when the run finished, points and lines
+coloured by model fingerprint (short digest + version name), shapes by backend. A change
+of colour along the line is a change of model.
+
+Each panel's y range is at least :func:`min_span` wide around its values (0.2 for
+statistics on a [-1, 1] scale such as correlations, AUROC and accuracies; 10 % of the
+largest magnitude otherwise), so a change in the third decimal is drawn as the small
+change it is instead of filling the panel (free scales exaggerate tiny changes).
 """
 
 from __future__ import annotations
@@ -46,6 +51,43 @@ def choose_metrics(history: pl.DataFrame, study: str, preferred: Sequence[str] =
     return out[:MAX_METRICS]
 
 
+#: the smallest y span of a panel whose values all lie in [-1, 1] (correlations, AUROC, accuracy)
+BOUNDED_MIN_SPAN = 0.2
+#: otherwise the smallest y span as a fraction of the panel's largest |value|
+RELATIVE_MIN_SPAN = 0.1
+
+
+def min_span(values) -> float:
+    """The smallest y span of a panel showing ``values`` (see the module docstring)."""
+    import numpy as np
+
+    v = np.asarray([x for x in values if x is not None], dtype=float)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return 1.0
+    top = float(np.abs(v).max())
+    if top <= 1.0:
+        return BOUNDED_MIN_SPAN
+    return RELATIVE_MIN_SPAN * top
+
+
+def panel_limits(h: pl.DataFrame) -> pl.DataFrame:
+    """``metric, lo, hi`` per metric of a history slice (``metric``, ``value``): the values'
+    range widened symmetrically to at least :func:`min_span`."""
+    rows = []
+    for (m,), g in h.group_by(["metric"], maintain_order=True):
+        vals = g["value"].drop_nulls().to_list()
+        if not vals:
+            continue
+        lo, hi = min(vals), max(vals)
+        span = min_span(vals)
+        if hi - lo < span:
+            mid = (lo + hi) / 2
+            lo, hi = mid - span / 2, mid + span / 2
+        rows.append({"metric": m, "lo": lo, "hi": hi})
+    return pl.DataFrame(rows, schema={"metric": pl.String, "lo": pl.Float64, "hi": pl.Float64})
+
+
 def metric_history_plot(history: pl.DataFrame, study: str, path: str | Path, *,
                         metrics: Sequence[str] | None = None) -> Path | None:
     """Write the figure for ``study`` to ``path`` (PNG); None when there is nothing to draw."""
@@ -70,7 +112,14 @@ def metric_history_plot(history: pl.DataFrame, study: str, path: str | Path, *,
     df["metric"] = pd.Categorical(df["metric"], categories=[m for m in metrics if m in set(df["metric"])])
     span = (h["time"].max() - h["time"].min()) if h.height > 1 else None
     fmt = "%Y-%m-%d" if span is not None and span.total_seconds() > 3 * 86400 else "%m-%d %H:%M"
+    # invisible points at each panel's widened limits: tiny changes stay tiny (no free-scale zoom)
+    lim = panel_limits(h)
+    t0 = h["time"].min()
+    blank = pd.DataFrame({"metric": pd.Categorical([*lim["metric"], *lim["metric"]],
+                                                   categories=df["metric"].cat.categories),
+                          "value": [*lim["lo"], *lim["hi"]], "time": [t0] * (2 * lim.height)})
     plot = (p9.ggplot(df, p9.aes("time", "value"))
+            + p9.geom_blank(data=blank)
             + p9.geom_line(p9.aes(group="metric"), color="#9aa5b1")
             + p9.geom_point(p9.aes(color="model", shape="backend"), size=2.5)
             + p9.facet_wrap("metric", scales="free_y", ncol=ncol)

@@ -5,7 +5,9 @@
 
     manifest.json, metrics.json      what was compared (sides, run pairs, seed, n_boot)
     tables/comparison.parquet        paired bootstrap differences per study and metric
-    tables/metric_deltas.parquet     every numeric metric of both runs, b - a
+    tables/metric_deltas.parquet     every numeric metric of both runs, a - b
+    leaderboard.html/.csv/.parquet   studies x models x versions, published rows fixed among them
+                                     (agval.revalidation.leaderboard)
     tables/pairs.parquet             the run folders compared, per study
     tables/fingerprint_diff.parquet  what differs between the two models (when known)
     plots/<study>-history.png        each metric across model versions over time
@@ -128,9 +130,7 @@ def build_comparison(history: pl.DataFrame, a: str | None, b: str | None, *,
                                        study=p["study"]))
         deltas.append(cmp.metric_deltas(p["a"], p["b"], study=p["study"]))
     comparison = pl.concat(paired, how="vertical_relaxed") if paired else pl.DataFrame(schema=cmp.COMPARISON_COLUMNS)
-    delta_df = pl.concat(deltas, how="vertical_relaxed") if deltas else \
-        pl.DataFrame(schema={"study": pl.String, "metric": pl.String, "value_a": pl.Float64,
-                             "value_b": pl.Float64, "delta": pl.Float64})
+    delta_df = pl.concat(deltas, how="vertical_relaxed") if deltas else pl.DataFrame(schema=cmp.DELTA_COLUMNS)
     pairs_df = pl.DataFrame(pairs, schema={"study": pl.String, "study_kind": pl.String, "a": pl.String, "b": pl.String})
 
     # the two models
@@ -156,6 +156,10 @@ def build_comparison(history: pl.DataFrame, a: str | None, b: str | None, *,
         rec.write_table("metric_deltas", delta_df)
         rec.write_table("pairs", pairs_df)
         rec.write_table("fingerprint_diff", fp_table)
+        from agval.revalidation.leaderboard import leaderboard_table, write_leaderboard
+
+        board = leaderboard_table(history, folders=[f for p in pairs for f in (p["a"], p["b"])])
+        lb_paths = write_leaderboard(board, rec.folder, title="agval leaderboard (studies x models x versions)")
         figures = []
         plot_studies = sorted({p["study"] for p in pairs}) or sorted(history["study"].unique().to_list())
         for study in plot_studies:
@@ -173,26 +177,39 @@ def build_comparison(history: pl.DataFrame, a: str | None, b: str | None, *,
         rec.add_metrics(metrics_out)
         sections = [("What was compared",
                      f"Side A: {side_a[0]} {side_a[1]}\nSide B: {side_b[0]} {side_b[1]}\n\n"
-                     f"{len(pairs)} study pair(s). Differences are A - B of each statistic on the rows both runs "
-                     f"share, with {int(confidence * 100)}% paired bootstrap CIs ({n_boot} replicates, seed {seed}); "
-                     "both predictors are resampled together. Metric deltas are B - A, without intervals.")]
+                     f"{len(pairs)} study pair(s). Every difference on this page is A \u2212 B (positive: A is "
+                     "higher). Paired differences are taken on the rows both runs share, with "
+                     f"{int(confidence * 100)}% paired bootstrap CIs ({n_boot} replicates, seed {seed}); both "
+                     "predictors are resampled together. Metric deltas are A \u2212 B of every number in "
+                     "metrics.json, without intervals (use the paired differences for inference).\n\n"
+                     f"Leaderboard of every study, model and version: {lb_paths['html'].name} "
+                     f"(machine table {lb_paths['csv'].name}, {lb_paths['parquet'].name}).")]
         if not pairs:
             sections.append(("No pairs", "No study has a run on both sides; nothing was compared."))
         rec.finish("completed")  # the report is the last step: it states the final status, never "running"
         html = render_report("agval comparison", provenance=rec.manifest, sections=sections, metrics=metrics_out,
                              figures=figures,
-                             tables=[("Paired bootstrap differences (A - B)", comparison),
+                             tables=[("Paired bootstrap differences (A \u2212 B)", _shown(comparison)),
                                      ("What differs between the models", fp_table),
                                      ("Run pairs", pairs_df),
-                                     ("Metric deltas (B - A)", delta_df)])
+                                     ("Metric deltas (A \u2212 B)", delta_df)])
         report = rec.write_report(html)
         index = write_index(history, rec.folder / "index.html", extra=[{
             "run_id": rec.folder.name, "study": "comparisons", "flow": "agval-compare", "status": "completed",
             "started": rec.manifest["started"], "simulated": simulated, "report": report}])
     return {"report_folder": str(rec.folder), "report": str(report), "index": str(index),
+            "leaderboard": str(lb_paths["html"]), "leaderboard_table": str(lb_paths["csv"]),
             "simulated": simulated, "side_a": list(side_a), "side_b": list(side_b), "pairs": pairs,
             "metrics": metrics_out,
             "comparison": comparison.head(200).to_dicts()}
+
+
+def _shown(comparison: pl.DataFrame) -> pl.DataFrame:
+    """The paired-differences table as the report shows it: the settings columns (table,
+    confidence, n_boot, seed; n_a, n_b: each run's own row count) are in the parquet and the methods
+    text, not in every row."""
+    keep = [c for c in comparison.columns if c not in ("table", "confidence", "n_boot", "seed", "n_a", "n_b")]
+    return comparison.select(keep).rename({"difference": "A \u2212 B"})
 
 
 def _slug(s: str) -> str:

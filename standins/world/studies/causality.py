@@ -21,6 +21,16 @@ the study file are the expected auPRC and direction r of each baseline over the 
 effect draws given these scores (Monte Carlo, 4,000 draws): what the benchmark must
 recover inside its intervals, and their difference what the paired difference must cover.
 
+**Two-model study** (``two_model``, on by default): ``causality-two-model.toml`` runs the
+same table with the live stand-in AlphaGenome (``alphagenome``, the reference model) and
+one precomputed baseline carried in the dataset (``score_noisy``). The stand-in's pooled
+score of every kept row is computed here in-process with the stand-in's own weights
+(:func:`standin_scores`: default revision 0, ``ALL_FOLDS``), so its expected auPRC and
+direction r are planted like the baselines', and the planted difference
+``score_noisy - alphagenome`` is what the run's paired locus-bootstrap interval (and the
+leaderboard's difference row) must cover. A stand-in started with another ``--revision``
+has other weights: its planted values would not apply.
+
 Every draw is seeded; the same world and seed give byte-identical files.
 """
 
@@ -37,7 +47,7 @@ from scipy import special
 from standins.world.studies.qtl import (CAQTL_BIOSAMPLE, _element_snvs, _pick, _toml_str, _track_rows,
                                         normal_scores)
 
-__all__ = ["generate", "planted_values"]
+__all__ = ["generate", "planted_values", "standin_scores"]
 
 DATA_SOURCE = "agval-standin (SIMULATED)"
 
@@ -73,6 +83,64 @@ planted = {{ score_truth = {{ auprc = {ap_truth:.6f}, direction_r = {r_truth:.6f
 kind = "standin"
 standin_world = {world}
 """
+
+
+_TWO_MODEL_TOML = """\
+# SIMULATED demo study (agval standins.world.studies.causality, world seed {world_seed}, study seed {seed}).
+# Two models on the causality table of causality-cd4.toml: the live stand-in AlphaGenome (reference)
+# and a precomputed baseline carried in the dataset (score_noisy = true effect + {noise} sd of noise).
+# Planted (expected over the label and effect draws given each model's scores; the stand-in's scores
+# computed in-process with its default weights, revision 0, ALL_FOLDS): alphagenome auPRC {ap_live:.4f},
+# direction r {r_live:.4f}; score_noisy auPRC {ap_noisy:.4f}, direction r {r_noisy:.4f}.
+# Planted paired difference score_noisy - alphagenome: auPRC {d_ap:+.4f}, direction r {d_r:+.4f}.
+
+[study]
+name = "causality-two-model-demo"
+kind = "generic"
+benchmark = "causality"
+table = "causality/causality.csv"
+reference_fasta = {fasta}
+biosample = "{biosample}"
+output_types = ["ATAC"]
+n_boot = {n_boot}
+seed = {seed}
+
+[study.causality]
+locus_distance = 50000
+heldout_chromosomes = {heldout}
+model_name = "alphagenome"
+baseline_columns = ["score_noisy"]
+reference_model = "alphagenome"
+ensemble = false
+planted = {{ alphagenome = {{ auprc = {ap_live:.6f}, direction_r = {r_live:.6f} }}, score_noisy = {{ auprc = {ap_noisy:.6f}, direction_r = {r_noisy:.6f} }} }}
+
+[backend]
+kind = "standin"
+standin_world = {world}
+"""
+
+
+def standin_scores(world, rows: pl.DataFrame, tracks: pl.DataFrame, *, revision: int = 0) -> np.ndarray:
+    """The stand-in AlphaGenome's pooled score of each row (``chrom, pos, ref, alt``): the
+    mean over ``tracks`` of its centre-mask raw score, computed in-process with the weights
+    the stand-in service uses for ``ALL_FOLDS`` at ``revision`` (its default config), i.e.
+    the live model's score in a causality run. float64 ``[n_rows]``."""
+    from agval.coords import Variant
+    from standins.alphagenome.servicer import StandinConfig, _seed
+    from standins.scoring_math import LocalScorer
+    from standins.seqmodel import SequenceModel
+    from standins.world.truth import TruthOracle
+
+    cfg = StandinConfig()
+    params = world.truth.perturbed(_seed("agval-standin", (world.meta or {}).get("seed", 0), "rev", revision),
+                                   cfg.model_scale)
+    oracle = TruthOracle(world)
+    oracle.model = SequenceModel(params)
+    oracle.scorer = LocalScorer(oracle.model, world.genome, world.genes, world.exons)
+    out = np.empty(rows.height)
+    for i, (c, p, ref, alt) in enumerate(rows.select("chrom", "pos", "ref", "alt").iter_rows()):
+        out[i] = float(np.mean(oracle.variant_effect(Variant(c, int(p), ref, alt), tracks)))
+    return out
 
 
 def _ap_sorted(y: np.ndarray) -> np.ndarray:
@@ -120,9 +188,10 @@ def planted_values(d: np.ndarray, scores: dict[str, np.ndarray], prob: np.ndarra
 
 def generate(world_dir: str | Path, out_dir: str | Path, *, seed: int = 0, n: int = 360, n_gap: int = 24,
              a: float = -0.7, b: float = 1.3, r: float = 0.5, noise: float = 1.5, n_boot: int = 1000,
-             variant_seed: int | None = None) -> list[Path]:
+             variant_seed: int | None = None, two_model: bool = True) -> list[Path]:
     """Write ``causality-cd4.toml`` and ``causality/causality.csv`` (+ ``planted.json``) into
-    ``out_dir``; returns ``[toml, table, planted]``."""
+    ``out_dir``; returns ``[toml, table, planted]`` (+ ``causality-two-model.toml`` last
+    when ``two_model``)."""
     from standins.world import World
     from standins.world.truth import TruthOracle
 
@@ -138,6 +207,7 @@ def generate(world_dir: str | Path, out_dir: str | Path, *, seed: int = 0, n: in
         picked, eff = _pick(world, oracle, _element_snvs(world), tracks, n + n_gap, pick_rng,
                             lambda e: bool(np.all(np.isfinite(e))), priority=("T", "ubiquitous"))
         seed_world = world.seed
+        live_all = standin_scores(world, picked, tracks) if two_model else None
     finally:
         world.close()
     d_all = eff.mean(axis=1)
@@ -186,4 +256,16 @@ def generate(world_dir: str | Path, out_dir: str | Path, *, seed: int = 0, n: in
         biosample=CAQTL_BIOSAMPLE, n_boot=n_boot, heldout=json.dumps(heldout), world=_toml_str(world_dir),
         ap_truth=planted["score_truth"]["auprc"], r_truth=planted["score_truth"]["direction_r"],
         ap_noisy=planted["score_noisy"]["auprc"], r_noisy=planted["score_noisy"]["direction_r"]))
-    return [toml, table_path, planted_path]
+    files = [toml, table_path, planted_path]
+    if two_model:
+        two = planted_values(d, {"alphagenome": live_all[keep], "score_noisy": noisy_all[keep]}, prob, r, seed=seed)
+        toml2 = out / "causality-two-model.toml"
+        toml2.write_text(_TWO_MODEL_TOML.format(
+            world_seed=seed_world, seed=seed, noise=noise, fasta=_toml_str(world_dir / "genome.fa"),
+            biosample=CAQTL_BIOSAMPLE, n_boot=n_boot, heldout=json.dumps(heldout), world=_toml_str(world_dir),
+            ap_live=two["alphagenome"]["auprc"], r_live=two["alphagenome"]["direction_r"],
+            ap_noisy=two["score_noisy"]["auprc"], r_noisy=two["score_noisy"]["direction_r"],
+            d_ap=two["score_noisy"]["auprc"] - two["alphagenome"]["auprc"],
+            d_r=two["score_noisy"]["direction_r"] - two["alphagenome"]["direction_r"]))
+        files.append(toml2)
+    return files
