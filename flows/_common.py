@@ -5,12 +5,14 @@ the run record. Flows read like methods sections; this is what they do not spell
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 from pydantic import BaseModel
 
 from agval.config import DEFAULT_MYVARIANT_URL, BackendConfig, LookupConfig
+from agval.drops import Dropped
 from agval.errors import ConfigError
 from agval.paths import state_dir
 from agval.runs import RunRecord
@@ -78,6 +80,42 @@ def backend_session(cfg: BackendConfig) -> Iterator[tuple[Any, dict[str, Any]]]:
     with standin_address(cfg.kind, cfg.address, cfg.standin_world) as address:
         spec = backend_spec(cfg, address)
         yield make_backend(spec), spec
+
+
+@dataclass(frozen=True)
+class PredictionSession:
+    """Where a study's predictions come from: a live ``model`` (with its picklable ``spec``)
+    or a precomputed table (``model`` None, with the table's ``provenance``); ``simulated``
+    says whether the run is labelled simulated."""
+
+    model: Any
+    spec: dict[str, Any] | None
+    simulated: bool
+    provenance: dict[str, Any] | None = None
+
+
+@contextlib.contextmanager
+def prediction_session(cfg: BackendConfig, predictions: str | None,
+                       predictions_simulated: bool = False) -> Iterator[PredictionSession]:
+    """Yield a :class:`PredictionSession`: a precomputed ``predictions`` table (simulated when
+    declared so or when its own provenance says so) or the configured backend
+    (:func:`backend_session`)."""
+    if predictions:
+        from agval.scoring.precomputed import table_provenance  # provenance from the table itself
+
+        provenance = table_provenance(predictions)
+        yield PredictionSession(None, None, bool(predictions_simulated)
+                                or provenance.get("provenance") == "simulated", provenance)
+        return
+    with backend_session(cfg) as (model, spec):
+        yield PredictionSession(model, spec, bool(model.simulated))
+
+
+def keep(record: RunRecord, step: Any) -> Any:
+    """Add a step's returned drops to the run's log; return the step's result (the value of a
+    :class:`~agval.drops.Dropped`, else the step result itself)."""
+    record.drops.extend(step.drops)
+    return step.value if isinstance(step, Dropped) else step
 
 
 def lookup_spec(cfg: LookupConfig) -> dict[str, Any]:
