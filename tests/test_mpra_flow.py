@@ -172,7 +172,7 @@ def test_real_counts_through_the_precomputed_path(shared_data, tmp_path, prefect
 def test_tracks_come_from_the_study_organism_and_ontology(alphagenome_standin, world_dir):
     from agval.errors import ConfigError
     from agval.scoring import make_backend
-    from flows.mpra import _select_tracks
+    from agval.mpra.pipeline import select_tracks as _select_tracks
 
     b = make_backend({"kind": "alphagenome", "address": alphagenome_standin.address, "world_dir": str(world_dir)})
     sel = _select_tracks(b, "MUS_MUSCULUS", ["DNASE", "CAGE", "RNA_SEQ"], ["CL:0000136"])
