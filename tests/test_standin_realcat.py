@@ -238,7 +238,7 @@ def test_tiled_binned_predictions_equal_one_piece(real_standin, monkeypatch):
 def test_cli_builds_the_real_catalogue_byte_identically(real_world_dir, tmp_path):
     from typer.testing import CliRunner
 
-    from agval.cli.world import app
+    from standins.cli.world import app
 
     runner = CliRunner()
     res = runner.invoke(app, ["build", "--out", str(tmp_path / "w"), "--size", "small", "--catalogue", "real",

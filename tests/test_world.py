@@ -25,7 +25,7 @@ def _hashes(d):
 def test_cli_build_is_byte_identical_for_a_seed_and_refuses_foreign_folders(world_dir, tmp_path):
     from typer.testing import CliRunner
 
-    from agval.cli.world import app
+    from standins.cli.world import app
 
     runner = CliRunner()
     again = tmp_path / "again"

@@ -1,5 +1,6 @@
-"""``agval world ...``: build the SIMULATED synthetic world (genome, genes, variants,
-track catalogue and ground-truth model) that the stand-ins and study generators use."""
+"""``agval world ...`` (a command plugin, :mod:`standins.cli`): build the SIMULATED synthetic
+world (genome, genes, variants, track catalogue and ground-truth model) that the stand-ins
+and study generators use."""
 
 from __future__ import annotations
 

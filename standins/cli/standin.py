@@ -1,4 +1,5 @@
-"""``agval standin ...``: start a stand-in service (SIMULATED; for offline use and tests)."""
+"""``agval standin ...`` (a command plugin, :mod:`standins.cli`): start a stand-in service
+(SIMULATED; for offline use and tests)."""
 
 from __future__ import annotations
 
