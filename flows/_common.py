@@ -19,36 +19,12 @@ from agval.runs import RunRecord
 
 
 def backend_spec(cfg: BackendConfig, address: str | None = None) -> dict[str, Any]:
-    """A plain, picklable spec for :func:`agval.scoring.make_backend` (Dask workers rebuild
-    the backend from it; the API key is never part of it)."""
-    addr = address or cfg.address
-    spec = _backend_spec(cfg, addr)
-    spec["max_attempts"] = cfg.max_attempts  # [backend] max_attempts: the backend's retry policy
-    if cfg.max_new_calls is not None:  # the quota budget, read by tasks.scoring.score_variants
-        spec["max_new_calls"] = cfg.max_new_calls
-    if cfg.dry_run:
-        spec["dry_run"] = True
-    return spec
+    """The plain, picklable spec :func:`agval.scoring.make_backend` takes (Dask workers rebuild
+    the backend from it; the API key is never part of it), written by the one factory
+    :class:`agval.scoring.spec.BackendSpec`."""
+    from agval.scoring.spec import BackendSpec
 
-
-def _backend_spec(cfg: BackendConfig, addr: str | None) -> dict[str, Any]:
-    if cfg.kind in ("alphagenome", "standin"):
-        if cfg.kind == "standin" and not addr:
-            raise ConfigError("backend kind 'standin' needs an address or standin_world")
-        spec = {"kind": "alphagenome", "address": addr, "model_version": cfg.model_version,
-                "deadline_s": cfg.deadline_s}
-        if cfg.standin_world:
-            spec["world_dir"] = cfg.standin_world  # the stand-in world's canary panel
-        return spec
-    if cfg.kind == "atlas":
-        fallback = {"kind": "alphagenome", "address": cfg.address, "model_version": cfg.model_version,
-                    "deadline_s": cfg.deadline_s, "max_attempts": cfg.max_attempts}
-        return {"kind": "atlas", "address": addr, "fallback": fallback}
-    if cfg.kind == "precomputed":
-        if not cfg.precomputed:
-            raise ConfigError("backend kind 'precomputed' needs 'precomputed' (a parquet/CSV of scores)")
-        return {"kind": "precomputed", "table": cfg.precomputed}
-    raise ConfigError(f"unknown backend kind {cfg.kind!r}")
+    return BackendSpec.from_config(cfg, address=address).engine_spec()
 
 
 @contextlib.contextmanager

@@ -43,15 +43,16 @@ def fingerprint(
 ) -> None:
     """Print the model fingerprint as JSON."""
     from agval.schema import atomic_write_json
-    from agval.scoring.alphagenome import AlphaGenomeBackend
+    from agval.scoring.spec import BackendSpec
     from agval.scoring.fingerprint import summarize
 
     from flows._common import standin_address  # the one place a stand-in is started in-process
 
     kind = "standin" if address is None and standin_world is not None else "alphagenome"
     with standin_address(kind, address, str(standin_world) if standin_world else None) as address:
-        backend = AlphaGenomeBackend(address, model_version=model_version, world_dir=standin_world,
-                                     canary=canary or None)
+        backend = BackendSpec(kind="alphagenome", address=address, model_version=model_version,
+                              standin_world=str(standin_world) if standin_world else None,
+                              canary=tuple(canary) if canary else None).build(fresh=True)
         try:
             fp = backend.fingerprint(organism=organism)
             fp = dict(fp)
