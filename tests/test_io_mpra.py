@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import math
 from pathlib import Path
 
@@ -12,16 +11,7 @@ import pytest
 from agval.errors import InputError, MissingColumnError
 from agval.io import (compute_activity, load_count_table, load_element_sequences, load_gse84888_counts,
                       parse_gse84888_name)
-
-
-def write(path: Path, text: str, *, crlf: bool = False, gz: bool = False) -> Path:
-    data = text.replace("\n", "\r\n") if crlf else text
-    if gz:
-        with gzip.open(path, "wt", newline="") as fh:
-            fh.write(data)
-    else:
-        path.write_bytes(data.encode())
-    return path
+from tests.helpers import write_file as write
 
 
 POOL6 = """\

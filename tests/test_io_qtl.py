@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 from pathlib import Path
 
 import polars as pl
@@ -12,16 +11,7 @@ from agval.errors import GuardError, InputError, MissingColumnError
 from agval.io import (check_slope_not_pvalues, load_generic_qtl, load_gse86886_caqtl, load_gse86886_eqtl,
                       load_gse116193_hqtl, load_gtex_signif_pairs)
 from agval.io._common import match_footnoted, read_text_table
-
-
-def write(path: Path, text: str, *, gz: bool = False, crlf: bool = False) -> Path:
-    data = text.replace("\n", "\r\n") if crlf else text
-    if gz:
-        with gzip.open(path, "wt") as fh:
-            fh.write(data)
-    else:
-        path.write_text(data)
-    return path
+from tests.helpers import write_file as write
 
 
 # ----------------------------------------------------------------------------- caQTL

@@ -12,15 +12,7 @@ import pytest
 from agval.errors import InputError, MissingColumnError
 from agval.io import (DEFAULT_TISSUE_MAP, UnknownTissueError, load_fusion_dat, load_gwas_sumstats, load_susie,
                       load_tissue_map, scan_gwas_sumstats)
-
-
-def write(path: Path, text: str, *, gz: bool = False) -> Path:
-    if gz:
-        with gzip.open(path, "wt") as fh:
-            fh.write(text)
-    else:
-        path.write_text(text)
-    return path
+from tests.helpers import write_file as write
 
 
 # ----------------------------------------------------------------------------- GWAS

@@ -7,7 +7,6 @@ alleles matching neither REF nor ALT, a tissue missing from the map, SuSiE PIPs 
 
 from __future__ import annotations
 
-import gzip
 
 import polars as pl
 import pytest
@@ -19,19 +18,10 @@ from agval.drops import DropLog
 from agval.errors import InputError, MissingColumnError
 from agval.io.twas import UnknownTissueError, load_tissue_map
 from agval.twas import gwas, inputs, triplets
+from tests.helpers import write_rows as _write
 
 GWAS_HEADER = ["chromosome", "base_pair_location", "effect_allele", "other_allele", "beta", "standard_error",
                "effect_allele_frequency", "p_value", "rsid", "n"]
-
-
-def _write(path, header, rows, gz=False):
-    text = "\t".join(header) + "\n" + "".join("\t".join(map(str, r)) + "\n" for r in rows)
-    if gz:
-        with gzip.open(path, "wt") as fh:
-            fh.write(text)
-    else:
-        path.write_text(text)
-    return path
 
 
 @pytest.fixture(scope="module")
