@@ -35,7 +35,7 @@ import pytest
 
 from agval.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
@@ -127,7 +127,7 @@ def test_serve_watch_trigger_revalidate_compare(local_server, world_dir, tmp_pat
     cfg = tmp_path / "agval.toml"
     cfg.write_text(f'''
 [study_kinds]
-toy = "tests.test_revalidation"
+toy = "tests.platform.test_revalidation"
 
 [[backends]]
 name = "standin"
@@ -260,7 +260,7 @@ def test_dask_runner_gives_identical_scores_and_metrics(local_server, world_dir,
     per-variant table and metrics of the default thread runner."""
     from agval.config import BackendConfig
     from flows.runners import task_runner_from_config
-    from tests.test_revalidation import ToyStudy, toy_flow
+    from tests.platform.test_revalidation import ToyStudy, toy_flow
 
     backend = BackendConfig(kind="standin", address=alphagenome_standin.address, standin_world=str(world_dir))
     study = ToyStudy(name="toy-dask", world=str(world_dir), n_variants=24)
@@ -288,7 +288,7 @@ def test_dask_runner_gives_identical_scores_and_metrics(local_server, world_dir,
     from flows import registry
     from flows.revalidate import compare
 
-    monkeypatch.setitem(registry.STUDIES, "toy", "tests.test_revalidation")  # as a config's [study_kinds] does
+    monkeypatch.setitem(registry.STUDIES, "toy", "tests.platform.test_revalidation")  # as a config's [study_kinds] does
 
     rep = compare(a=str(a), b=str(b), n_boot=100, seed=1)
     row = pl.DataFrame(rep["comparison"]).filter(pl.col("metric") == "toy.spearman").row(0, named=True)
@@ -307,7 +307,7 @@ def test_ui_is_told_the_api_address_it_was_started_on(local_server):
 
 def test_serve_refuses_bad_config_before_starting(tmp_path, monkeypatch):
     """`python -m deployments.serve` on an invalid cron: exit 2 with the reason, nothing served."""
-    from tests.test_revalidation import write_config
+    from tests.platform.test_revalidation import write_config
 
     cfg = write_config(tmp_path, watch='[watch]\ncron = "99 * * * *"\n')
     env = {**os.environ, "PREFECT_API_URL": "http://127.0.0.1:9/api"}

@@ -1,4 +1,4 @@
-"""Review fixes: atlas fallback simulated flag, transient canary errors, journal/recovery
+"""Scoring robustness: atlas fallback simulated flag, transient canary errors, journal/recovery
 race, API key redaction in every logger."""
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import pytest
 
 from agval import sdk
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 PRIVATE = ("_read_tensor_chunks", "__wrapped__")
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from agval import glossary as g
 
-DOCS = Path(__file__).resolve().parents[1] / "docs"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
 def test_packaged_glossary_matches_the_docs():

@@ -61,7 +61,7 @@ def test_sigkill_midway_then_rerun(alphagenome_standin, world_dir, tmp_path):
     cache_root = tmp_path / "cache"
     script = tmp_path / "child.py"
     script.write_text(CHILD)
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     child = subprocess.Popen([sys.executable, str(script), h.address, str(world_dir), str(vpath), str(cache_root),
                               str(WIDTH), str(CONCURRENCY)], env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT)

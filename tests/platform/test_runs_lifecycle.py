@@ -199,7 +199,7 @@ def test_kill_9_leaves_no_child_and_the_next_start_says_interrupted(world_dir, t
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
     env.update(AGVAL_HOME=str(tmp_path / "home"), AGVAL_RESULTS=str(tmp_path / "res"),
                AGVAL_SIM_RESULTS=str(tmp_path / "sim"), PREFECT_HOME=str(tmp_path / "prefect"),
-               PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+               PYTHONPATH=str(Path(__file__).resolve().parents[2]))
     proc = subprocess.Popen([sys.executable, "-m", "agval", "run", "qtl", str(toml)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     kids: list[int] = []
@@ -275,7 +275,7 @@ def test_a_stand_in_dies_with_the_process_that_started_it(world_dir, tmp_path):
             f"s = start_service('myvariant', {str(world_dir)!r}, log_dir={str(tmp_path)!r})\n"
             "print(s.proc.pid, flush=True)\n"
             "time.sleep(600)\n")
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     parent = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
     child = None
     try:

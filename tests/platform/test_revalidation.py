@@ -1,7 +1,7 @@
 """Re-validation, plain parts: fingerprint store, change detection, history, paired
 comparison, the comparison report and the deployments config validation.
 
-Also defines a tiny test-only study kind (``toy``: module ``tests.test_revalidation``,
+Also defines a tiny test-only study kind (``toy``: module ``tests.platform.test_revalidation``,
 ``STUDY_MODEL`` + ``FLOW`` + ``PAIRED_METRICS``) registered through a config's
 ``[study_kinds]``; the integration test serves it when the real study flows are absent.
 SIMULATED: the toy study scores the synthetic world on the stand-in.
@@ -308,7 +308,7 @@ def test_comparison_report_folder(tmp_path, monkeypatch):
     from agval.revalidation.compare import specs_for
     from agval.revalidation.report import build_comparison
 
-    import tests.test_revalidation as toy
+    import tests.platform.test_revalidation as toy
 
     root = tmp_path / "results"
     hist = tmp_path / "history.parquet"
@@ -356,7 +356,7 @@ TOY_WORLD_PLACEHOLDER = "/nonexistent"
 def write_config(tmp_path: Path, study_file: Path | None = None, **over) -> Path:
     study_file = study_file or write_study(tmp_path)
     parts = {
-        "head": '[study_kinds]\ntoy = "tests.test_revalidation"\n',
+        "head": '[study_kinds]\ntoy = "tests.platform.test_revalidation"\n',
         "backends": '[[backends]]\nname = "standin"\nkind = "standin"\naddress = "127.0.0.1:1"\n'
                     'model_versions = ["ALL_FOLDS"]\n',
         "watch": '[watch]\ncron = "*/5 * * * *"\n',

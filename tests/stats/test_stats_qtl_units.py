@@ -202,7 +202,7 @@ def test_calibration_module_interface():
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "bench" / "_calibration_qtl.py"
+    path = Path(__file__).resolve().parents[2] / "bench" / "_calibration_qtl.py"
     spec = importlib.util.spec_from_file_location("_calibration_qtl", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

@@ -392,7 +392,7 @@ def test_cli_serves_and_stops_on_sigterm(world_dir, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "agval", "standin", "alphagenome", "--world", str(world_dir),
                              "--port", "0", "--port-file", str(port_file), "--latency-ms", "5"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-                            cwd=Path(__file__).resolve().parents[1])
+                            cwd=Path(__file__).resolve().parents[2])
     try:
         deadline = time.monotonic() + 60
         while not (port_file.exists() and port_file.read_text().strip()):

@@ -6,7 +6,7 @@ import importlib.util
 import types
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "calibration.py"
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "calibration.py"
 
 
 def _load():

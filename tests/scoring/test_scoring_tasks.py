@@ -125,7 +125,7 @@ def test_cli_dry_run_and_max_new_calls(prefect_api, alphagenome_standin, world_d
         info = json.JSONDecoder().raw_decode(r.output[r.output.index('{\n  "dry_run"'):])[0]["dry_run"]
         assert info["new_calls"] == info["to_score"] > 0 and info["cache_hit_variants"] == 0
         from agval.scoring.fingerprint import CANARY_WIDTH
-        from tests.test_scoring_standin import _score_calls
+        from tests.scoring.test_scoring_standin import _score_calls
 
         assert _score_calls(alphagenome_standin, 2 ** 20) == [] and CANARY_WIDTH != 2 ** 20  # nothing scored
         capped = study.with_name("capped.toml")  # beside it: paths in a study file are relative
