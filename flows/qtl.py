@@ -47,7 +47,7 @@ from agval.scoring.precomputed import table_provenance
 from flows._common import RESULT_STORAGE, backend_session, keep, lookup_session, run_name, start_run
 from flows.runners import task_runner_from_env
 from tasks.alleles import lookup_alleles
-from tasks.qtl import (harmonize_qtl, load_qtl_predictions, load_qtl_table, qtl_plots,
+from tasks.qtl import (harmonize_qtl, load_qtl_predictions, load_qtl_table, prepare_causality, qtl_plots,
                        qtl_statistics_task, select_qtl_tracks)
 from tasks.report import publish_report
 from tasks.scoring import score_variants
@@ -207,7 +207,7 @@ def _causality_benchmark(study: QTLStudy, backend: BackendConfig, log) -> dict[s
             genome = study.reference_fasta or (str(Path(backend.standin_world) / "genome.fa")
                                                if backend.standin_world else None)
             rec.note("reference_fasta", genome)
-            frame, baselines = cz.prepare(study, genome_path=genome, drops=rec.drops)
+            frame, baselines = keep(rec, prepare_causality(study, genome))
             n_input = cz.load_causality_table(study.table, baseline_columns=baselines)[0].height
             scoring_info = None
             if live:

@@ -36,7 +36,7 @@ from agval.report import df_to_markdown
 from tasks.alleles import artifact_key
 
 __all__ = ["load_qtl_table", "harmonize_qtl", "load_qtl_predictions", "select_qtl_tracks", "qtl_statistics_task",
-           "qtl_plots"]
+           "prepare_causality", "qtl_plots"]
 
 
 @task(name="qtl-load", task_run_name="qtl-load-{study.name}", cache_policy=NO_CACHE)
@@ -115,6 +115,16 @@ def qtl_statistics_task(study: QTLStudy, analyses, selected, *, simulated: bool,
         f"# {study.name}: headline{' (SIMULATED)' if simulated else ''}\n\n{df_to_markdown(tbl)}\n"),
         description="the primary analysis in a few numbers")
     return result
+
+
+@task(name="qtl-causality-prepare", task_run_name="qtl-causality-prepare-{study.name}", cache_policy=NO_CACHE)
+def prepare_causality(study: QTLStudy, genome: str | None) -> Dropped[tuple[pl.DataFrame, list[str]]]:
+    """The causality benchmark's table after the significance gap and the REF check
+    (:func:`agval.qtl.causality.prepare`): ``(frame, baseline columns)`` and the rows dropped."""
+    from agval.qtl.causality import prepare
+
+    drops = DropLog()
+    return Dropped(prepare(study, genome_path=genome, drops=drops), drops)
 
 
 @task(name="qtl-plots", task_run_name="qtl-plots-{study.name}", cache_policy=NO_CACHE)
