@@ -8,7 +8,8 @@ counts per stage and reason for reports.
 from __future__ import annotations
 
 import threading
-from typing import Iterable
+from dataclasses import dataclass
+from typing import Generic, Iterable, TypeVar
 
 import polars as pl
 
@@ -101,6 +102,15 @@ class DropLog:
         with self._lock:
             self._parts.extend(other._parts)
 
+    def __getstate__(self) -> dict:
+        """Picklable (the lock is not): a step's drops travel back from a worker process."""
+        with self._lock:
+            return {"_parts": list(self._parts)}
+
+    def __setstate__(self, state: dict) -> None:
+        self._parts = state["_parts"]
+        self._lock = threading.Lock()
+
     def frame(self) -> pl.DataFrame:
         with self._lock:
             parts = list(self._parts)
@@ -113,6 +123,20 @@ class DropLog:
         """Counts per (stage, reason), largest first."""
         return (self.frame().group_by(["stage", "reason"]).len(name="n")
                 .sort(["n", "stage", "reason"], descending=[True, False, False]))
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Dropped(Generic[T]):
+    """A step's result (``value``) and the rows it dropped (``drops``).
+
+    Steps return their drops instead of writing into a caller's :class:`DropLog`, so they can
+    run on another process; the flow adds them to the run's log (``flows._common.keep``)."""
+
+    value: T
+    drops: DropLog
 
 
 def funnel_table(steps: Iterable[tuple[str, int]]) -> pl.DataFrame:

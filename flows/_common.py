@@ -5,48 +5,26 @@ the run record. Flows read like methods sections; this is what they do not spell
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 from pydantic import BaseModel
 
 from agval.config import DEFAULT_MYVARIANT_URL, BackendConfig, LookupConfig
+from agval.drops import Dropped
 from agval.errors import ConfigError
 from agval.paths import state_dir
 from agval.runs import RunRecord
 
 
 def backend_spec(cfg: BackendConfig, address: str | None = None) -> dict[str, Any]:
-    """A plain, picklable spec for :func:`agval.scoring.make_backend` (Dask workers rebuild
-    the backend from it; the API key is never part of it)."""
-    addr = address or cfg.address
-    spec = _backend_spec(cfg, addr)
-    spec["max_attempts"] = cfg.max_attempts  # [backend] max_attempts: the backend's retry policy
-    if cfg.max_new_calls is not None:  # the quota budget, read by tasks.scoring.score_variants
-        spec["max_new_calls"] = cfg.max_new_calls
-    if cfg.dry_run:
-        spec["dry_run"] = True
-    return spec
+    """The plain, picklable spec :func:`agval.scoring.make_backend` takes (Dask workers rebuild
+    the backend from it; the API key is never part of it), written by the one factory
+    :class:`agval.scoring.spec.BackendSpec`."""
+    from agval.scoring.spec import BackendSpec
 
-
-def _backend_spec(cfg: BackendConfig, addr: str | None) -> dict[str, Any]:
-    if cfg.kind in ("alphagenome", "standin"):
-        if cfg.kind == "standin" and not addr:
-            raise ConfigError("backend kind 'standin' needs an address or standin_world")
-        spec = {"kind": "alphagenome", "address": addr, "model_version": cfg.model_version,
-                "deadline_s": cfg.deadline_s}
-        if cfg.standin_world:
-            spec["world_dir"] = cfg.standin_world  # the stand-in world's canary panel
-        return spec
-    if cfg.kind == "atlas":
-        fallback = {"kind": "alphagenome", "address": cfg.address, "model_version": cfg.model_version,
-                    "deadline_s": cfg.deadline_s, "max_attempts": cfg.max_attempts}
-        return {"kind": "atlas", "address": addr, "fallback": fallback}
-    if cfg.kind == "precomputed":
-        if not cfg.precomputed:
-            raise ConfigError("backend kind 'precomputed' needs 'precomputed' (a parquet/CSV of scores)")
-        return {"kind": "precomputed", "table": cfg.precomputed}
-    raise ConfigError(f"unknown backend kind {cfg.kind!r}")
+    return BackendSpec.from_config(cfg, address=address).engine_spec()
 
 
 @contextlib.contextmanager
@@ -78,6 +56,42 @@ def backend_session(cfg: BackendConfig) -> Iterator[tuple[Any, dict[str, Any]]]:
     with standin_address(cfg.kind, cfg.address, cfg.standin_world) as address:
         spec = backend_spec(cfg, address)
         yield make_backend(spec), spec
+
+
+@dataclass(frozen=True)
+class PredictionSession:
+    """Where a study's predictions come from: a live ``model`` (with its picklable ``spec``)
+    or a precomputed table (``model`` None, with the table's ``provenance``); ``simulated``
+    says whether the run is labelled simulated."""
+
+    model: Any
+    spec: dict[str, Any] | None
+    simulated: bool
+    provenance: dict[str, Any] | None = None
+
+
+@contextlib.contextmanager
+def prediction_session(cfg: BackendConfig, predictions: str | None,
+                       predictions_simulated: bool = False) -> Iterator[PredictionSession]:
+    """Yield a :class:`PredictionSession`: a precomputed ``predictions`` table (simulated when
+    declared so or when its own provenance says so) or the configured backend
+    (:func:`backend_session`)."""
+    if predictions:
+        from agval.scoring.precomputed import table_provenance  # provenance from the table itself
+
+        provenance = table_provenance(predictions)
+        yield PredictionSession(None, None, bool(predictions_simulated)
+                                or provenance.get("provenance") == "simulated", provenance)
+        return
+    with backend_session(cfg) as (model, spec):
+        yield PredictionSession(model, spec, bool(model.simulated))
+
+
+def keep(record: RunRecord, step: Any) -> Any:
+    """Add a step's returned drops to the run's log; return the step's result (the value of a
+    :class:`~agval.drops.Dropped`, else the step result itself)."""
+    record.drops.extend(step.drops)
+    return step.value if isinstance(step, Dropped) else step
 
 
 def lookup_spec(cfg: LookupConfig) -> dict[str, Any]:

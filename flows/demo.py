@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import polars as pl
 from prefect import flow, get_run_logger, task
@@ -75,6 +75,40 @@ def demo_generators() -> dict[str, Any]:
             if not (e.name or "").startswith("standins.world.studies"):
                 raise
     return out
+
+
+def run_demo(world: str | Path | None = None, *, seed: int = 7, size: str = "small",
+             studies: list[str] | None = None, echo: Callable[[str], Any] = print) -> dict[str, Any]:
+    """What ``agval demo`` does: build (or reuse) the synthetic world, start the stand-in
+    AlphaGenome and myvariant.info services in their own processes, run :func:`demo`, stop
+    them.
+
+    Args:
+        world: the world folder (default ``<state>/demo/world``; built when absent).
+        seed, size: the world's seed and size when it is built.
+        studies: only these study kinds (default: every kind with a demo generator).
+        echo: where progress lines go (the CLI passes ``typer.echo``).
+
+    Returns:
+        :func:`demo`'s result: ``smoke`` and one entry per study run (``run_folder``, ``headline``...).
+    """
+    from agval.paths import state_dir
+    from standins.launch import start_service
+    from standins.world import build_world, is_world_dir, summary
+
+    world_dir = Path(world or state_dir() / "demo" / "world").absolute()
+    if not is_world_dir(world_dir):
+        echo(f"building the synthetic world in {world_dir} ...")
+        build_world(world_dir, seed=seed, size=size)
+    echo(summary(world_dir))
+    logs = state_dir() / "demo" / "logs"
+    with start_service("alphagenome", world_dir, log_dir=logs) as ag, \
+            start_service("myvariant", world_dir, log_dir=logs) as mv:
+        echo(f"stand-in AlphaGenome on {ag.address}, stand-in myvariant.info on {mv.base_url} (simulated)")
+        result = demo(str(world_dir), ag.address, mv.base_url, str(state_dir() / "demo" / "studies"),
+                      studies=studies)
+    echo(f"stand-ins stopped (exit codes {ag.proc.returncode}, {mv.proc.returncode})")
+    return result
 
 
 @flow(name="agval-demo", flow_run_name=run_name("demo"),

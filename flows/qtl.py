@@ -44,10 +44,10 @@ from agval.qtl.pipeline import (analysis_rows, build_metrics, genome_path, repor
                                 table_marks)
 from agval.qtl.study import QTLStudy
 from agval.scoring.precomputed import table_provenance
-from flows._common import RESULT_STORAGE, backend_session, lookup_session, run_name, start_run
+from flows._common import RESULT_STORAGE, backend_session, keep, lookup_session, run_name, start_run
 from flows.runners import task_runner_from_env
 from tasks.alleles import lookup_alleles
-from tasks.qtl import (harmonize_qtl, load_qtl_predictions, load_qtl_table, qtl_plots,
+from tasks.qtl import (harmonize_qtl, load_qtl_predictions, load_qtl_table, prepare_causality, qtl_plots,
                        qtl_statistics_task, select_qtl_tracks)
 from tasks.report import publish_report
 from tasks.scoring import score_variants
@@ -76,35 +76,32 @@ def _inputs(study: QTLStudy) -> dict[str, str | None]:
 def qtl_validation(study: QTLStudy, backend: BackendConfig = BackendConfig(),
                    lookup: LookupConfig = LookupConfig()) -> dict[str, Any]:
     """Validate AlphaGenome scores against one QTL study, ``original`` and ``corrected``
-    side by side. Returns ``run_folder``, ``simulated``, ``metrics``, ``headline``."""
+    side by side (the methods are the module docstring).
+
+    Args:
+        study: the ``[study]`` section (:class:`agval.qtl.study.QTLStudy`); backend: the scoring
+            backend (unused with ``study.predictions``); lookup: the allele source for rsIDs.
+    Returns:
+        ``run_folder``, ``simulated``, ``metrics`` (``docs/metrics-qtl.md``), ``headline``.
+    Raises:
+        InputError: an input is missing or malformed; GuardError: nothing left to analyse.
+    """
     log = get_run_logger()
     if study.benchmark == "causality":
         return _causality_benchmark(study, backend, log)
-    with contextlib.ExitStack() as stack:
-        # -- the backend decides whether this run is simulated (stand-in label in its metadata)
-        provenance = None
-        if study.predictions:
-            b = spec = None
-            # provenance comes from the predictions table itself (data_source / simulated / metadata)
-            provenance = table_provenance(study.predictions)
-            simulated = _simulated_without_backend(backend) or provenance["provenance"] == "simulated"
-        else:
-            b, spec = stack.enter_context(backend_session(backend))
-            simulated = bool(b.simulated)
+    with _session(study, backend) as (spec, simulated, provenance):
         params = {k: v.model_dump(mode="json") for k, v in (("study", study), ("backend", backend), ("lookup", lookup))}
         rec = start_run(study.name, "qtl-validation", params,
                         simulated=simulated, seed=study.seed, inputs=_inputs(study))
         with rec:
             rec.note("reference_fasta", study.reference_fasta)
             # 1. load
-            loaded = load_qtl_table(study)
-            rec.drops.extend(loaded.drops)
+            loaded = keep(rec, load_qtl_table(study))
             rec.note("route", loaded.route)
-            predictions = pcols = scores = None
-            scoring_info = None
+            predictions = pcols = scores = scoring_info = None
             if loaded.route == "precomputed":
                 # 2-3. no lookup: orient beta by the declared convention on the table's own alleles
-                h = harmonize_qtl(study, loaded, None, lookup=None, drops=rec.drops)
+                h = keep(rec, harmonize_qtl(study, loaded, None, lookup=None))
                 predictions, pcols = load_qtl_predictions(study)
                 rec.set_backend({"backend": "precomputed", "table": study.predictions, "simulated": simulated,
                                  "provenance": provenance["provenance"],
@@ -119,28 +116,14 @@ def qtl_validation(study: QTLStudy, backend: BackendConfig = BackendConfig(),
                         looked = lookup_alleles(lookup_ids(loaded.frame), source, simulated=simulated,
                                                 key=study.name)
                     rec.write_table("lookup", looked.table)
-                # 3. harmonize
-                h = harmonize_qtl(study, loaded, genome, lookup=looked.table if looked else None, drops=rec.drops,
-                                  palindromic=lookup.palindromic)
-                # 4. score
-                analyses = plan_analyses(study, marks=table_marks(h.table))
-                scorers = scorers_for(analyses)
-                variants = h.table.select("row_id", "chrom", "pos", "ref", "alt")
-                run = score_variants(variants, scorers, backend=spec, interval_width=study.interval_width,
-                                     chunk_size=backend.chunk_size, concurrency=backend.max_workers,
-                                     artifact_key=f"{study.name}-scoring", selection=scoring_selection(analyses))
-                run.record(rec)
-                failed = run.failed_rows(variants)
-                if failed.height:  # with the service's error code and attempts
-                    rec.drops.add_frame(failure_drops(failed, run.failures),
-                                        stage="score", reason="score_failed", source_file=study.table)
-                scores = run.scores
-                scoring_info = {"scorers": run.scorers, "interval_width": run.interval_width,
-                                "summary": run.summary}
+                # 3. harmonize, 4. score
+                h = keep(rec, harmonize_qtl(study, loaded, genome, lookup=looked.table if looked else None,
+                                            palindromic=lookup.palindromic))
+                scores, scoring_info = _score(study, h, spec, backend, rec)
             rec.write_table("rows", h.table)
             # 5. select tracks
-            analyses, selected, notes = select_qtl_tracks(study, h.table, scores=scores, predictions=predictions,
-                                                          prediction_columns=pcols, drops=rec.drops)
+            analyses, selected, notes = keep(rec, select_qtl_tracks(study, h.table, scores=scores,
+                                                                    predictions=predictions, prediction_columns=pcols))
             rec.note("analyses", [a.to_dict() for a in analyses])
             # 6. statistics
             result = qtl_statistics_task(study, analyses, selected, simulated=simulated, notes=notes)
@@ -162,11 +145,44 @@ def qtl_validation(study: QTLStudy, backend: BackendConfig = BackendConfig(),
         summary_md = "\n".join(f"* **{k}**: {v}" for k, v in hl.items())
         publish_report(rec, kind="qtl", title=f"QTL validation: {study.name}", key=study.name, figures=figures,
                        tables=tables, sections=sections, warnings=warnings, summary_md=summary_md)
+    _log_headline(log, study, hl, rec.folder / "report.html")
+    return {"run_folder": str(rec.folder), "simulated": simulated, "metrics": metrics, "headline": hl}
+
+
+@contextlib.contextmanager
+def _session(study: QTLStudy, backend: BackendConfig):
+    """``(spec, simulated, provenance)``: the backend decides whether the run is simulated
+    (the stand-in label in its metadata); a predictions table's provenance comes from the
+    table itself (``spec`` None)."""
+    if study.predictions:
+        provenance = table_provenance(study.predictions)
+        yield None, _simulated_without_backend(backend) or provenance["provenance"] == "simulated", provenance
+        return
+    with backend_session(backend) as (b, spec):
+        yield spec, bool(b.simulated), None
+
+
+def _log_headline(log, study: QTLStudy, hl: dict[str, Any], report: Path) -> None:
     log.info("%s: %s %s = %.3f [%.3f, %.3f] (n = %s, %s clusters; cluster permutation P = %s), report %s",
              study.name, hl.get("analysis"), hl.get("headline_statistic", "spearman_rho"),
              *(float("nan") if hl.get(k) is None else hl[k] for k in ("estimate", "estimate_ci_low", "estimate_ci_high")),
-             hl.get("n"), hl.get("n_clusters"), hl.get("estimate_perm_p"), rec.folder / "report.html")
-    return {"run_folder": str(rec.folder), "simulated": simulated, "metrics": metrics, "headline": hl}
+             hl.get("n"), hl.get("n_clusters"), hl.get("estimate_perm_p"), report)
+
+
+def _score(study: QTLStudy, h, spec: dict[str, Any], backend: BackendConfig, rec) -> tuple[pl.DataFrame, dict]:
+    """Step 4: every distinct variant once with the scorers the analyses need (their track
+    selections declared up front); failed rows are dropped with the service's error code."""
+    analyses = plan_analyses(study, marks=table_marks(h.table))
+    variants = h.table.select("row_id", "chrom", "pos", "ref", "alt")
+    run = score_variants(variants, scorers_for(analyses), backend=spec, interval_width=study.interval_width,
+                         chunk_size=backend.chunk_size, concurrency=backend.max_workers,
+                         artifact_key=f"{study.name}-scoring", selection=scoring_selection(analyses))
+    run.record(rec)
+    failed = run.failed_rows(variants)
+    if failed.height:  # with the service's error code and attempts
+        rec.drops.add_frame(failure_drops(failed, run.failures),
+                            stage="score", reason="score_failed", source_file=study.table)
+    return run.scores, {"scorers": run.scorers, "interval_width": run.interval_width, "summary": run.summary}
 
 
 def _causality_benchmark(study: QTLStudy, backend: BackendConfig, log) -> dict[str, Any]:
@@ -191,7 +207,7 @@ def _causality_benchmark(study: QTLStudy, backend: BackendConfig, log) -> dict[s
             genome = study.reference_fasta or (str(Path(backend.standin_world) / "genome.fa")
                                                if backend.standin_world else None)
             rec.note("reference_fasta", genome)
-            frame, baselines = cz.prepare(study, genome_path=genome, drops=rec.drops)
+            frame, baselines = keep(rec, prepare_causality(study, genome))
             n_input = cz.load_causality_table(study.table, baseline_columns=baselines)[0].height
             scoring_info = None
             if live:

@@ -9,7 +9,7 @@ computes the same model **vectorised over contexts**:
   promoter activity, transcription) are computed once per distinct CURIE as 2-D arrays
   ``[n_curies, len(seq)]`` and combined per context; the arithmetic mirrors
   ``SequenceModel`` (same fixed-point box filters), so values agree with it to float
-  rounding (tests: ``tests/test_fastmodel.py``).
+  rounding (tests: ``tests/standins/test_fastmodel.py``).
 * :class:`GeneMaskEngine`: the RNA_SEQ gene-mask LFC of a variant for every context
   without building per-base RNA signals over ~30 kb windows. Transcription is a sum of
   one-sided box filters of promoter activity (``TSS``), so a gene's exon sum is

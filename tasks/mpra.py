@@ -14,7 +14,11 @@ from prefect import task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from agval.drops import DropLog
+from agval.drops import DropLog, Dropped
+from agval.mpra import pipeline
+from agval.mpra.pipeline import Analysis, Predicted, Predictions
+from agval.mpra.sequences import BuiltSequences
+from agval.mpra.study import MPRAStudy
 from tasks.alleles import artifact_key
 
 
@@ -38,32 +42,47 @@ def load_activity(counts: Sequence[str], *, count_format: str, pools: Sequence[s
 
 
 @task(name="mpra-build-inputs", cache_policy=NO_CACHE)
-def build_inputs(constructs: pl.DataFrame, *, source: str, sequences_path: str | None, reference_fasta: str | None,
-                 backbone: str, backbone_seed: int, element_orientation: str, coordinate_base: int, length: int,
-                 center_window: int, n_policy: str, drops: DropLog, key: str):
+def build_inputs(constructs: pl.DataFrame, study: MPRAStudy, *, source: str, key: str) -> Dropped[BuiltSequences]:
     """Element inserts -> distinct model inputs of a supported length (refuses N)."""
     from agval.genome import ReferenceGenome
     from agval.io.mpra import load_element_sequences
     from agval.mpra import build_sequences, prepare_inserts
 
+    drops = DropLog()
     seqs = None
-    if sequences_path:
-        seqs, d = load_element_sequences(sequences_path)
+    if study.sequences:
+        seqs, d = load_element_sequences(study.sequences)
         drops.extend(d)
-    genome = ReferenceGenome(reference_fasta) if reference_fasta else None
+    genome = ReferenceGenome(study.reference_fasta) if study.reference_fasta else None
     try:
-        rows = prepare_inserts(constructs, source=source, sequences=seqs, genome=genome, backbone=backbone,
-                               element_orientation=element_orientation, coordinate_base=coordinate_base,
+        rows = prepare_inserts(constructs, source=source, sequences=seqs, genome=genome, backbone=study.backbone,
+                               element_orientation=study.element_orientation, coordinate_base=study.coordinate_base,
                                drops=drops)
-        built = build_sequences(rows, length=length, backbone=backbone, backbone_seed=backbone_seed, genome=genome,
-                                coordinate_base=coordinate_base, n_policy=n_policy, drops=drops,
-                                center_window=center_window)
+        built = build_sequences(rows, length=study.sequence_length, backbone=study.backbone,
+                                backbone_seed=study.backbone_seed, genome=genome,
+                                coordinate_base=study.coordinate_base, n_policy=study.n_policy, drops=drops,
+                                center_window=study.center_window)
     finally:
         if genome is not None:
             genome.close()
     create_table_artifact(key=f"{artifact_key(key)}-inputs", table=_kv(built.summary),
                           description="MPRA model inputs: rows, distinct inputs, backbone")
-    return built
+    return Dropped(built, drops)
+
+
+@task(name="mpra-precomputed", cache_policy=NO_CACHE)
+def attach_precomputed(study: MPRAStudy, measured: pl.DataFrame | None) -> Predictions:
+    """The precomputed path (:func:`agval.mpra.pipeline.precomputed`)."""
+    return pipeline.precomputed(study, measured)
+
+
+@task(name="mpra-aggregate", cache_policy=NO_CACHE)
+def aggregate_predictions(rows: pl.DataFrame, run, tracks: pl.DataFrame, *, study: MPRAStudy, organism: str,
+                          terms: list[str], outputs: list[str], label: str) -> Predicted:
+    """Per-track and pooled aggregates attached to the constructs
+    (:func:`agval.mpra.pipeline.predicted_frame`)."""
+    return pipeline.predicted_frame(rows, run, tracks, study=study, organism=organism, terms=terms,
+                                    outputs=outputs, label=label)
 
 
 @task(name="mpra-predict", cache_policy=NO_CACHE)
@@ -84,11 +103,9 @@ def predict_inputs(inputs: pl.DataFrame, outputs: Sequence[str], *, backend, ont
 
 
 @task(name="mpra-statistics", cache_policy=NO_CACHE)
-def statistics(frame: pl.DataFrame, aggregates: Sequence[str], **kwargs) -> dict[str, dict[str, Any]]:
-    """Per-aggregate statistics with cluster-aware CIs (:func:`agval.mpra.analysis.aggregate_statistics`)."""
-    from agval.mpra.analysis import aggregate_statistics
-
-    return aggregate_statistics(frame, aggregates, **kwargs)
+def statistics(study: MPRAStudy, plan: dict[str, Any], pred: Predictions) -> Analysis:
+    """Every statistic of the benchmark with cluster-aware CIs (:func:`agval.mpra.pipeline.analyse`)."""
+    return pipeline.analyse(study, plan, pred)
 
 
 @task(name="mpra-figures", cache_policy=NO_CACHE)

@@ -25,7 +25,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from agval.drops import DropLog
+from agval.drops import DropLog, Dropped
 from agval.qtl.harmonize import (Harmonized, finalize, harmonize_coordinates, harmonize_lookup,
                                  orient_in_place)
 from agval.qtl.load import LoadedTable, load_study_table
@@ -36,7 +36,7 @@ from agval.report import df_to_markdown
 from tasks.alleles import artifact_key
 
 __all__ = ["load_qtl_table", "harmonize_qtl", "load_qtl_predictions", "select_qtl_tracks", "qtl_statistics_task",
-           "qtl_plots"]
+           "prepare_causality", "qtl_plots"]
 
 
 @task(name="qtl-load", task_run_name="qtl-load-{study.name}", cache_policy=NO_CACHE)
@@ -55,8 +55,10 @@ def load_qtl_table(study: QTLStudy) -> LoadedTable:
 
 @task(name="qtl-harmonize", task_run_name="qtl-harmonize-{study.name}", cache_policy=NO_CACHE)
 def harmonize_qtl(study: QTLStudy, loaded: LoadedTable, genome: str | None, *, lookup: pl.DataFrame | None,
-                  drops: DropLog, palindromic: str = "drop") -> Harmonized:
-    """Alleles and orientation on the loaded route; fails loudly on an empty result."""
+                  palindromic: str = "drop") -> Dropped[Harmonized]:
+    """Alleles and orientation on the loaded route; fails loudly on an empty result. Returns
+    the harmonized rows and the rows dropped on the way."""
+    drops = DropLog()
     if loaded.route == "precomputed":
         h = orient_in_place(study, loaded.frame)
     elif loaded.route == "lookup":
@@ -65,14 +67,17 @@ def harmonize_qtl(study: QTLStudy, loaded: LoadedTable, genome: str | None, *, l
         h = harmonize_coordinates(study, loaded.frame, genome, drops=drops)
     h = finalize(study, h)
     rows = [{"step": r["step"], "reason": "", "n": r["n"], "lost": r["lost"]} for r in h.funnel.to_dicts()]
+    seen = DropLog()  # the funnel so far: the load's drops and this step's
+    seen.extend(loaded.drops)
+    seen.extend(drops)
     rows += [{"step": f"dropped ({r['stage']})", "reason": r["reason"], "n": r["n"], "lost": None}
-             for r in drops.funnel().to_dicts()]
+             for r in seen.funnel().to_dicts()]
     c = h.counts()
     create_table_artifact(key=artifact_key(study.name, "drop-funnel"), table=rows,
                           description=(f"{study.name}: {loaded.n_input_rows} file rows -> {c['harmonized_rows']} "
                                        f"harmonized rows ({h.route} route, effect allele {h.convention}, "
                                        f"{c['orientation_verified_rows']} orientation-verified)"))
-    return h
+    return Dropped(h, drops)
 
 
 @task(name="qtl-predictions", task_run_name="qtl-predictions-{study.name}", cache_policy=NO_CACHE)
@@ -84,9 +89,10 @@ def load_qtl_predictions(study: QTLStudy) -> tuple[pl.DataFrame, dict[str, str]]
 
 @task(name="qtl-select-tracks", task_run_name="qtl-select-tracks-{study.name}", cache_policy=NO_CACHE)
 def select_qtl_tracks(study: QTLStudy, rows: pl.DataFrame, *, scores: pl.DataFrame | None = None,
-                      predictions: pl.DataFrame | None = None, prediction_columns: dict[str, str] | None = None,
-                      drops: DropLog | None = None):
-    """:func:`agval.qtl.pipeline.select_all` with an artifact listing each analysis' tracks."""
+                      predictions: pl.DataFrame | None = None, prediction_columns: dict[str, str] | None = None):
+    """:func:`agval.qtl.pipeline.select_all` with an artifact listing each analysis' tracks.
+    Returns ``(analyses, selected, notes)`` and the rows dropped (:class:`~agval.drops.Dropped`)."""
+    drops = DropLog()
     analyses, selected, notes = select_all(study, rows, scores=scores, predictions=predictions,
                                            prediction_columns=prediction_columns, drops=drops)
     table = [{"analysis": a.name, "mode": a.mode, "score": a.score_col, "beta": a.beta_col,
@@ -95,7 +101,7 @@ def select_qtl_tracks(study: QTLStudy, rows: pl.DataFrame, *, scores: pl.DataFra
               "rows": selected[a.name].frame.height if a.name in selected else 0} for a in analyses]
     create_table_artifact(key=artifact_key(study.name, "track-selection"), table=table,
                           description=f"{study.name}: the tracks of every analysis (selection as data)")
-    return analyses, selected, notes
+    return Dropped((analyses, selected, notes), drops)
 
 
 @task(name="qtl-statistics", task_run_name="qtl-statistics-{study.name}", cache_policy=NO_CACHE)
@@ -109,6 +115,16 @@ def qtl_statistics_task(study: QTLStudy, analyses, selected, *, simulated: bool,
         f"# {study.name}: headline{' (SIMULATED)' if simulated else ''}\n\n{df_to_markdown(tbl)}\n"),
         description="the primary analysis in a few numbers")
     return result
+
+
+@task(name="qtl-causality-prepare", task_run_name="qtl-causality-prepare-{study.name}", cache_policy=NO_CACHE)
+def prepare_causality(study: QTLStudy, genome: str | None) -> Dropped[tuple[pl.DataFrame, list[str]]]:
+    """The causality benchmark's table after the significance gap and the REF check
+    (:func:`agval.qtl.causality.prepare`): ``(frame, baseline columns)`` and the rows dropped."""
+    from agval.qtl.causality import prepare
+
+    drops = DropLog()
+    return Dropped(prepare(study, genome_path=genome, drops=drops), drops)
 
 
 @task(name="qtl-plots", task_run_name="qtl-plots-{study.name}", cache_policy=NO_CACHE)

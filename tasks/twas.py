@@ -1,8 +1,10 @@
 """Prefect tasks of the TWAS concordance flow: thin wrappers over :mod:`agval.twas` (one named
 task per methods step; artifacts for what a reader checks first).
 
-Allele lookup and harmonization use :mod:`tasks.alleles`; scoring uses
-:func:`tasks.scoring.score_variants`; the report :func:`tasks.report.publish_report`.
+Tasks return their results, rows dropped included (never writing into a caller's log), so
+any of them can run on a Dask worker process. Allele lookup and harmonization use
+:mod:`tasks.alleles`; scoring :func:`tasks.scoring.score_variants`; the report
+:func:`tasks.report.publish_report`.
 """
 
 from __future__ import annotations
@@ -15,61 +17,57 @@ from prefect import task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from agval.drops import DropLog
+from agval.drops import DropLog, Dropped
 from agval.io.twas import TissueMap
-from agval.twas import analysis, figures, gwas, inputs, triplets
+from agval.twas import analysis, figures, gwas, inputs, pipeline, triplets
+from agval.twas.pipeline import LoadedInputs, Questions, ScoredTriplets, Triplets
+from agval.twas.study import TWASStudy
 from tasks.alleles import artifact_key
 
 
 @task(name="twas-load-inputs", cache_policy=NO_CACHE)
-def load_inputs(susie: str | list[str], twas: str | list[str], *, tissue_map: str | None,
-                unmapped_tissues: str, tissues: Sequence[str] | None, pip_threshold: float,
-                keep_credible_sets: bool, twas_p_threshold: float, drops: DropLog, key: str) -> dict[str, Any]:
-    """SuSiE + FUSION files, the tissue map and its check, retention and significance."""
-    tmap: TissueMap = inputs.resolve_tissue_map(tissue_map)
-    sus = inputs.load_susie_files(susie, drops=drops)
-    tw = inputs.load_twas_files(twas, drops=drops)
-    if tissues:
-        sus = sus.filter(pl.col("tissue").is_in(list(tissues)))
-        tw = tw.filter(pl.col("tissue").is_in(list(tissues)))
-    checked = inputs.check_tissues({"susie": sus, "twas": tw}, tmap, policy=unmapped_tissues, drops=drops)
-    sus, tw = checked["susie"], checked["twas"]
-    tw = inputs.dedupe_twas_pairs(tw, drops=drops)
-    retained = inputs.retain_susie(sus, pip_threshold=pip_threshold, keep_credible_sets=keep_credible_sets)
-    pairs = inputs.significant_pairs(tw, twas_p_threshold)
-    retained_sig = retained.join(pairs.select("gene_id", "tissue"), on=["gene_id", "tissue"], how="semi")
-    counts = {"susie_files": int(sus["source_file"].n_unique()), "susie_rows": sus.height,
-              "susie_rows_retained": retained.height, "twas_rows": tw.height,
-              "twas_significant_pairs": pairs.height,
-              "twas_significant_pairs_without_susie": pairs.join(sus.select("gene_id", "tissue").unique(),
-                                                                 on=["gene_id", "tissue"], how="anti").height}
-    create_table_artifact(key=artifact_key(key, "inputs"), table=[{"item": k, "n": v} for k, v in counts.items()],
+def load_inputs(study: TWASStudy, *, key: str) -> LoadedInputs:
+    """SuSiE + FUSION files, the tissue map and its check, retention and significance
+    (:func:`agval.twas.pipeline.load_study_inputs`)."""
+    ld = pipeline.load_study_inputs(study)
+    create_table_artifact(key=artifact_key(key, "inputs"), table=[{"item": k, "n": v} for k, v in ld.counts.items()],
                           description="TWAS study inputs: SuSiE rows retained (cs >= 0 or pip > threshold), "
                                       "FUSION rows and significant pairs")
-    return {"tissue_map": tmap, "susie": sus, "twas": tw, "retained": retained_sig, "pairs": pairs,
-            "counts": counts, "tissues": sorted(set(tw["tissue"].unique().to_list()))}
+    return ld
 
 
 @task(name="twas-read-gwas", cache_policy=NO_CACHE)
-def read_gwas(path: str, rsids: list[str], *, build: str, columns: dict[str, str] | None, strict: bool,
-              drops: DropLog) -> pl.DataFrame:
-    """The GWAS rows of the retained SuSiE rsIDs, streamed from the (gzip) file."""
-    return gwas.read_gwas_for(path, rsids, build=build, columns=columns, strict=strict, drops=drops)
+def read_gwas(study: TWASStudy, rsids: list[str]) -> Dropped[pl.DataFrame]:
+    """The GWAS rows of the retained SuSiE rsIDs, streamed from the (gzip) file.
+
+    Raises:
+        InputError: none of the rsIDs has a usable GWAS row."""
+    from agval.errors import InputError
+
+    drops = DropLog()
+    rows = gwas.read_gwas_for(study.gwas, rsids, build=study.gwas_build, columns=study.gwas_columns,
+                              strict=study.gwas_strict, drops=drops)
+    if rows.height == 0:
+        raise InputError(f"none of the {len(rsids)} retained SuSiE rsIDs (e.g. {rsids[:3]}) has a usable "
+                         "row in the GWAS file", file=study.gwas)
+    return Dropped(rows, drops)
 
 
 @task(name="twas-orient-gwas", cache_policy=NO_CACHE)
-def orient_gwas(harmonized: pl.DataFrame, *, drops: DropLog, source_file: str) -> pl.DataFrame:
+def orient_gwas(harmonized: pl.DataFrame, *, source_file: str) -> Dropped[pl.DataFrame]:
     """One ALT-oriented GWAS z per rsID (ambiguous multi-ALT rsIDs dropped and counted)."""
-    return gwas.one_row_per_rsid(harmonized, drops=drops, source_file=source_file)
+    drops = DropLog()
+    return Dropped(gwas.one_row_per_rsid(harmonized, drops=drops, source_file=source_file), drops)
 
 
 @task(name="twas-build-triplets", cache_policy=NO_CACHE)
-def build_triplets(retained: pl.DataFrame, pairs: pl.DataFrame, oriented: pl.DataFrame, *,
-                   drops: DropLog, key: str) -> tuple[pl.DataFrame, dict[str, int]]:
-    trip, counts = triplets.build_triplets(retained, pairs, oriented, drops=drops)
-    create_table_artifact(key=artifact_key(key, "triplets"), table=[{"item": k, "n": v} for k, v in counts.items()],
+def build_triplets(loaded: LoadedInputs, oriented: pl.DataFrame, *, key: str) -> Triplets:
+    """(variant, gene, tissue) triplets of the significant pairs (:func:`agval.twas.pipeline.triplets_of`)."""
+    trip = pipeline.triplets_of(loaded, oriented)
+    create_table_artifact(key=artifact_key(key, "triplets"),
+                          table=[{"item": k, "n": v} for k, v in trip.counts.items()],
                           description="(variant, gene, tissue) triplets of TWAS-significant pairs")
-    return trip, counts
+    return trip
 
 
 @task(name="twas-reduce-scores", cache_policy=NO_CACHE)
@@ -81,14 +79,17 @@ def reduce_scores(scores: pl.DataFrame, *, tissue_map: TissueMap, tissues: Seque
 
 
 @task(name="twas-attach-scores", cache_policy=NO_CACHE)
-def attach_scores(trip: pl.DataFrame, values: pl.DataFrame, tracks: pl.DataFrame, *, tissues: Sequence[str],
-                  assays: Sequence[str], key: str) -> dict[str, pl.DataFrame]:
-    """The long triplet table (one row per triplet x assay) + the tracks-per-tissue table."""
+def attach_scores(trip: pl.DataFrame, parts: list[tuple[pl.DataFrame, pl.DataFrame]], *, tissues: Sequence[str],
+                  assays: Sequence[str], failures: int, key: str) -> ScoredTriplets:
+    """The long triplet table (one row per triplet x assay) + the tracks-per-tissue table, from
+    the reduced score batches ``parts`` (``[(values, tracks)]``)."""
+    values = pl.concat([p[0] for p in parts])
+    tracks = pl.concat([p[1] for p in parts]).unique().sort("tissue", "assay", "track_name", nulls_last=True)
     long = triplets.attach_scores(trip, values, assays)
     cov = triplets.track_coverage(tracks, tissues, assays)
     create_table_artifact(key=artifact_key(key, "track-coverage"), table=cov.to_dicts(),
                           description="AlphaGenome tracks per tissue x assay (0 = no tracks: no score)")
-    return {"long": long, "tracks": tracks, "coverage": cov}
+    return ScoredTriplets(long=long, tracks=tracks, coverage=cov, failures=failures)
 
 
 @task(name="twas-q1-sign-concordance", cache_policy=NO_CACHE)
@@ -121,23 +122,6 @@ def q4(long: pl.DataFrame, *, n_permutations: int, seed: int, twas_p_threshold: 
                            min_genes=min_genes)
 
 
-@task(name="twas-plots", cache_policy=NO_CACHE)
-def plots(out_dir: str | Path, **kw: Any):
-    """Every §2.8 figure the data allows: ``(figures, warnings)``."""
-    return figures.make_figures(out_dir, **kw)
-
-
-@task(name="twas-load-eqtl", cache_policy=NO_CACHE)
-def load_eqtl(spec: str | list[str], *, tissues: Sequence[str], drops: DropLog) -> pl.DataFrame:
-    """GTEx signif-pairs files -> ``variant_key, gene_id, tissue, eqtl_slope`` (ALT slope)."""
-    return inputs.load_eqtl_slopes(spec, tissues=tissues, drops=drops)
-
-
-@task(name="twas-attach-eqtl", cache_policy=NO_CACHE)
-def attach_eqtl(long: pl.DataFrame, eqtl: pl.DataFrame | None) -> pl.DataFrame:
-    return inputs.attach_eqtl(long, eqtl)
-
-
 @task(name="twas-corrected-statistics", cache_policy=NO_CACHE)
 def corrected(long: pl.DataFrame, *, n_permutations: int, n_boot: int, seed: int,
               heart_tissues: Sequence[str] | None, twas_p_threshold: float | None, min_tissues: int,
@@ -151,3 +135,41 @@ def corrected(long: pl.DataFrame, *, n_permutations: int, n_boot: int, seed: int
     create_table_artifact(key=artifact_key(key, "q1-corrected"), table=tab.filter(pl.col("pooled")).to_dicts(),
                           description="Q1 corrected (pooled): locus-permutation P and locus-bootstrap interval")
     return res
+
+
+def questions(long: pl.DataFrame, study: TWASStudy, *, key: str) -> Questions:
+    """Q1-Q4 and the corrected mode, one named task each, with the study's seeds."""
+    seeds, thr = analysis.QuestionSeeds(study.seed), study.twas_p_threshold
+    r1 = q1(long, n_permutations=study.n_permutations, seed=seeds.q1, heart_tissues=study.heart_tissues,
+            twas_p_threshold=thr, key=key)
+    r2 = q2(long, twas_p_threshold=thr)
+    r3 = q3(long, twas_p_threshold=thr, min_tissues=study.q3_min_tissues,
+            min_tissues_kendall=study.q3_min_tissues_kendall, deviation=study.q3_deviation)
+    r4 = q4(long, n_permutations=study.n_permutations, seed=seeds.q4, twas_p_threshold=thr,
+            min_genes=study.q4_min_genes)
+    rc = corrected(long, n_permutations=study.n_permutations, n_boot=study.n_boot, seed=seeds.corrected,
+                   heart_tissues=study.heart_tissues, twas_p_threshold=thr,
+                   min_tissues=study.q3_min_tissues, min_tissues_kendall=study.q3_min_tissues_kendall,
+                   deviation=study.q3_deviation, min_genes=study.q4_min_genes, key=key)
+    return Questions(r1, r2, r3, r4, rc)
+
+
+@task(name="twas-plots", cache_policy=NO_CACHE)
+def plots(out_dir: str | Path, **kw: Any):
+    """Every §2.8 figure the data allows: ``(figures, warnings)``."""
+    return figures.make_figures(out_dir, **kw)
+
+
+@task(name="twas-load-eqtl", cache_policy=NO_CACHE)
+def load_eqtl(spec: str | list[str], *, tissues: Sequence[str]) -> Dropped[pl.DataFrame]:
+    """GTEx signif-pairs files -> ``variant_key, gene_id, tissue, eqtl_slope`` (ALT slope)."""
+    drops = DropLog()
+    return Dropped(inputs.load_eqtl_slopes(spec, tissues=tissues, drops=drops), drops)
+
+
+@task(name="twas-attach-eqtl", cache_policy=NO_CACHE)
+def attach_eqtl(scored: ScoredTriplets, eqtl: pl.DataFrame | None) -> ScoredTriplets:
+    """The long triplet table with the variant-gene-tissue's marginal eQTL slope (ALT)."""
+    from dataclasses import replace
+
+    return replace(scored, long=inputs.attach_eqtl(scored.long, eqtl))

@@ -232,6 +232,25 @@ def harmonize(study: pl.DataFrame, lookup: pl.DataFrame, genome: ReferenceGenome
     ``allele_cols`` names the study's allele columns for conventions ``alt``/``ref``/
     ``unknown`` (an unordered pair used to select and verify the site). ``drops`` receives
     every dropped row (a new :class:`DropLog` when None).
+
+    Args:
+        study: ``row_id`` (unique), ``rsid``, ``beta_col`` and the allele columns the
+            convention needs.
+        lookup: the allele lookup table (or a ``LookupResult``): hg38 records per rsID.
+        genome: the hg38 FASTA (REF of every harmonized variant checked,
+            :meth:`ReferenceGenome.check_ref`).
+        convention: the declared effect allele: ``alt``, ``ref``, ``unknown`` or
+            ``column:<name>``.
+
+    Returns:
+        :class:`HarmonizeResult`: ``table`` (one row per kept study row: ``chrom, pos, ref,
+        alt, variant_key``, ``beta_alt`` oriented to ALT), ``decisions`` (one per input row),
+        ``drops``, ``funnel``.
+
+    Raises:
+        MissingColumnError: a required column is absent; ConfigError: an unknown
+        ``palindromic`` policy or ``af`` without ``eaf_col``; GuardError: p-values used as
+        effects, placeholder alleles, mixed builds, or a REF-mismatch share of a wrong build.
     """
     conv = EffectConvention.parse(convention)
     if not isinstance(lookup, pl.DataFrame) and hasattr(lookup, "table"):

@@ -23,8 +23,6 @@ app = typer.Typer(
 
 # (module, attribute, group name or None for top-level commands)
 _COMMANDS: list[tuple[str, str, str | None]] = [
-    ("agval.cli.world", "app", "world"),
-    ("agval.cli.standin", "app", "standin"),
     ("agval.cli.model", "app", "model"),
     ("agval.cli.run", "app", "run"),
     ("agval.cli.demo", "register", None),
@@ -45,6 +43,44 @@ def _register() -> None:
             obj(app)
         else:
             app.add_typer(obj, name=group)
+    _register_plugins()
+
+
+#: the entry-point group through which other packages add command groups: ``name = "module:register"``,
+#: ``register(app)`` adding its commands (the stand-ins' ``world`` and ``standin``: ``standins.cli``)
+PLUGIN_GROUP = "agval.commands"
+
+
+def plugin_entry_points() -> dict[str, str]:
+    """``name -> "module:function"`` of every :data:`PLUGIN_GROUP` entry point: the installed
+    distributions' metadata, plus, in a source checkout, the ``pyproject.toml`` beside the
+    package (an editable install made before an entry was declared does not list it)."""
+    from importlib.metadata import entry_points
+    from pathlib import Path
+
+    found = {ep.name: ep.value for ep in entry_points(group=PLUGIN_GROUP)}
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    if pyproject.is_file():
+        import tomllib
+
+        declared = tomllib.loads(pyproject.read_text()).get("project", {}).get("entry-points", {})
+        for name, value in declared.get(PLUGIN_GROUP, {}).items():
+            found.setdefault(name, value)
+    return found
+
+
+def _register_plugins() -> None:
+    import importlib
+
+    for value in plugin_entry_points().values():
+        mod_name, _, attr = value.partition(":")
+        try:
+            mod = importlib.import_module(mod_name)
+        except ModuleNotFoundError as e:
+            if e.name and mod_name.startswith(e.name):  # the plugin's package is not installed
+                continue
+            raise
+        getattr(mod, attr or "register")(app)
 
 
 @app.callback(invoke_without_command=True)

@@ -43,18 +43,16 @@ def fingerprint(
 ) -> None:
     """Print the model fingerprint as JSON."""
     from agval.schema import atomic_write_json
-    from agval.scoring.alphagenome import AlphaGenomeBackend
+    from agval.scoring.spec import BackendSpec
     from agval.scoring.fingerprint import summarize
 
-    handle = None
-    try:
-        if address is None and standin_world is not None:
-            from standins.alphagenome import serve
+    from flows._common import standin_address  # the one place a stand-in is started in-process
 
-            handle = serve(standin_world)
-            address = handle.address
-        backend = AlphaGenomeBackend(address, model_version=model_version, world_dir=standin_world,
-                                     canary=canary or None)
+    kind = "standin" if address is None and standin_world is not None else "alphagenome"
+    with standin_address(kind, address, str(standin_world) if standin_world else None) as address:
+        backend = BackendSpec(kind="alphagenome", address=address, model_version=model_version,
+                              standin_world=str(standin_world) if standin_world else None,
+                              canary=tuple(canary) if canary else None).build(fresh=True)
         try:
             fp = backend.fingerprint(organism=organism)
             fp = dict(fp)
@@ -62,9 +60,6 @@ def fingerprint(
             fp["simulated"] = backend.simulated
         finally:
             backend.close()
-    finally:
-        if handle is not None:
-            handle.stop()
     shown = fp if full else summarize(fp)
     typer.echo(json.dumps(shown, indent=2, sort_keys=True, default=str))
     if out is not None:

@@ -83,6 +83,18 @@ def load_gse84888_counts(*paths: str | Path, build: str = "mm9",
     library), ``missing_count`` (empty/NA count). Errors: a missing column
     (:class:`MissingColumnError`), a non-integer or negative count
     (:class:`InputError` naming file, column, row), duplicated ``row_id`` across files.
+
+    Args:
+        paths: the count files; build: the build of the names' coordinates; pools: one pool name
+            per path.
+
+    Returns:
+        ``(frame, drops)``: the output columns above, one row per kept input row, and the
+            counted drops.
+
+    Raises:
+        MissingColumnError: a required column; InputError: a non-integer or negative count,
+            duplicated ``row_id``.
     """
     if not paths:
         raise InputError("load_gse84888_counts needs at least one count file")
@@ -161,6 +173,18 @@ def load_count_table(path: str | Path, *, dataset: str | None = None, element_co
 
     Drops (counted): ``missing_element`` (empty id), ``missing_count`` (a count is
     empty/NA). A malformed or negative count raises :class:`InputError`.
+
+    Args:
+        path: the table; dataset: the ``row_id`` prefix; element_col, barcode_col, rna, dna,
+            tags_col: explicit headers (``rna``/``dna`` may list replicate columns).
+
+    Returns:
+        ``(frame, drops)``: the output columns above, one row per kept input row, and the
+            counted drops.
+
+    Raises:
+        MissingColumnError: no element or count column; InputError: a malformed or negative
+            count.
     """
     path = Path(path)
     raw = read_text_table(path)
@@ -264,6 +288,17 @@ def load_element_sequences(path: str | Path, *, dataset: str | None = None, id_c
 
     Drops (counted): ``empty_sequence``, ``missing_element``. Errors: letters other
     than ACGTN and duplicated element ids raise :class:`InputError` naming the row.
+
+    Args:
+        path: a FASTA (plain or gzip) or a table; id_col, seq_col: explicit headers.
+
+    Returns:
+        ``(frame, drops)``: the output columns above, one row per kept input row, and the
+            counted drops.
+
+    Raises:
+        InputError: letters other than ACGTN, duplicated element ids; MissingColumnError: a
+            table without id or sequence column.
     """
     path = Path(path)
     first = head_lines(path, 1)
@@ -367,6 +402,18 @@ def compute_activity(df: pl.DataFrame, *, pseudocount: float = 1.0, min_dna: flo
     for several keys), ``n_rows``, ``rna``, ``dna``, ``tags`` (sums), ``log2_ratio``,
     ``log2_ratio_sd`` (sd of the per-row ratios; null for one row), ``row_ids``
     (list of the input row ids).
+
+    Args:
+        df: counts (``row_id, rna, dna`` [, ``tags``]); pseudocount, min_dna, min_tags: the
+            filters above; aggregate, by, keep: the grouping above.
+
+    Returns:
+        An :class:`ActivityResult`: ``table`` (the output above), ``dropped`` (rows per filter)
+            and the DropLog.
+
+    Raises:
+        InputError: a ``keep`` column that varies within a group; MissingColumnError: a required
+            column is absent.
     """
     if pseudocount < 0 or not math.isfinite(pseudocount):
         raise ValueError(f"pseudocount must be >= 0, got {pseudocount}")

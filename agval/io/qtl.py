@@ -107,6 +107,16 @@ def load_gse86886_caqtl(path: str | Path, *, dataset: str = "caQTL") -> tuple[pl
 
     Drops (counted): ``missing_snp``, ``malformed_snp`` (not ``chr:pos_...``),
     ``missing_trait``, ``missing_beta``. A non-numeric beta raises ``InputError``.
+
+    Args:
+        path: the ``ATAC-QTLs.csv`` file; dataset: the ``row_id`` prefix.
+
+    Returns:
+        ``(frame, drops)``: the output columns above, one row per kept input row, and the
+            counted drops.
+
+    Raises:
+        InputError: a non-numeric beta; MissingColumnError: no ``SNP``/``gene``/``beta``.
     """
     return _load_gse86886(path, dataset=dataset, trait_kind="peak")
 
@@ -114,7 +124,18 @@ def load_gse86886_caqtl(path: str | Path, *, dataset: str = "caQTL") -> tuple[pl
 def load_gse86886_eqtl(path: str | Path, *, dataset: str = "eQTL") -> tuple[pl.DataFrame, DropLog]:
     """The eQTL table of the same study (``eQTLs.csv``, legacy only): like
     :func:`load_gse86886_caqtl` but ``gene`` is a gene symbol, output as ``gene`` and
-    ``trait_id`` (no peak columns)."""
+    ``trait_id`` (no peak columns).
+
+    Args:
+        path: the ``eQTLs.csv`` file; dataset: the ``row_id`` prefix.
+
+    Returns:
+        ``(frame, drops)``: the output columns above, one row per kept input row, and the
+            counted drops.
+
+    Raises:
+        InputError: a non-numeric beta; MissingColumnError: a required column is absent.
+    """
     return _load_gse86886(path, dataset=dataset, trait_kind="gene")
 
 
@@ -155,6 +176,17 @@ def load_gse116193_hqtl(path: str | Path, *, dataset: str = "hQTL",
 
     Drops (counted): ``no_significant_mark``, ``missing_position`` (Chr or Bp empty),
     ``missing_beta``. Malformed numbers raise ``InputError``.
+
+    Args:
+        path: the hQTL summary table; dataset: the ``row_id`` prefix; one_row_per_mark: the
+            layout above.
+
+    Returns:
+        ``(frame, drops)``: the output columns above, one row per kept input row, and the
+            counted drops.
+
+    Raises:
+        InputError: a malformed number; MissingColumnError: a required header is absent.
     """
     path = Path(path)
     raw = read_text_table(path)
@@ -256,6 +288,18 @@ def load_gtex_signif_pairs(path: str | Path, *, tissue: str | None = None,
 
     Drops (counted): ``malformed_variant_id``, ``missing_slope``. A ``_b37`` variant id
     is ``malformed_variant_id`` too (this loader is for v8/hg38).
+
+    Args:
+        path: the GTEx pairs file (plain or gzip); tissue: the ``tissue`` value (default from
+            the file name).
+
+    Returns:
+        ``(frame, drops)``: the output columns above, one row per kept input row, and the
+            counted drops.
+
+    Raises:
+        GuardError: ``slope`` looks like p-values; MissingColumnError:
+            ``variant_id``/``gene_id``/``slope`` absent; InputError: a malformed number.
     """
     path = Path(path)
     raw = read_text_table(path)
@@ -350,6 +394,19 @@ def load_generic_qtl(path: str | Path, *, build: str | Build | None = None, data
     Drops (counted): ``no_identifier`` (no rsID and no chrom/pos), ``missing_beta``.
     Malformed numbers raise ``InputError``. If ``check_pvalues`` the ``beta`` column is
     checked with :func:`check_slope_not_pvalues`.
+
+    Args:
+        path: the table; build: the coordinates' build when the file has no ``build`` column;
+            columns: canonical name -> exact header.
+
+    Returns:
+        ``(frame, drops)``: the output columns above, one row per kept input row, and the
+            counted drops.
+
+    Raises:
+        InputError: coordinates without a build, a malformed number; MissingColumnError: no
+            ``beta``, or neither ``rsid`` nor ``chrom``+``pos``; GuardError: p-values as
+            effects.
     """
     path = Path(path)
     raw = read_text_table(path)

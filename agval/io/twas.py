@@ -121,6 +121,16 @@ def scan_gwas_sumstats(path: str | Path, *, build: str | Build, dataset: str | N
     ln(OR) when there is no beta), ``se``, ``z`` (the file's z, else beta/se), ``p``
     (from ``neg_log_10_p_value`` when there is no p), ``n``, ``eaf``, ``build`` (the
     declared ``build``; required, the loader never guesses), ``drop_reason``.
+
+    Args:
+        path: the GWAS file (plain or gzip); build: the positions' build (required).
+
+    Returns:
+        A :class:`polars.LazyFrame` with the output columns above and ``drop_reason``.
+
+    Raises:
+        MissingColumnError: no z (nor beta+se), no identifier or no allele column; InputError:
+            the file cannot be read.
     """
     path = Path(path)
     build_v = Build.parse(build).value
@@ -223,6 +233,18 @@ def load_gwas_sumstats(path: str | Path, *, build: str | Build, dataset: str | N
     such rows are counted drops (``unparseable``). Other drops (``missing_z``,
     ``no_identifier``, ``missing_allele``) are counted with stage ``load``.
     Output columns: those of :func:`scan_gwas_sumstats` without ``drop_reason``.
+
+    Args:
+        path, build: as :func:`scan_gwas_sumstats`; rsids: keep only these; strict: a malformed
+            number is an error.
+
+    Returns:
+        ``(frame, drops)``: the output columns above, one row per kept input row, and the
+            counted drops.
+
+    Raises:
+        InputError: a malformed number (``strict``); MissingColumnError: as
+            :func:`scan_gwas_sumstats`.
     """
     lf = scan_gwas_sumstats(path, build=build, dataset=dataset, columns=columns,
                             prefer_harmonised=prefer_harmonised)
@@ -284,6 +306,17 @@ def load_susie(path: str | Path, *, gene_id: str | None = None, tissue: str | No
 
     Drops (counted): ``missing_id``, ``missing_gene`` / ``missing_tissue`` (empty cell
     and no parameter).
+
+    Args:
+        path: a SuSiE file; gene_id, tissue: fill the columns when the file has none.
+
+    Returns:
+        ``(frame, drops)``: the output columns above, one row per kept input row, and the
+            counted drops.
+
+    Raises:
+        InputError: a PIP outside [0, 1], a missing or malformed PIP or ``cs``;
+            MissingColumnError: a required column is absent.
     """
     path = Path(path)
     raw = read_text_table(path)
@@ -369,6 +402,17 @@ def load_fusion_dat(path: str | Path, *, tissue: str | None = None, dataset: str
     :data:`FUSION_COLUMNS` (``file, id, chrom`` (``chr``-prefixed), ``p0, p1, hsq,
     best_gwas_id, best_gwas_z, eqtl_id, eqtl_r2, eqtl_z, eqtl_gwas_z, nsnp, nwgt,
     model, modelcv_r2, modelcv_pv, twas_z, twas_p``), ``tissue``, ``gene_id``.
+
+    Args:
+        path: a FUSION ``.dat`` file; tissue: fills the ``tissue`` column.
+
+    Returns:
+        ``(frame, drops)``: the output columns above, one row per kept input row, and the
+            counted drops.
+
+    Raises:
+        MissingColumnError: a required header, or no gene id anywhere; InputError: a malformed
+            number.
     """
     path = Path(path)
     raw = read_text_table(path)
@@ -563,6 +607,17 @@ def load_tissue_map(path: str | Path | None = None, *, overrides: Mapping[str, M
     replace the whole map. An empty list for an assay means "no tracks".
     ``tissues``: check these are all known (:class:`UnknownTissueError` listing the
     known tissues otherwise).
+
+    Args:
+        path: a TOML or CSV/TSV map (None: the defaults); overrides: the same as a dict;
+            replace: overrides replace the whole map; tissues: tissues that must be known.
+
+    Returns:
+        A :class:`TissueMap` (``terms(tissue, output_type)``, ``source``, ``overridden``).
+
+    Raises:
+        UnknownTissueError: a tissue of ``tissues`` is not in the map; InputError: the file
+            cannot be parsed.
     """
     base_map = DEFAULT_TISSUE_MAP if base is None else base
     entries: dict[str, dict[str, tuple[str, ...]]] = {} if replace else {

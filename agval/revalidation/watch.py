@@ -11,42 +11,16 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Iterator, Sequence
 
+from agval.scoring.spec import BackendSpec
+
 
 def backend_spec(kind: str, *, address: str | None, model_version: str, standin_world: str | None = None,
-                 precomputed: str | None = None, canary: Sequence[str] | None = None) -> dict[str, Any]:
-    if kind in ("alphagenome", "standin"):
-        spec: dict[str, Any] = {"kind": "alphagenome", "address": address, "model_version": model_version}
-        if standin_world:
-            spec["world_dir"] = standin_world
-        if canary:
-            spec["canary"] = list(canary)
-        return spec
-    if kind == "atlas":
-        return {"kind": "atlas", "address": address,
-                "fallback": {"kind": "alphagenome", "address": address, "model_version": model_version}}
-    if kind == "precomputed":
-        return {"kind": "precomputed", "table": precomputed, "model": model_version}
-    raise ValueError(f"unknown backend kind {kind!r}")
-
-
-def fresh_backend(spec: dict[str, Any]):
-    """Like :func:`agval.scoring.make_backend`, without its per-process cache."""
-    kw = dict(spec)
-    kind = kw.pop("kind")
-    if kind == "alphagenome":
-        from agval.scoring.alphagenome import AlphaGenomeBackend
-
-        return AlphaGenomeBackend(**kw)
-    if kind == "atlas":
-        from agval.scoring.atlas import AtlasBackend
-
-        fb = kw.pop("fallback", None)
-        return AtlasBackend(**kw, fallback=fresh_backend(fb) if fb else None)
-    if kind == "precomputed":
-        from agval.scoring.precomputed import PrecomputedBackend
-
-        return PrecomputedBackend(kw.pop("table"), **kw)
-    raise ValueError(f"unknown backend kind {kind!r}")
+                 precomputed: str | None = None, canary: Sequence[str] | None = None) -> BackendSpec:
+    """The :class:`~agval.scoring.spec.BackendSpec` of a deployments ``[[backends]]`` entry
+    (``model_version`` names the model of a precomputed table)."""
+    return BackendSpec(kind=kind, address=address, model_version=model_version, standin_world=standin_world,
+                       precomputed=precomputed, table_model=model_version if kind == "precomputed" else None,
+                       canary=tuple(canary) if canary else None)
 
 
 @contextlib.contextmanager
@@ -60,8 +34,8 @@ def open_backend(kind: str, *, address: str | None, model_version: str, standin_
 
         raise ConfigError("a standin backend needs the address of a running stand-in (start one at the "
                           "top: flows._common.standin_address); the library never starts one")
-    b = fresh_backend(backend_spec(kind, address=address, model_version=model_version,
-                                   standin_world=standin_world, precomputed=precomputed, canary=canary))
+    b = backend_spec(kind, address=address, model_version=model_version, standin_world=standin_world,
+                     precomputed=precomputed, canary=canary).build(fresh=True)
     try:
         yield b
     finally:

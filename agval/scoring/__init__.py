@@ -55,7 +55,15 @@ def make_backend(spec: dict) -> ScoringBackend:
     b = _BACKENDS.get(key)
     if b is not None and not getattr(b, "closed", False):
         return b
-    kw = dict(spec)
+    b = _BACKENDS[key] = build_backend(spec)
+    return b
+
+
+def build_backend(spec: dict) -> ScoringBackend:
+    """A new backend from a plain spec dict (:func:`make_backend` without its per-process
+    cache: the model watch needs a fresh one per check). Prefer
+    :class:`agval.scoring.spec.BackendSpec`, which writes the spec."""
+    kw = {k: v for k, v in spec.items() if k not in RUN_KEYS}
     kind = kw.pop("kind")
     max_attempts = kw.pop("max_attempts", None)
     if "metadata" in kw:
@@ -68,7 +76,7 @@ def make_backend(spec: dict) -> ScoringBackend:
         from agval.scoring.atlas import AtlasBackend
 
         fb = kw.pop("fallback", None)
-        b = AtlasBackend(**kw, fallback=make_backend(fb) if fb else None)
+        b = AtlasBackend(**kw, fallback=build_backend(fb) if fb else None)
     elif kind == "precomputed":
         from agval.scoring.precomputed import PrecomputedBackend
 
@@ -77,7 +85,6 @@ def make_backend(spec: dict) -> ScoringBackend:
         raise ValueError(f"unknown backend kind {kind!r}; use alphagenome, atlas or precomputed")
     if max_attempts is not None:
         b.default_policy = RetryPolicy(max_attempts=int(max_attempts))
-    _BACKENDS[key] = b
     return b
 
 
@@ -97,7 +104,7 @@ def __getattr__(name):
     raise AttributeError(name)
 
 
-__all__ = ["Selection", "DryRunComplete", "QuotaBudgetError", "score", "predict_sequences", "ScoreRun", "SequenceRun", "ScoringBackend", "RetryPolicy",
+__all__ = ["build_backend", "Selection", "DryRunComplete", "QuotaBudgetError", "score", "predict_sequences", "ScoreRun", "SequenceRun", "ScoringBackend", "RetryPolicy",
            "VariantOutcome", "ScoreCache", "AdaptiveLimiter", "TrackSelection", "Aggregation", "aggregate",
            "per_track", "pooled", "match_genes", "alphagenome_backend", "PrecomputedBackend", "AtlasBackend",
            "AlphaGenomeBackend", "make_backend", "SCORE_COLUMNS", "SCORES_FORMAT", "resolve_scorers", "scorer_id"]

@@ -25,7 +25,6 @@ Variant and interval objects never reach the table (``variant_key`` is a string)
 from __future__ import annotations
 
 import collections
-import ipaddress
 import threading
 from typing import Any, Sequence
 
@@ -36,6 +35,7 @@ from agval.coords import Variant
 from agval.scoring.backend import (GENE_COLUMNS, SCORE_COLUMNS, TRACK_COLUMNS, BackendCallError,
                                    ScoringBackend, SequencePrediction, conform_scores, metadata_is_simulated,
                                    normalize_organism, scorer_id)
+from agval.sdk import is_loopback, read_tensor_chunks, unretried
 
 DEFAULT_ADDRESS = "dns:///gdmscience.googleapis.com:443"
 #: ``dna_client.create()``'s channel options, verbatim.
@@ -87,16 +87,6 @@ def deadline_interceptor(timeout_s: float):
     return DeadlineInterceptor()
 
 
-def _is_loopback(address: str) -> bool:
-    host = address.split("///")[-1].rsplit(":", 1)[0].strip("[]")
-    if host in ("localhost", ""):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def make_channel(address: str | None = None, *, secure: bool | None = None, deadline_s: float | None = 120.0,
                  connect_timeout: float | None = 10.0, options: Sequence[tuple[str, Any]] = ()):
     """A channel with ``create()``'s options (and TLS unless the address is loopback),
@@ -104,7 +94,7 @@ def make_channel(address: str | None = None, *, secure: bool | None = None, dead
     grpc = _grpc()
     address = address or DEFAULT_ADDRESS
     if secure is None:
-        secure = not _is_loopback(address)
+        secure = not is_loopback(address)
     opts = [*CREATE_OPTIONS, *options]
     if secure:
         raw = grpc.secure_channel(address, grpc.ssl_channel_credentials(), options=opts)
@@ -333,7 +323,7 @@ class AlphaGenomeBackend(ScoringBackend):
         from alphagenome.models import dna_client
         from alphagenome.models import variant_scorers as vs
 
-        fn = getattr(dna_client.DnaClient.score_variant, "__wrapped__", dna_client.DnaClient.score_variant)
+        fn = unretried(dna_client.DnaClient.score_variant)
         adatas = fn(self.client, variant.interval(width), variant.to_sdk(), scorers, organism=org,
                     merge_stranded_gene_tracks=self.merge_stranded_gene_tracks)
         if len(adatas) != len(scorers):
@@ -390,7 +380,6 @@ class AlphaGenomeBackend(ScoringBackend):
         """Decode a ScoreVariant response stream into whole answers (bulk: one tensor and
         one gene list per scorer; the track metadata block is converted once and reused)."""
         from alphagenome import tensor_utils
-        from alphagenome.models.v1 import dna_client as v1
 
         from agval.scoring.answers import VariantAnswers, answer_row, answers_frame
 
@@ -404,7 +393,7 @@ class AlphaGenomeBackend(ScoringBackend):
                 ix += 1
                 continue  # the SDK silently ignores extra outputs too
             vd = resp.output.variant_data
-            chunks = v1._read_tensor_chunks(responses, vd.values.chunk_count)
+            chunks = read_tensor_chunks(responses, vd.values.chunk_count)
             values = tensor_utils.upcast_floating(tensor_utils.unpack_proto(vd.values, chunks))
             md = vd.metadata
             block = self._track_block(md.track_metadata)
@@ -471,7 +460,7 @@ class AlphaGenomeBackend(ScoringBackend):
                     organism: str) -> list[SequencePrediction]:
         from alphagenome.models import dna_client
 
-        fn = getattr(dna_client.DnaClient.predict_sequence, "__wrapped__", dna_client.DnaClient.predict_sequence)
+        fn = unretried(dna_client.DnaClient.predict_sequence)
         outs = [dna_client.OutputType[o] for o in requested_outputs]
         res = fn(self.client, sequence, organism=dna_client.Organism[normalize_organism(organism)],
                  requested_outputs=outs, ontology_terms=list(ontology_terms) if ontology_terms else None)

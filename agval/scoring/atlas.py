@@ -24,9 +24,10 @@ import polars as pl
 
 from agval.coords import Variant
 from agval.genes import strip_gene_version
-from agval.scoring.alphagenome import DEFAULT_ADDRESS, _is_loopback, deadline_interceptor, tracks_to_polars
+from agval.scoring.alphagenome import DEFAULT_ADDRESS, deadline_interceptor, tracks_to_polars
 from agval.scoring.backend import (GENE_COLUMNS, SCORE_COLUMNS, TRACK_COLUMNS, BackendCallError,
                                    ScoringBackend, metadata_is_simulated, normalize_organism, scorer_id)
+from agval.sdk import is_loopback
 
 
 def _recommended() -> dict[str, Any]:
@@ -43,7 +44,7 @@ def atlas_channel(address: str | None, *, secure: bool | None = None, deadline_s
 
     address = address or DEFAULT_ADDRESS
     if secure is None:
-        secure = not _is_loopback(address)
+        secure = not is_loopback(address)
     service_config = (importlib.resources.files("alphagenome") / "protos/grpc_service_config.json").read_text()
     opts = (("grpc.service_config", service_config),)
     raw = (grpc.secure_channel(address, grpc.ssl_channel_credentials(), options=opts) if secure

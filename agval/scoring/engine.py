@@ -661,6 +661,20 @@ def score(variants: pl.DataFrame, scorers, *, backend: ScoringBackend, cache="de
     so a new selection over scored variants makes no call. ``max_new_calls``: raise
     :class:`QuotaBudgetError` before any call if the run needs more; ``dry_run``: raise
     :class:`DryRunComplete` with the cost (:func:`plan_info`) instead of scoring.
+
+    Args:
+        variants: one row per study row (``row_id`` unique; 1-based hg38 ``pos``).
+        scorers: as above; each distinct variant is scored once with all of them.
+        backend: a :class:`ScoringBackend` (``BackendSpec(...).build()``).
+
+    Returns:
+        :class:`ScoreRun`: ``scores`` (long table, ``SCORES_FORMAT``, one row per variant x
+        scorer x track [x gene]), ``failures`` (``variant_key, scorer, error_code, message,
+        attempts``), ``summary`` and ``failed_rows(variants)``.
+
+    Raises:
+        QuotaBudgetError: ``max_new_calls`` would be exceeded; DryRunComplete: ``dry_run``;
+        InputError: ``variants`` lacks a column or has malformed alleles.
     """
     t0 = time.monotonic()
     if limiter == "auto":

@@ -45,6 +45,9 @@ from agval.stats.concordance import binomial_p
 from agval.stats.correlation import spearman
 from agval.stats.resampling import (
     SeedLike,
+    UnitPermuter,
+    connected_loci,
+    locus_bootstrap_weights,
     _block_sizes,
     _rng,
     _seed_value,
@@ -609,9 +612,6 @@ def q4_synthetic_twas(triplets: pl.DataFrame, *, n_permutations: int = 1000, see
 # Shared conventions: ``seed`` as above; ``n_permutations`` permutations (P values
 # ``(1 + #{null >= obs}) / (B + 1)``), ``n_boot`` locus-bootstrap replicates (percentile
 # interval at ``confidence``).
-
-from agval.stats.resampling import (UnitPermuter, connected_loci,  # noqa: E402
-                                    locus_bootstrap_weights)
 
 GENE_INDEPENDENT_ASSAYS = ("ATAC", "DNASE", "CAGE")
 
