@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from agval.published import published_block
-from tests.test_revalidation import _tables, make_run
+from tests.platform.test_revalidation import _tables, make_run
 
 
 def _qtl_metrics(rho: float, lo: float, hi: float, original: float) -> dict:
@@ -102,7 +102,7 @@ def test_comparison_writes_the_leaderboard_one_direction(tmp_path):
     from agval.revalidation.compare import specs_for
     from agval.revalidation.report import build_comparison
 
-    import tests.test_revalidation as toy
+    import tests.platform.test_revalidation as toy
 
     h, _ = _history(tmp_path)
     res = build_comparison(h, "a" * 8, "b" * 8, specs_for=lambda k: specs_for(k, toy), n_boot=100, seed=1,
