@@ -97,7 +97,8 @@ def _resolve_paths(obj, base: Path, keys: set[str]):
 
 
 PATH_KEYS = {"table", "tables", "vcf", "precomputed", "standin_world", "reference_fasta", "counts", "sequences",
-             "gwas", "susie", "twas", "tissue_map", "predictions", "measured", "world", "path", "fasta", "eqtl"}
+             "gwas", "susie", "twas", "tissue_map", "predictions", "measured", "world", "path", "fasta", "eqtl",
+             "twas_weights", "ld"}
 
 
 def read_toml(path: str | Path, *, what: str) -> dict:

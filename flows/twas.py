@@ -112,10 +112,10 @@ def twas_concordance(study: TWASStudy, backend: BackendConfig = BackendConfig(),
             # 4. triplets, 5. score
             trip = keep(rec, T.build_triplets(ld, oriented, key=key))
             scored = _score(study, backend, s, ld, trip.table, rec, key)
-            if study.eqtl:
-                scored = T.attach_eqtl(scored, keep(rec, T.load_eqtl(study.eqtl, tissues=ld.tissues)))
-            else:
-                scored = T.attach_eqtl(scored, None)
+            eqtl = keep(rec, T.load_eqtl(study.eqtl, tissues=ld.tissues)) if study.eqtl else None
+            scored = T.attach_eqtl(scored, eqtl)
+            if study.twas_weights:  # Q1 against the leave-one-variant-out TWAS.Z too
+                scored = keep(rec, T.attach_loo(scored, study, tissues=ld.tissues))
             rec.note("tracks_used", scored.tracks.to_dicts())
             # 6. Q1-Q4, 7. plots and report
             q = T.questions(scored.long, study, key=key)

@@ -167,6 +167,15 @@ def load_eqtl(spec: str | list[str], *, tissues: Sequence[str]) -> Dropped[pl.Da
     return Dropped(inputs.load_eqtl_slopes(spec, tissues=tissues, drops=drops), drops)
 
 
+@task(name="twas-attach-loo", cache_policy=NO_CACHE)
+def attach_loo(scored: ScoredTriplets, study: TWASStudy, *, tissues: Sequence[str]) -> Dropped[ScoredTriplets]:
+    """The long triplet table with ``twas_z_loo``: the leave-one-variant-out TWAS.Z from the
+    models' weights, the GWAS rows of their SNPs and the LD reference
+    (:func:`agval.twas.pipeline.leave_one_out`)."""
+    drops = DropLog()
+    return Dropped(pipeline.leave_one_out(scored, study, tissues=tissues, drops=drops), drops)
+
+
 @task(name="twas-attach-eqtl", cache_policy=NO_CACHE)
 def attach_eqtl(scored: ScoredTriplets, eqtl: pl.DataFrame | None) -> ScoredTriplets:
     """The long triplet table with the variant-gene-tissue's marginal eQTL slope (ALT)."""

@@ -208,6 +208,7 @@ class ScoredTriplets:
     tracks: pl.DataFrame
     coverage: pl.DataFrame
     failures: int = 0
+    loo: dict[str, Any] | None = None     # leave-one-out TWAS.Z counts when weights and LD were given
 
 
 @dataclass(frozen=True)
@@ -225,6 +226,30 @@ class TWASReport:
     @property
     def headline(self) -> dict[str, Any]:
         return self.metrics["headline"]
+
+
+def leave_one_out(scored: ScoredTriplets, study: TWASStudy, *, tissues: Sequence[str],
+                  drops: DropLog) -> ScoredTriplets:
+    """Step 5b: ``twas_z_loo`` on the long triplet table (:mod:`agval.twas.loo`).
+
+    Reads the weights (``[study] twas_weights``, restricted to ``tissues``), the GWAS rows
+    of their SNPs (streamed, the study's GWAS settings) and the LD reference
+    (``[study] ld``); ``scored.loo`` records the counts. Drops (stage ``loo``) go to
+    ``drops``.
+    """
+    from dataclasses import replace
+
+    from agval.twas import loo
+    from agval.twas.gwas import read_gwas_for
+
+    weights = loo.load_twas_weights(inputs.expand_paths(study.twas_weights, what="TWAS weights"), tissues=tissues,
+                                    drops=drops)
+    ld = loo.load_ld_reference(inputs.expand_paths(study.ld, what="LD"), drops=drops)
+    rows = read_gwas_for(study.gwas, sorted(set(weights["rsid"].to_list())), build=study.gwas_build,
+                         columns=study.gwas_columns, strict=study.gwas_strict, drops=drops)
+    long, counts = loo.attach_loo_twas_z(scored.long, weights, rows, ld, drops=drops)
+    counts = {"weight_rows": weights.height, "ld_pairs": ld.height, "gwas_rows": rows.height, **counts}
+    return replace(scored, long=long, loo=counts)
 
 
 NO_EQTL_NOTE = ("No eQTL table ([study] eqtl): Q1's primary estimand (agreement with the marginal "
@@ -250,6 +275,10 @@ def build_report(study: TWASStudy, *, palindromic: str, loaded: LoadedInputs, gw
     labels = [assay_label(a) for a in study.assays]
     seeds = analysis.QuestionSeeds(study.seed)
     notes = [SELF_INCLUSION_NOTE, MEDIATION_NOTE] + ([] if study.eqtl else [NO_EQTL_NOTE])
+    if rc.get("q1_twas_loo") is not None:
+        from agval.twas.loo import LOO_NOTE
+
+        notes.append(LOO_NOTE)
     c = loaded.counts
     data = analysis.data_summary(
         triplets.table, susie_rows=c["susie_rows"], retained_rows=c["susie_rows_retained"],
@@ -272,6 +301,8 @@ def build_report(study: TWASStudy, *, palindromic: str, loaded: LoadedInputs, gw
                                      coverage=scored.coverage, funnel=funnel, assays=labels,
                                      notes=notes, corrected=rc, primary_cell=study.primary_cell)
     metrics["simulated"] = simulated
+    if scored.loo is not None:
+        metrics["leave_one_out"] = scored.loo
     published = _published(study, r1, r2, r3, r4, simulated)
     if published is not None:
         metrics["published"] = published
@@ -285,6 +316,8 @@ def build_report(study: TWASStudy, *, palindromic: str, loaded: LoadedInputs, gw
         "q1_twas_corrected_heart_vs_nonheart": rc["q1_twas"]["heart_vs_nonheart"],
         "q2_corrected": rc["q2"], "q3_corrected": rc["q3"], "q4_corrected": rc["q4"]["table"],
     }
+    if rc.get("q1_twas_loo") is not None:
+        tables_out["q1_twas_loo"] = rc["q1_twas_loo"]["table"]
     if rc["q1_eqtl"] is not None:
         tables_out["q1_eqtl"] = rc["q1_eqtl"]["table"]
         tables_out["q1_eqtl_heart_vs_nonheart"] = rc["q1_eqtl"]["heart_vs_nonheart"]
@@ -301,6 +334,10 @@ def build_report(study: TWASStudy, *, palindromic: str, loaded: LoadedInputs, gw
         "Q1 corrected: agreement with the TWAS-weighted eQTL direction (seed replication; locus "
         "permutation P, 95% CI, BH q)": rc["q1_twas"]["table"].select(
             "assay", "tissue", "n", "accuracy", "ci_low", "ci_high", "perm_p", "bh_q", "n_loci"),
+        **({"Q1 corrected: agreement with sign(z_ALT x leave-one-variant-out TWAS.Z) (LD-conditioned; locus "
+            "permutation P, 95% CI, BH q)": rc["q1_twas_loo"]["table"].select(
+                "assay", "tissue", "n", "accuracy", "ci_low", "ci_high", "perm_p", "bh_q", "n_loci")}
+           if rc.get("q1_twas_loo") is not None else {}),
         "Q1 corrected heart vs non-heart (locus bootstrap)": rc["q1_twas"]["heart_vs_nonheart"],
         "Q2 corrected (one row per distinct score; locus permutation, 95% CI)": rc["q2"].select(
             "assay", "n_scores", "n_rows", "fold", "fold_ci_low", "fold_ci_high", "auroc", "mwu_perm_p",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from agval.stats.twas import DEFAULT_TWAS_P_THRESHOLD as DEFAULT_TWAS_P
 from agval.twas.figures import DEFAULT_LOCI, DEFAULT_SCATTER_TISSUES
@@ -53,6 +53,12 @@ class TWASStudy(BaseModel):
     eqtl: str | list[str] | None = Field(
         None, description="GTEx v8 <Tissue>.v8.signif_variant_gene_pairs files (file, folder, glob or list): the "
                           "marginal eQTL slopes (ALT) of Q1's primary estimand; without them only the seed's Q1")
+    twas_weights: str | list[str] | None = Field(
+        None, description="eQTL weights of the TWAS models (gene_id, tissue, SNP, A1, A2, weight; agval.twas.loo): "
+                          "with [study] ld, Q1 also against the leave-one-variant-out TWAS.Z")
+    ld: str | list[str] | None = Field(
+        None, description="LD reference for twas_weights (SNP_A, allele_a, SNP_B, allele_b, R: correlation of the "
+                          "named alleles' dosages; pairs not listed are uncorrelated)")
     # -- statistics
     n_permutations: int = Field(1000, ge=0, description="permutations (Q1-Q4, original and corrected mode)")
     n_boot: int = Field(1000, ge=0, description="locus-bootstrap replicates (intervals, corrected mode)")
@@ -96,6 +102,12 @@ class TWASStudy(BaseModel):
 
         return checked_set_field(v)
 
+    @model_validator(mode="after")
+    def _weights_with_ld(self) -> "TWASStudy":
+        if bool(self.twas_weights) != bool(self.ld):
+            raise ValueError("twas_weights and ld go together (the leave-one-variant-out TWAS.Z needs both)")
+        return self
+
     @field_validator("null_cell")
     @classmethod
     def _null_cell(cls, v: list[str]) -> list[str]:
@@ -114,9 +126,10 @@ def study_inputs(study: TWASStudy) -> dict[str, Any]:
     """
     inputs: dict[str, Any] = {"gwas": study.gwas, "reference_fasta": study.reference_fasta,
                               "tissue_map": study.tissue_map, "predictions": study.predictions}
-    if study.eqtl:
-        for i, f in enumerate(expand_paths(study.eqtl, what="eQTL")):
-            inputs[f"eqtl:{i}"] = f
+    for role, spec_paths in (("eqtl", study.eqtl), ("twas_weights", study.twas_weights), ("ld", study.ld)):
+        if spec_paths:
+            for i, f in enumerate(expand_paths(spec_paths, what=role)):
+                inputs[f"{role}:{i}"] = f
     for role, spec_paths in (("susie", study.susie), ("twas", study.twas)):
         for i, f in enumerate(expand_paths(spec_paths, what=role)):
             inputs[f"{role}:{i}"] = f

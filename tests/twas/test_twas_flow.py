@@ -147,6 +147,13 @@ def test_agval_run_twas_end_to_end(cli_run, twas_study):
     h = metrics["headline"]["RNA"]
     assert len(h["q1_accuracy_ci"]) == 2 and h["q1_eqtl_perm_p"] is not None and "q3_rho_perm_p" in h
     assert "Pre-specified cell" in html and "colocalisation" in html and "marginal eQTL effect" in html
+    # the demo gives the models' weights and LD: Q1 against the leave-one-variant-out TWAS.Z, and the
+    # TWAS.Z recomputed from weights + GWAS (half its rows on REF or the other strand) + LD is FUSION's
+    loo = metrics["leave_one_out"]
+    assert loo["loo_gene_tissues"] > 0 and loo["loo_rows"] > 0 and loo["loo_twas_z_recomputed_r"] > 0.99
+    lo = [r for r in c["q1_twas_loo"] if r["pooled"]]
+    assert lo and all(0 < r["perm_p"] <= 1 and r["ci_low"] <= r["accuracy"] <= r["ci_high"] for r in lo)
+    assert "leave-one-variant-out" in html
 
     # the write-up's published numbers beside the seed-mode re-run, labelled simulated
     pub = metrics["published"]

@@ -18,6 +18,8 @@ GTEx tissues of the stand-in catalogue, plus a TOML study file (``agval run twas
 * ``eqtl/<tissue>.v8.signif_variant_gene_pairs.txt.gz`` - GTEx v8 significant eQTL pairs
   (``variant_id`` ``chr_pos_ref_alt_b38``, ``slope`` of ALT = planted eQTL z / sqrt(500)),
   the marginal eQTL effects of Q1's primary estimand;
+* ``models/twas_weights.tsv.gz``, ``models/ld.tsv.gz`` - the TWAS models' eQTL weights (ALT)
+  and each locus's LD (ALT dosages), for Q1's leave-one-variant-out TWAS.Z;
 * ``tissue_map.tsv`` - the override (long layout ``tissue, assay, ontology_curie``; an empty
   term = no tracks) adding the three tissues the spec's default map lacks
   (Adipose_Subcutaneous, Artery_Tibial, Lung) from the catalogue's terms; not TOML, so that
@@ -586,6 +588,8 @@ gwas_build = "hg38"
 susie = "susie"
 twas = "fusion"
 eqtl = "eqtl"
+twas_weights = "models/twas_weights.tsv.gz"
+ld = "models/ld.tsv.gz"
 tissue_map = "tissue_map.tsv"
 reference_fasta = {fasta}
 assays = ["RNA_SEQ", "ATAC", "DNASE", "CAGE"]
@@ -628,7 +632,7 @@ def generate(world_dir: str | Path, out_dir: str | Path, *, seed: int = 0, null:
     world_dir = Path(world_dir).absolute()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for sub in ("susie", "fusion", "eqtl"):  # files of an earlier generation would be read as part of this study
+    for sub in ("susie", "fusion", "eqtl", "models"):  # files of an earlier generation would be read as part of this study
         shutil.rmtree(out / sub, ignore_errors=True)
     world = World.load(world_dir)
     try:
@@ -644,6 +648,7 @@ def generate(world_dir: str | Path, out_dir: str | Path, *, seed: int = 0, null:
         susie_paths = _write_susie(out / "susie", loci, sims, absent_rsid=absent)
         fusion_paths = _write_fusion(out / "fusion", loci, sims, rng)
         eqtl_paths = _write_eqtl(out / "eqtl", loci, sims)
+        model_paths = _write_weights_and_ld(out / "models", loci, sims)
         tmap = _write_tissue_map(out / "tissue_map.tsv")
         planted = []
         for loc, sim in zip(loci, sims):
@@ -676,4 +681,4 @@ def generate(world_dir: str | Path, out_dir: str | Path, *, seed: int = 0, null:
             n_permutations=n_permutations, world=_toml_str(world_dir), vcf=_toml_str(world_dir / "dbsnp.vcf.gz")))
     finally:
         world.close()
-    return [toml, gwas_path, planted_path, tmap, *fusion_paths, *susie_paths, *eqtl_paths]
+    return [toml, gwas_path, planted_path, tmap, *fusion_paths, *susie_paths, *eqtl_paths, *model_paths]
