@@ -8,10 +8,23 @@ import os
 import sys
 
 import typer
+from typer.core import TyperGroup
 
 from agval import __version__
 
+class _Group(TyperGroup):
+    """Commands in the order a user needs them (``run`` first), not alphabetically."""
+
+    ORDER = ("run", "demo", "serve", "watch", "revalidate", "compare", "prefect-yaml", "world", "standin", "model")
+
+    def list_commands(self, ctx):
+        names = super().list_commands(ctx)
+        return sorted(names, key=lambda n: (self.ORDER.index(n) if n in self.ORDER else len(self.ORDER),
+                                            names.index(n)))
+
+
 app = typer.Typer(
+    cls=_Group,
     rich_markup_mode=None,
     name="agval",
     help="Validate AlphaGenome (and other models') variant-effect predictions against experiments: "
@@ -174,6 +187,20 @@ def _click_exceptions() -> dict[str, tuple[type, ...]]:
     return {k: tuple(getattr(m, k) for m in mods if hasattr(m, k)) for k in ("Exit", "Abort", "ClickException")}
 
 
+_USES_SERVE = ("watch", "revalidate", "compare", "run")
+"""Commands that use a running ``agval serve`` (its Prefect server, stand-in, results URL and
+config, from ``<state>/serve.json``) for every variable not already set."""
+
+
+def _adopt_serve() -> None:
+    from agval.serving import adopt_serve_state, state_path
+
+    adopted = adopt_serve_state()
+    if adopted:
+        typer.echo(f"using the running agval serve ({state_path()}): "
+                   + " ".join(f"{k}={v}" for k, v in sorted(adopted.items())), err=True)
+
+
 def run_cli(argv: list[str] | None = None) -> int:
     """Run the command line and return its exit code (0 ok, 2 an agval error, 130
     interrupted, 1 an internal error). Errors are printed as one ``error:`` line and maybe
@@ -204,9 +231,11 @@ def run_cli(argv: list[str] | None = None) -> int:
         from agval import prefect_env
         from agval.secrets import install_log_filter
 
+        args = list(sys.argv[1:] if argv is None else argv)
+        if args and args[0] in _USES_SERVE:  # before Prefect reads its settings
+            _adopt_serve()
         prefect_env.configure()
         install_log_filter()
-        args = list(sys.argv[1:] if argv is None else argv)
         if not args or args[0] != "serve":  # a long-lived server keeps Prefect's errors on its console
             guard = _ConsoleGuard().install()
         _register()
