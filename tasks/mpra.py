@@ -14,6 +14,7 @@ from prefect import task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from agval import progress
 from agval.drops import DropLog
 from tasks.alleles import artifact_key
 
@@ -75,7 +76,8 @@ def predict_inputs(inputs: pl.DataFrame, outputs: Sequence[str], *, backend, ont
 
     run = predict_sequences(inputs.select(pl.col("input_id").alias("seq_id"), "sequence"), list(outputs),
                             backend=backend, ontology_terms=list(ontology_terms) or None, organism=organism,
-                            bin_size=bin_size, cache="default", concurrency=concurrency, progress=False)
+                            bin_size=bin_size, cache="default", concurrency=concurrency,
+                            progress=progress.callback("scoring", unit="sequences"))
     stats = {**run.summary_stats, "organism": organism, "ontology_terms": ",".join(ontology_terms),
              "outputs": ",".join(outputs), "bin_size": bin_size}
     create_table_artifact(key=f"{artifact_key(key)}-predict", table=_kv(stats),
@@ -88,6 +90,7 @@ def statistics(frame: pl.DataFrame, aggregates: Sequence[str], **kwargs) -> dict
     """Per-aggregate statistics with cluster-aware CIs (:func:`agval.mpra.analysis.aggregate_statistics`)."""
     from agval.mpra.analysis import aggregate_statistics
 
+    progress.emit("statistics")
     return aggregate_statistics(frame, aggregates, **kwargs)
 
 

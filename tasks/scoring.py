@@ -168,6 +168,7 @@ def score_variants(variants, scorers, *, backend, cache: Any = "default", interv
     from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
     from prefect.futures import as_completed
 
+    from agval import progress
     from agval.scoring import engine
 
     t0 = time.monotonic()
@@ -189,6 +190,7 @@ def score_variants(variants, scorers, *, backend, cache: Any = "default", interv
     progress_id = create_progress_artifact(progress=0.0 if plan.chunks else 100.0, key=f"{key}-progress",
                                            description=f"{plan.n_to_score} variants to score in "
                                                        f"{len(plan.chunks)} chunks")
+    progress.emit("scoring", 0, plan.n_to_score, unit="variants")
     task_backend = backend if isinstance(backend, dict) else b
     window = max(1, int(window))
     per_chunk = max(1, math.ceil(concurrency / window))
@@ -225,6 +227,7 @@ def score_variants(variants, scorers, *, backend, cache: Any = "default", interv
             done_variants += res.scored + res.failed
             pct = 100.0 * done_variants / max(1, plan.n_to_score)
             update_progress_artifact(progress_id, min(100.0, pct))
+            progress.emit("scoring", done_variants, plan.n_to_score, unit="variants")
             if pending:
                 running.append(submit(pending.pop(0)))
     run = engine.assemble(plan, sorted(results, key=lambda r: r.index), cache=store, backend=b,

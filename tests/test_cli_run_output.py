@@ -1,0 +1,143 @@
+"""What ``agval run`` prints (issue 16): progress bars on a terminal (allele lookup,
+scoring with done/total, rate and ETA, statistics) fed by :mod:`agval.progress`, silent
+when stderr is not a terminal; a closing table with each question's headline statistic,
+interval and P and the report's address; ``--json`` the machine summary only. Also the
+command order of ``agval --help`` and where ``prefect-yaml`` writes. SIMULATED services."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import threading
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from agval import progress
+from standins.world.studies import qtl as gen
+
+
+@pytest.fixture(scope="module")
+def caqtl_file(world_dir, tmp_path_factory) -> Path:
+    files = {p.name: p for p in gen.generate(world_dir, tmp_path_factory.mktemp("cli-out"), seed=1, n_caqtl=30,
+                                             n_hqtl=20, n_boot=100)}
+    return files["caqtl-cd4.toml"]
+
+
+def _consoles(monkeypatch, *, terminal: bool):
+    """Replace the CLI's consoles: stderr (progress) as a terminal or not, stdout (table)."""
+    from rich.console import Console
+
+    from agval.cli import run as run_mod
+
+    bufs = {"err": io.StringIO(), "out": io.StringIO()}
+
+    def console(stderr: bool = False):
+        if stderr:
+            return Console(file=bufs["err"], force_terminal=terminal, width=160, color_system=None)
+        return Console(file=bufs["out"], width=200, color_system=None)
+
+    monkeypatch.setattr(run_mod, "_console", console)
+    return bufs
+
+
+def _args(caqtl_file, alphagenome_standin, *extra):
+    """The demo study looks its rsIDs up in the world's VCF (no service)."""
+    return ["qtl", str(caqtl_file), "--address", alphagenome_standin.address, *extra]
+
+
+def test_run_on_a_terminal_shows_progress_then_the_closing_table(prefect_api, alphagenome_standin, caqtl_file,
+                                                                  monkeypatch):
+    from agval.cli.run import app
+
+    bufs = _consoles(monkeypatch, terminal=True)
+    seen: list = []
+    with progress.listening(seen.append):
+        r = CliRunner().invoke(app, _args(caqtl_file, alphagenome_standin))
+    assert r.exit_code == 0, r.output + repr(r.exception)
+    stages = [e.stage for e in seen]
+    # the library reported each stage, in pipeline order
+    firsts = [stages.index(s) for s in ("lookup", "scoring", "statistics", "report")]
+    assert firsts == sorted(firsts), stages
+    scoring = [e for e in seen if e.stage == "scoring"]
+    assert scoring[-1].done == scoring[-1].total > 0 and scoring[-1].unit == "variants"
+    lookup = [e for e in seen if e.stage == "lookup"]
+    assert lookup[-1].done == lookup[-1].total > 0
+    err = bufs["err"].getvalue()
+    for label in ("allele lookup", "scoring", "statistics", "ETA"):
+        assert label in err, err
+    total = scoring[-1].total
+    assert re.search(rf"\b{total}/{total}\b", err), "scoring done/total on the bar"
+    assert "variants/s" in err
+    out = bufs["out"].getvalue()
+    assert "Do AlphaGenome scores track the measured QTL effect sizes?" in out
+    assert re.search(r"-?\d\.\d+ \[-?\d\.\d+, -?\d\.\d+\]", out), "estimate with its interval"
+    assert "cluster permutation P" in out and "(SIMULATED)" in out
+    m = re.search(r"report: (\S+)", out)
+    assert m and m.group(1).startswith("file://") and m.group(1).endswith("/report.html")
+    assert Path(m.group(1).removeprefix("file://")).is_file()
+    assert "{" not in out, "no JSON in the human summary"
+
+
+def test_run_json_is_the_machine_summary_only_and_no_terminal_is_silent(prefect_api, alphagenome_standin,
+                                                                        caqtl_file, monkeypatch):
+    from agval.cli.run import app
+
+    bufs = _consoles(monkeypatch, terminal=True)
+    r = CliRunner().invoke(app, _args(caqtl_file, alphagenome_standin, "--json"))
+    assert r.exit_code == 0, r.output + repr(r.exception)
+    out = json.loads(r.stdout)  # the whole of stdout is one JSON document
+    assert set(out) == {"run_folder", "simulated", "headline"} and out["simulated"] is True
+    assert bufs["err"].getvalue() == "" and bufs["out"].getvalue() == "", "--json: no bars, no table"
+    bufs = _consoles(monkeypatch, terminal=False)
+    r = CliRunner().invoke(app, _args(caqtl_file, alphagenome_standin))
+    assert r.exit_code == 0
+    assert bufs["err"].getvalue() == "", "no progress when stderr is not a terminal"
+    assert "report: " in bufs["out"].getvalue()
+
+
+def test_progress_events_reach_listeners_from_any_thread_and_a_bad_listener_is_harmless():
+    got = []
+
+    def boom(ev):
+        raise RuntimeError("display broke")
+
+    with progress.listening(boom), progress.listening(got.append):
+        ts = [threading.Thread(target=progress.emit, args=("scoring", i, 8), kwargs={"unit": "variants"})
+              for i in range(8)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        progress.callback("lookup", "ids")(3, 4)
+    progress.emit("report", detail="after")  # no listener: nothing happens
+    assert sorted(e.done for e in got if e.stage == "scoring") == list(range(8))
+    assert got[-1] == progress.ProgressEvent("lookup", 3, 4, "ids")
+    with pytest.raises(ValueError):
+        progress.emit("nonsense")
+
+
+def test_help_lists_run_first():
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "agval", "--help"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    commands = re.findall(r"^  (\S+)\s", r.stdout.split("Commands:")[1], flags=re.M)
+    assert commands[0] == "run" and {"demo", "serve", "watch"} <= set(commands), commands
+
+
+def test_prefect_yaml_writes_to_the_current_folder(tmp_path, monkeypatch):
+    import typer
+
+    from agval.cli import ops
+
+    app = typer.Typer()
+    ops.register(app)
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(app, ["prefect-yaml"])
+    assert r.exit_code == 0, r.output
+    text = (tmp_path / "prefect.yaml").read_text()
+    assert "deployments:" in text and str(tmp_path / "prefect.yaml") in r.output
