@@ -141,3 +141,29 @@ def test_prefect_yaml_writes_to_the_current_folder(tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     text = (tmp_path / "prefect.yaml").read_text()
     assert "deployments:" in text and str(tmp_path / "prefect.yaml") in r.output
+
+
+def test_a_warning_already_logged_is_printed_once(capsys):
+    """A flow logs a warning and also raises it as a Python warning (for callers of the
+    library): on the terminal it appears once."""
+    import logging
+    import sys
+    import warnings
+
+    from agval.cli import _ConsoleGuard
+
+    h = logging.StreamHandler(sys.stderr)
+    root = logging.getLogger()
+    root.addHandler(h)
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        guard = _ConsoleGuard().install()
+        try:
+            logging.getLogger("agval.probe").warning("3.0 rows per distinct input: pseudo-replication")
+            warnings.warn("3.0 rows per distinct input: pseudo-replication", UserWarning)
+            warnings.warn("another warning", UserWarning)
+        finally:
+            guard.uninstall()
+            root.removeHandler(h)
+    assert capsys.readouterr().err.count("pseudo-replication") == 1, "the logged line"
+    assert [str(w.message) for w in shown] == ["another warning"], "not the same text a second time"

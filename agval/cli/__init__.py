@@ -69,7 +69,8 @@ def _root(version: bool = typer.Option(False, "--version", help="Print the agval
 
 class _ConsoleGuard:
     """Keeps Prefect's error records (and every traceback) off the terminal and remembers
-    them, bounded, for the error log in the run folder. Warnings still print."""
+    them, bounded, for the error log in the run folder. Warnings still print, once: a
+    Python warning whose text was already logged as a WARNING record is not shown again."""
 
     MAX_RECORDS = 500
     MAX_CHARS = 20_000
@@ -81,8 +82,14 @@ class _ConsoleGuard:
         self.records: collections.deque[str] = collections.deque(maxlen=self.MAX_RECORDS)
         self._fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
         self._handlers: list = []
+        self.warned: collections.deque[str] = collections.deque(maxlen=200)
 
     def filter(self, record) -> bool:
+        if record.levelno == 30:  # remembered: the same text as a Python warning is not printed again
+            try:
+                self.warned.append(str(record.getMessage()))
+            except Exception:  # noqa: BLE001
+                pass
         if record.exc_info or record.levelno >= 40:
             try:
                 text = self._fmt.format(record)
@@ -122,6 +129,16 @@ class _ConsoleGuard:
             self.attach()
 
         logging.config.dictConfig = dict_config
+        import warnings
+
+        self._showwarning = warnings.showwarning
+
+        def showwarning(message, category, filename, lineno, file=None, line=None, _orig=self._showwarning):
+            if str(message) in self.warned:  # a flow logged it already (warnings once)
+                return
+            _orig(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = showwarning
         return self
 
     def uninstall(self) -> None:
@@ -131,6 +148,9 @@ class _ConsoleGuard:
             h.removeFilter(self)
         self._handlers = []
         logging.config.dictConfig = self._orig
+        import warnings
+
+        warnings.showwarning = self._showwarning
 
 
 def _error_log(exc: BaseException, guard: _ConsoleGuard | None) -> "Path | None":
