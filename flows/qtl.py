@@ -44,6 +44,8 @@ from agval.qtl.pipeline import (analysis_rows, build_metrics, genome_path, repor
                                 table_marks)
 from agval.qtl.study import QTLStudy
 from agval.scoring.precomputed import table_provenance
+from agval.serving import results_url
+from agval.stats.pvalues import format_p
 from flows._common import RESULT_STORAGE, backend_session, lookup_session, run_name, start_run
 from flows.runners import task_runner_from_env
 from tasks.alleles import lookup_alleles
@@ -165,7 +167,8 @@ def qtl_validation(study: QTLStudy, backend: BackendConfig = BackendConfig(),
     log.info("%s: %s %s = %.3f [%.3f, %.3f] (n = %s, %s clusters; cluster permutation P = %s), report %s",
              study.name, hl.get("analysis"), hl.get("headline_statistic", "spearman_rho"),
              *(float("nan") if hl.get(k) is None else hl[k] for k in ("estimate", "estimate_ci_low", "estimate_ci_high")),
-             hl.get("n"), hl.get("n_clusters"), hl.get("estimate_perm_p"), rec.folder / "report.html")
+             hl.get("n"), hl.get("n_clusters"), format_p(hl.get("estimate_perm_p")),
+             results_url(rec.folder / "report.html"))
     return {"run_folder": str(rec.folder), "simulated": simulated, "metrics": metrics, "headline": hl}
 
 

@@ -1,4 +1,13 @@
-"""``agval run <kind> STUDY_FILE``: run one study through its Prefect flow."""
+"""``agval run <kind> STUDY_FILE``: run one study through its Prefect flow.
+
+On a terminal (stderr) it shows progress bars fed by :mod:`agval.progress` events: allele
+lookup, scoring (done/total, variants/s, ETA) and statistics; Prefect's INFO lines stay in
+the run's Prefect logs meanwhile (warnings still print). It ends with a closing table on
+stdout: each study question's headline statistic with its 95 % interval and P (the
+report's cards, :func:`agval.report_cards.cards_for`) and the report's address (http://
+under ``agval serve``, else file://). ``--json`` prints only the machine summary
+(``run_folder``, ``simulated``, ``headline``): no bars, no table. Not a terminal: no bars.
+"""
 
 from __future__ import annotations
 
