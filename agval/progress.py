@@ -79,3 +79,50 @@ def listening(fn: Listener) -> Iterator[Listener]:
     finally:
         with _lock:
             _listeners.remove(fn)
+
+
+class Counter:
+    """A running count for one stage across concurrent parts (scoring chunks on threads):
+    :meth:`part` gives each part a ``fn(done, total)`` hook (the engine's per-variant
+    progress callback) whose increments are summed and emitted as ``done`` of ``total``;
+    :meth:`at_least` raises the count when a part reports its final tally. The count never
+    exceeds ``total`` (a retried part counts again). Picklable: a copy in another process
+    (a Dask worker) counts there, where nobody listens."""
+
+    def __init__(self, stage: str, total: int, unit: str = ""):
+        self.stage, self.total, self.unit = stage, int(total), unit
+        self.done = 0
+        self._lock = threading.Lock()
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def _set(self, fn) -> None:
+        with self._lock:
+            self.done = min(self.total, fn(self.done))
+            done = self.done
+        emit(self.stage, done, self.total, unit=self.unit)
+
+    def add(self, n: int) -> None:
+        self._set(lambda d: d + max(0, int(n)))
+
+    def at_least(self, n: int) -> None:
+        self._set(lambda d: max(d, int(n)))
+
+    def part(self) -> "_Part":
+        return _Part(self)
+
+
+class _Part:
+    """One part's ``fn(done, total)`` hook: forwards the increase of ``done``."""
+
+    def __init__(self, counter: Counter):
+        self.counter, self.last = counter, 0
+
+    def __call__(self, done: int, total: int | None = None) -> None:
+        self.counter.add(int(done) - self.last)
+        self.last = int(done)

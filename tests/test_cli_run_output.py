@@ -167,3 +167,50 @@ def test_a_warning_already_logged_is_printed_once(capsys):
             root.removeHandler(h)
     assert capsys.readouterr().err.count("pseudo-replication") == 1, "the logged line"
     assert [str(w.message) for w in shown] == ["another warning"], "not the same text a second time"
+
+
+def test_bars_for_several_studies_print_each_report_and_start_fresh():
+    """``agval demo`` runs several studies under one set of bars: each report's address is
+    printed when it is written and the next study's bars start from zero."""
+    from rich.console import Console
+
+    from agval.cli.run import _Bars
+
+    buf = io.StringIO()
+    bars = _Bars(Console(file=buf, force_terminal=True, width=150, color_system=None), per_study=True)
+    with bars, progress.listening(bars):
+        for study in ("a", "b"):
+            progress.emit("lookup", 10, 10, unit="ids")
+            progress.emit("scoring", 0, 40, unit="variants")
+            progress.emit("scoring", 40, 40, unit="variants")
+            progress.emit("statistics")
+            assert set(bars.tasks) == {"lookup", "scoring", "statistics"}
+            progress.emit("report", detail=f"http://127.0.0.1:1/simulated/{study}/report.html")
+            assert bars.tasks == {}
+    out = buf.getvalue()
+    assert "report: http://127.0.0.1:1/simulated/a/report.html" in out
+    assert "report: http://127.0.0.1:1/simulated/b/report.html" in out
+    assert "40/40" in out
+
+
+def test_counter_sums_parts_caps_at_total_and_pickles():
+    """Scoring chunks on threads share one count (per-variant hooks plus each chunk's final
+    tally); a copy sent to a Dask worker pickles without its lock."""
+    import cloudpickle
+
+    got = []
+    c = progress.Counter("scoring", 10, unit="variants")
+    a, b = c.part(), c.part()
+    with progress.listening(got.append):
+        a(1, 5)
+        b(1, 5)
+        a(3, 5)
+        c.at_least(2)  # a chunk's final tally below the running count changes nothing
+        b(5, 5)
+        a(5, 5)
+        a(5, 5)
+        c.add(4)  # a retried chunk: capped at the total
+    assert [e.done for e in got] == [1, 2, 4, 4, 8, 10, 10, 10] and got[-1].total == 10
+    copy = cloudpickle.loads(cloudpickle.dumps(c.part()))
+    copy(3, 5)
+    assert copy.counter.done == 10 and c.done == 10

@@ -14,6 +14,7 @@ def demo(
     seed: int = typer.Option(7, help="World seed (used when the world is built)."),
     size: str = typer.Option("small", help="World size when built: small|medium."),
     study: Optional[list[str]] = typer.Option(None, "--study", help="Only these study kinds (qtl, twas, mpra)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the machine summary (JSON) instead of the tables."),
 ) -> None:
     """Build the synthetic world, start the stand-ins, run every demo study, stop everything.
 
@@ -32,17 +33,35 @@ def demo(
     logs = state_dir() / "demo" / "logs"
     from flows.demo import demo as demo_flow  # imports Prefect
 
+    import contextlib
+
+    from agval import progress
+    from agval.cli.run import _Bars, _console, closing_table
+
+    err = _console(stderr=True)
+    bars = _Bars(err, per_study=True) if err.is_terminal and not as_json else None  # silent when not a terminal
     with start_service("alphagenome", world_dir, log_dir=logs) as ag, \
             start_service("myvariant", world_dir, log_dir=logs) as mv:
-        typer.echo(f"stand-in AlphaGenome on {ag.address}, stand-in myvariant.info on {mv.base_url} (simulated)")
-        result = demo_flow(str(world_dir), ag.address, mv.base_url, str(state_dir() / "demo" / "studies"),
-                           studies=list(study) if study else None)
-    typer.echo(f"stand-ins stopped (exit codes {ag.proc.returncode}, {mv.proc.returncode})")
-    summary_rows = {k: {"run_folder": v.get("run_folder"), "headline": v.get("headline")} for k, v in result.items()}
-    from agval.runs import jsonable
+        typer.echo(f"stand-in AlphaGenome on {ag.address}, stand-in myvariant.info on {mv.base_url} (simulated)",
+                   err=True)
+        with (bars or contextlib.nullcontext()), (progress.listening(bars) if bars else contextlib.nullcontext()):
+            result = demo_flow(str(world_dir), ag.address, mv.base_url, str(state_dir() / "demo" / "studies"),
+                               studies=list(study) if study else None)
+    typer.echo(f"stand-ins stopped (exit codes {ag.proc.returncode}, {mv.proc.returncode})", err=True)
+    if as_json:
+        from agval.runs import jsonable
 
-    typer.echo(json.dumps(jsonable(summary_rows), indent=2, default=str))
-    typer.echo(f"all demo results are under {results_root(simulated=True)}")
+        summary_rows = {k: {"run_folder": v.get("run_folder"), "headline": v.get("headline")}
+                        for k, v in result.items()}
+        typer.echo(json.dumps(jsonable(summary_rows), indent=2, default=str))
+        return
+    out = _console()
+    for key, res in result.items():
+        kind = key.split(":", 1)[0]
+        if kind in ("qtl", "twas", "mpra") and isinstance(res, dict) and res.get("run_folder"):
+            closing_table(kind, res, out)
+            out.print()
+    out.print(f"all demo results are under {results_root(simulated=True)}")
 
 
 def register(app: typer.Typer) -> None:

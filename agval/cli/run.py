@@ -46,7 +46,7 @@ class _Bars:
 
     LABELS = {"lookup": "allele lookup", "scoring": "scoring", "statistics": "statistics"}
 
-    def __init__(self, console):
+    def __init__(self, console, per_study: bool = False):
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TaskProgressColumn,
                                    TextColumn, TimeElapsedColumn, TimeRemainingColumn)
 
@@ -56,6 +56,7 @@ class _Bars:
                                  TimeElapsedColumn(), console=console, transient=False, refresh_per_second=4)
         self.tasks: dict[str, int] = {}
         self.report: str | None = None
+        self.per_study = per_study  # several studies (agval demo): a line per report, fresh bars after it
         import threading
 
         self._lock = threading.Lock()
@@ -65,10 +66,13 @@ class _Bars:
             self.tasks[stage] = self.progress.add_task(self.LABELS[stage], total=total, rate="")
         return self.tasks[stage]
 
+    def _get(self, tid):
+        return next(t for t in self.progress.tasks if t.id == tid)
+
     def _finish(self, *stages: str) -> None:
         for s in stages:
             if s in self.tasks:
-                t = self.progress.tasks[self.tasks[s]]
+                t = self._get(self.tasks[s])
                 self.progress.update(self.tasks[s], total=t.total or t.completed or 1,
                                      completed=t.total or t.completed or 1)
 
@@ -77,10 +81,10 @@ class _Bars:
             if ev.stage in ("lookup", "scoring"):
                 unit = {"variants": "variants", "sequences": "seq", "ids": "ids"}.get(ev.unit, ev.unit)
                 tid = self._task(ev.stage, ev.total)
-                if self.progress.tasks[tid].finished and ev.done and ev.done < (ev.total or 0):
+                if self._get(tid).finished and ev.done and ev.done < (ev.total or 0):
                     self.progress.reset(tid, total=ev.total)  # a second batch of the same stage
                 self.progress.update(tid, total=ev.total, completed=ev.done)
-                t = self.progress.tasks[tid]
+                t = self._get(tid)
                 speed = t.speed or (t.completed / t.elapsed if t.elapsed and t.completed else None)
                 self.progress.update(tid, rate=f"{speed:,.1f} {unit}/s" if speed else "")
                 if ev.stage == "scoring":
@@ -91,6 +95,11 @@ class _Bars:
             elif ev.stage == "report":
                 self._finish("lookup", "scoring", "statistics")
                 self.report = ev.detail or None
+                if self.per_study:
+                    self.progress.console.print(f"report: {self.report}", soft_wrap=True)
+                    for tid in self.tasks.values():
+                        self.progress.remove_task(tid)
+                    self.tasks = {}
 
     def __enter__(self):
         # the bars replace Prefect's INFO lines on this terminal (they still reach the run's
