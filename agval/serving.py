@@ -211,7 +211,8 @@ def clear_serve_state() -> None:
 
 
 def read_serve_state(require_alive: bool = True) -> dict[str, Any] | None:
-    """The state of the running serve, or None (no file, unreadable, or its process gone)."""
+    """The state of the running serve, or None (no file, unreadable, its process gone, or
+    its Prefect API not answering ``/health``)."""
     p = state_path()
     try:
         data = json.loads(p.read_text())
@@ -219,9 +220,22 @@ def read_serve_state(require_alive: bool = True) -> dict[str, Any] | None:
         return None
     if not isinstance(data, dict) or not isinstance(data.get("env"), dict):
         return None
-    if require_alive and not (isinstance(data.get("pid"), int) and _alive(data["pid"])):
-        return None
+    if require_alive:
+        if not (isinstance(data.get("pid"), int) and _alive(data["pid"])):
+            return None
+        api = data["env"].get("PREFECT_API_URL")
+        if api and not _healthy(str(api)):  # a stale file whose pid was reused
+            return None
     return data
+
+
+def _healthy(api_url: str, timeout: float = 3.0) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(f"{api_url.rstrip('/')}/health", timeout=timeout).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def adopt_serve_state(environ: dict[str, str] | None = None) -> dict[str, str]:

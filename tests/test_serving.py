@@ -97,8 +97,43 @@ def test_read_only(server, roots):
     assert httpx.head(url).status_code == 200
 
 
+class _Health:
+    """A stand-in Prefect API that answers /api/health."""
+
+    def __init__(self):
+        import http.server
+        import threading
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(200 if self.path == "/api/health" else 404)
+                self.end_headers()
+                self.wfile.write(b"true")
+
+            def log_message(self, *a):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.api = f"http://127.0.0.1:{self.httpd.server_address[1]}/api"
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
 def test_state_file_is_adopted_only_while_serve_runs(roots, monkeypatch):
-    env = {"PREFECT_API_URL": "http://127.0.0.1:9/api", "AGVAL_STANDIN_ADDRESS": "127.0.0.1:8",
+    health = _Health()
+    try:
+        _check_state_file(health)
+    finally:
+        health.stop()
+    # the serve's process is alive (this one) but its Prefect API is gone: ignored
+    assert serving.read_serve_state() is None
+
+
+def _check_state_file(health):
+    env = {"PREFECT_API_URL": health.api, "AGVAL_STANDIN_ADDRESS": "127.0.0.1:8",
            "AGVAL_RESULTS_URL": "http://127.0.0.1:10", "AGVAL_DEPLOYMENTS_CONFIG": "/x/agval.toml", "HOME": "/h"}
     p = serving.write_serve_state(env, ui_url="http://127.0.0.1:9")
     assert json.loads(p.read_text())["env"] == {k: v for k, v in env.items() if k != "HOME"}
@@ -113,8 +148,10 @@ def test_state_file_is_adopted_only_while_serve_runs(roots, monkeypatch):
     serving.clear_serve_state()
     assert p.exists(), "only the serve that wrote it removes it"
     serving.write_serve_state(env)
+    assert serving.read_serve_state()["pid"] == os.getpid()
     serving.clear_serve_state()
     assert not p.exists()
+    serving.write_serve_state(env)
 
 
 def test_preferred_port_falls_back_when_taken(roots):
