@@ -86,7 +86,8 @@ class _Bars:
                 self.progress.update(tid, total=ev.total, completed=ev.done)
                 t = self._get(tid)
                 speed = t.speed or (t.completed / t.elapsed if t.elapsed and t.completed else None)
-                self.progress.update(tid, rate=f"{speed:,.1f} {unit}/s" if speed else "")
+                self.progress.update(tid, rate=(f"{speed:,.0f}" if speed >= 100 else f"{speed:.1f}") + f" {unit}/s"
+                                     if speed else "")
                 if ev.stage == "scoring":
                     self._finish("lookup")
             elif ev.stage == "statistics":
