@@ -218,10 +218,10 @@ def _causality_benchmark(study: QTLStudy, backend: BackendConfig, log) -> dict[s
             rec.add_metrics(metrics)
         hl = metrics["headline"]
         summary_md = "\n".join(f"* **{k}**: {v}" for k, v in hl.items())
-        publish_report(rec, title=f"QTL causality benchmark: {study.name}", key=study.name, tables=tables,
-                       sections=sections, warnings=warnings, summary_md=summary_md)
+        publish_report(rec, kind="qtl", title=f"QTL causality benchmark: {study.name}", key=study.name,
+                       tables=tables, sections=sections, warnings=warnings, summary_md=summary_md)
     log.info("%s: %s auPRC = %.3f (random %.3f), direction r = %.3f, report %s", study.name, hl["model"],
-             hl["auprc"], hl["random_auprc"], hl["direction_r"], rec.folder / "report.html")
+             hl["auprc"], hl["random_auprc"], hl["direction_r"], results_url(rec.folder / "report.html"))
     return {"run_folder": str(rec.folder), "simulated": simulated, "metrics": metrics, "headline": hl}
 
 

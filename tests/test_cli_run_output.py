@@ -214,3 +214,23 @@ def test_counter_sums_parts_caps_at_total_and_pickles():
     copy = cloudpickle.loads(cloudpickle.dumps(c.part()))
     copy(3, 5)
     assert copy.counter.done == 10 and c.done == 10
+
+
+def test_causality_benchmark_gets_its_own_cards():
+    """A QTL causality benchmark run answers its own questions (auPRC vs the random ranking
+    with the within-locus permutation P; direction r with its locus-bootstrap interval),
+    not the score-effect card that would read "not estimable"."""
+    from agval.report_cards import cards_for
+
+    h = {"benchmark": "causality", "model": "m", "split": "all", "auprc": 0.82, "auprc_ci_low": 0.75,
+         "auprc_ci_high": 0.89, "auprc_perm_p": 0.001, "random_auprc": 0.39, "direction_r": 0.48,
+         "direction_se": 0.056, "n_positive": 136, "n_control": 224, "n_loci": 32}
+    splits = {"all": {"models": {"m": {"direction_ci_low": 0.36, "direction_ci_high": 0.58}}}}
+    a, d = cards_for("qtl", {"headline": h, "causality": {"splits": splits}})
+    assert (a.estimate, a.ci, a.p) == (0.82, (0.75, 0.89), 0.001) and a.verdict.startswith("Yes")
+    assert "0.390" in a.verdict and a.n == "136 causal, 224 controls, 32 loci"
+    assert d.ci == (0.36, 0.58) and d.verdict.startswith("Yes")
+    null = cards_for("qtl", {"headline": {**h, "auprc": 0.40, "auprc_perm_p": 0.41, "direction_r": 0.02}})
+    assert null[0].verdict.startswith("No evidence")
+    assert null[1].ci == pytest.approx((0.02 - 1.96 * 0.056, 0.02 + 1.96 * 0.056))
+    assert null[1].verdict.startswith("No clear direction")
