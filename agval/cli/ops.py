@@ -4,7 +4,9 @@
 * ``agval serve``: validates ``deployments/agval.toml`` (or ``--config``), prepares the
   SIMULATED demo when the config enables it (world, demo study files, stand-in service),
   starts a local Prefect server on 127.0.0.1 (unless ``PREFECT_API_URL`` is set), prints
-  the UI URL, and serves every deployment. Ctrl-C stops everything it started.
+  the UI URL, and serves every deployment; it also serves the results roots read-only over
+  HTTP (:mod:`agval.serving`) and writes ``<state>/serve.json`` for other terminals. Ctrl-C
+  stops everything it started.
 * ``agval watch``: run ``watch_model`` once (fingerprint, compare, emit on change).
 * ``agval revalidate``: run every configured study now and append to the history.
 * ``agval compare A B``: comparison report between two model fingerprints, two backends
@@ -45,6 +47,8 @@ def serve(
     """Start a local Prefect server (unless PREFECT_API_URL is set) and serve every deployment.
 
     Validates the config before anything starts. Deployments: one per configured study (its cron and study-file parameters), watch-model (cron), revalidate (triggered by agval.model.changed) and compare. Prints the UI URL.
+
+    Also serves the results folders read-only over HTTP on 127.0.0.1 (the UI port + 1; report artifacts link there) and writes <AGVAL_HOME>/serve.json, through which agval watch, revalidate, compare and run in another terminal find this server, the stand-in and the config.
 
     Ctrl-C stops the deployments, the stand-in and the server.
     """
