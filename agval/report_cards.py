@@ -150,9 +150,44 @@ def _twas(m: Mapping[str, Any], figs: Sequence[Figure]) -> list[Card]:
     return cards
 
 
+def _causality(m: Mapping[str, Any], figs: Sequence[Figure]) -> list[Card]:
+    """The QTL causality benchmark (``[study] benchmark = "causality"``): auPRC of |score|
+    for causal vs control variants against its within-locus permutation null, and the
+    direction correlation over the positives (keys in docs/metrics-qtl.md)."""
+    h = m.get("headline") or {}
+    est, p, rnd = _num(h.get("auprc")), _num(h.get("auprc_perm_p")), _num(h.get("random_auprc"))
+    cards = [Card(
+        question="Do the scores rank causal variants above their controls?",
+        statistic="auPRC (|score|)", estimate=est, ci=(_num(h.get("auprc_ci_low")), _num(h.get("auprc_ci_high"))),
+        p=p, p_label="within-locus permutation P",
+        n=f"{h.get('n_positive')} causal, {h.get('n_control')} controls, {h.get('n_loci')} loci"
+        if h.get("n_positive") is not None else None,
+        verdict=_verdict(p, f"the auPRC (random ranking {rnd:.3f})" if rnd is not None else "the auPRC",
+                         estimate=est, null=rnd or 0.0, positive="is above a random ranking ",
+                         negative="is below a random ranking "),
+        figure=_pick_figure(figs, "pr", "auprc"))]
+    r, se = _num(h.get("direction_r")), _num(h.get("direction_se"))
+    if r is not None:
+        split = (((m.get("causality") or {}).get("splits") or {}).get(str(h.get("split") or "all")) or {})
+        row = (split.get("models") or {}).get(str(h.get("model"))) or {}
+        ci, how = (_num(row.get("direction_ci_low")), _num(row.get("direction_ci_high"))), "locus-bootstrap interval"
+        if None in ci and se is not None:
+            ci, how = (r - 1.96 * se, r + 1.96 * se), "interval (\u00b1 1.96 locus-bootstrap SE)"
+        excl = None not in ci and (ci[0] > 0 or ci[1] < 0)
+        cards.append(Card(
+            question="Do signed scores predict the direction of the causal variants' effects?",
+            statistic="Pearson r (score, effect)", estimate=r, ci=ci, p=None,
+            verdict=f"Yes: the {how} excludes 0." if excl else f"No clear direction: the {how} includes 0.",
+            figure=_pick_figure(figs, "direction")))
+    return cards
+
+
 def cards_for(kind: str, metrics: Mapping[str, Any], figures: Sequence[Any] = ()) -> list[Card]:
-    """Headline cards for a ``qtl``/``twas``/``mpra`` run (empty list for other kinds)."""
+    """Headline cards for a ``qtl``/``twas``/``mpra`` run (empty list for other kinds); a
+    QTL causality benchmark (``headline.benchmark == "causality"``) gets its own cards."""
     figs = [_as_figure(f) for f in figures or ()]
+    if kind == "qtl" and ((metrics or {}).get("headline") or {}).get("benchmark") == "causality":
+        return _causality(metrics, figs)
     build = {"qtl": _qtl, "twas": _twas, "mpra": _mpra}.get(kind)
     return build(metrics or {}, figs) if build else []
 

@@ -15,6 +15,8 @@ Everything lands under the simulated results root.
 
 from __future__ import annotations
 
+import contextlib
+
 import importlib
 from pathlib import Path
 from typing import Any, Callable
@@ -78,7 +80,8 @@ def demo_generators() -> dict[str, Any]:
 
 
 def run_demo(world: str | Path | None = None, *, seed: int = 7, size: str = "small",
-             studies: list[str] | None = None, echo: Callable[[str], Any] = print) -> dict[str, Any]:
+             studies: list[str] | None = None, echo: Callable[[str], Any] = print,
+             around: Callable[[], Any] | None = None) -> dict[str, Any]:
     """What ``agval demo`` does: build (or reuse) the synthetic world, start the stand-in
     AlphaGenome and myvariant.info services in their own processes, run :func:`demo`, stop
     them.
@@ -88,6 +91,7 @@ def run_demo(world: str | Path | None = None, *, seed: int = 7, size: str = "sma
         seed, size: the world's seed and size when it is built.
         studies: only these study kinds (default: every kind with a demo generator).
         echo: where progress lines go (the CLI passes ``typer.echo``).
+        around: a context-manager factory entered around the studies (the CLI's progress bars).
 
     Returns:
         :func:`demo`'s result: ``smoke`` and one entry per study run (``run_folder``, ``headline``...).
@@ -105,8 +109,9 @@ def run_demo(world: str | Path | None = None, *, seed: int = 7, size: str = "sma
     with start_service("alphagenome", world_dir, log_dir=logs) as ag, \
             start_service("myvariant", world_dir, log_dir=logs) as mv:
         echo(f"stand-in AlphaGenome on {ag.address}, stand-in myvariant.info on {mv.base_url} (simulated)")
-        result = demo(str(world_dir), ag.address, mv.base_url, str(state_dir() / "demo" / "studies"),
-                      studies=studies)
+        with (around() if around is not None else contextlib.nullcontext()):
+            result = demo(str(world_dir), ag.address, mv.base_url, str(state_dir() / "demo" / "studies"),
+                          studies=studies)
     echo(f"stand-ins stopped (exit codes {ag.proc.returncode}, {mv.proc.returncode})")
     return result
 

@@ -44,6 +44,8 @@ from agval.qtl.pipeline import (analysis_rows, build_metrics, genome_path, repor
                                 table_marks)
 from agval.qtl.study import QTLStudy
 from agval.scoring.precomputed import table_provenance
+from agval.serving import results_url
+from agval.stats.pvalues import format_p
 from flows._common import RESULT_STORAGE, backend_session, keep, lookup_session, run_name, start_run
 from flows.runners import task_runner_from_env
 from tasks.alleles import lookup_alleles
@@ -166,7 +168,7 @@ def _log_headline(log, study: QTLStudy, hl: dict[str, Any], report: Path) -> Non
     log.info("%s: %s %s = %.3f [%.3f, %.3f] (n = %s, %s clusters; cluster permutation P = %s), report %s",
              study.name, hl.get("analysis"), hl.get("headline_statistic", "spearman_rho"),
              *(float("nan") if hl.get(k) is None else hl[k] for k in ("estimate", "estimate_ci_low", "estimate_ci_high")),
-             hl.get("n"), hl.get("n_clusters"), hl.get("estimate_perm_p"), report)
+             hl.get("n"), hl.get("n_clusters"), format_p(hl.get("estimate_perm_p")), results_url(report))
 
 
 def _score(study: QTLStudy, h, spec: dict[str, Any], backend: BackendConfig, rec) -> tuple[pl.DataFrame, dict]:
@@ -231,10 +233,10 @@ def _causality_benchmark(study: QTLStudy, backend: BackendConfig, log) -> dict[s
             rec.add_metrics(metrics)
         hl = metrics["headline"]
         summary_md = "\n".join(f"* **{k}**: {v}" for k, v in hl.items())
-        publish_report(rec, title=f"QTL causality benchmark: {study.name}", key=study.name, tables=tables,
-                       sections=sections, warnings=warnings, summary_md=summary_md)
+        publish_report(rec, kind="qtl", title=f"QTL causality benchmark: {study.name}", key=study.name,
+                       tables=tables, sections=sections, warnings=warnings, summary_md=summary_md)
     log.info("%s: %s auPRC = %.3f (random %.3f), direction r = %.3f, report %s", study.name, hl["model"],
-             hl["auprc"], hl["random_auprc"], hl["direction_r"], rec.folder / "report.html")
+             hl["auprc"], hl["random_auprc"], hl["direction_r"], results_url(rec.folder / "report.html"))
     return {"run_folder": str(rec.folder), "simulated": simulated, "metrics": metrics, "headline": hl}
 
 

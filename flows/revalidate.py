@@ -27,7 +27,9 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from agval.serving import results_url
 from flows._common import RESULT_STORAGE, run_name, standin_address
+
 EVENT = "agval.model.changed"
 
 
@@ -301,9 +303,9 @@ def compare(a: str | None = None, b: str | None = None, studies: list[str] | Non
 
     res["indexes"] = [str(p) for p in refresh_indexes(history)]
     log.info("comparison report: %s; leaderboard: %s", res["report"], res["leaderboard"])
-    create_link_artifact(key="agval-compare-report", link=Path(res["report"]).as_uri(),
+    create_link_artifact(key="agval-compare-report", link=results_url(res["report"]),
                          link_text="agval comparison report")
-    create_link_artifact(key="agval-leaderboard", link=Path(res["leaderboard"]).as_uri(),
+    create_link_artifact(key="agval-leaderboard", link=results_url(res["leaderboard"]),
                          link_text="agval leaderboard (studies x models x versions)")
     table = pl.DataFrame(res["comparison"]) if res["comparison"] else None
     md = [f"# agval comparison\n\nA: `{res['side_a']}`  \nB: `{res['side_b']}`\n",

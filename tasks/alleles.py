@@ -26,6 +26,7 @@ from prefect import task
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 
+from agval import progress
 from agval.alleles import AlleleSource
 from agval.alleles.cache import LookupCache, LookupResult, lookup_rsids
 from agval.alleles.guards import check_not_empty
@@ -73,6 +74,7 @@ class _Progress:
         self.last = 0.0
 
     def __call__(self, done: int, total: int) -> None:
+        progress.emit("lookup", done, total, unit="ids")  # the terminal's bar (agval run)
         now = time.monotonic()
         if done >= total or now - self.last >= self.every:
             self.last = now

@@ -14,6 +14,7 @@ from prefect import task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from agval import progress
 from agval.drops import DropLog, Dropped
 from agval.mpra import pipeline
 from agval.mpra.pipeline import Analysis, Predicted, Predictions
@@ -94,7 +95,8 @@ def predict_inputs(inputs: pl.DataFrame, outputs: Sequence[str], *, backend, ont
 
     run = predict_sequences(inputs.select(pl.col("input_id").alias("seq_id"), "sequence"), list(outputs),
                             backend=backend, ontology_terms=list(ontology_terms) or None, organism=organism,
-                            bin_size=bin_size, cache="default", concurrency=concurrency, progress=False)
+                            bin_size=bin_size, cache="default", concurrency=concurrency,
+                            progress=progress.callback("scoring", unit="sequences"))
     stats = {**run.summary_stats, "organism": organism, "ontology_terms": ",".join(ontology_terms),
              "outputs": ",".join(outputs), "bin_size": bin_size}
     create_table_artifact(key=f"{artifact_key(key)}-predict", table=_kv(stats),
@@ -105,6 +107,7 @@ def predict_inputs(inputs: pl.DataFrame, outputs: Sequence[str], *, backend, ont
 @task(name="mpra-statistics", cache_policy=NO_CACHE)
 def statistics(study: MPRAStudy, plan: dict[str, Any], pred: Predictions) -> Analysis:
     """Every statistic of the benchmark with cluster-aware CIs (:func:`agval.mpra.pipeline.analyse`)."""
+    progress.emit("statistics")
     return pipeline.analyse(study, plan, pred)
 
 

@@ -25,6 +25,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from agval import progress
 from agval.drops import DropLog, Dropped
 from agval.qtl.harmonize import (Harmonized, finalize, harmonize_coordinates, harmonize_lookup,
                                  orient_in_place)
@@ -108,6 +109,7 @@ def select_qtl_tracks(study: QTLStudy, rows: pl.DataFrame, *, scores: pl.DataFra
 def qtl_statistics_task(study: QTLStudy, analyses, selected, *, simulated: bool,
                         notes: list[str] | None = None) -> QTLResult:
     """:func:`agval.qtl.pipeline.evaluate_all` with a markdown artifact of the headline."""
+    progress.emit("statistics")
     result = evaluate_all(study, analyses, selected, simulated=simulated, notes=notes)
     h = result.headline
     tbl = pl.DataFrame([{"metric": k, "value": str(v)} for k, v in h.items()])

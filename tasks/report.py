@@ -11,10 +11,12 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from agval import progress
 from agval.report import df_to_markdown, metrics_frame, render_report
 from agval.report_cards import cards_for, pipeline_counts
 from agval.runs import RunRecord
 from agval.schema import group_readable
+from agval.serving import results_url
 from tasks.alleles import artifact_key
 
 
@@ -71,7 +73,8 @@ def publish_report(record: RunRecord, *, title: str, key: str, metrics: dict[str
                          pipeline_counts=pipeline_counts(kind or "", record.metrics))
     path = record.write_report(html)
     group_readable(record.folder)  # plots and tables too, whatever the umask (colleagues read reports)
-    get_run_logger().info("%s: report %s (run folder %s)", title, path.as_uri(), record.folder)
+    url = results_url(path)  # http:// under `agval serve` (its results server), else file://
+    get_run_logger().info("%s: report %s (run folder %s)", title, url, record.folder)
     k = artifact_key(key)
     flat = metrics_frame(record.metrics)
     if flat.height:
@@ -83,5 +86,6 @@ def publish_report(record: RunRecord, *, title: str, key: str, metrics: dict[str
     create_markdown_artifact(key=f"{k}-summary", markdown=(
         f"# {title}\n\n{banner}{summary_md}\n\nRun folder: `{record.folder}`\n\n"
         f"## Drops\n\n{df_to_markdown(funnel) if funnel.height else 'none'}\n"))
-    create_link_artifact(key=f"{k}-report", link=path.as_uri(), link_text=f"{title} report")
+    create_link_artifact(key=f"{k}-report", link=url, link_text=f"{title} report")
+    progress.emit("report", detail=url)
     return path

@@ -84,8 +84,9 @@ def _resolve_backend(backend):
       task_run_name="score-chunk-{chunk.index}")
 def score_chunk_task(chunk, backend, ctx, *, cache_root: str | None, simulated: bool, concurrency: int = 16,
                      policy=None, limiter=None, rate_limit_name: str | None = None,
-                     inflight_limit_name: str | None = None, selection=None):
+                     inflight_limit_name: str | None = None, selection=None, on_progress=None):
     """Score one chunk (see :func:`agval.scoring.engine.score_chunk`); results go to the cache.
+    ``on_progress``: the engine's per-variant ``fn(done, total)`` hook (the terminal's bar).
 
     ``inflight_limit_name``: hold ``concurrency`` slots of that Prefect global concurrency
     limit while the chunk runs (the cross-process share of the concurrency budget)."""
@@ -95,13 +96,14 @@ def score_chunk_task(chunk, backend, ctx, *, cache_root: str | None, simulated: 
         with gcl(inflight_limit_name, occupy=concurrency):
             return _score_chunk(chunk, backend, ctx, cache_root=cache_root, simulated=simulated,
                                 concurrency=concurrency, policy=policy, limiter=limiter,
-                                rate_limit_name=rate_limit_name, selection=selection)
+                                rate_limit_name=rate_limit_name, selection=selection, on_progress=on_progress)
     return _score_chunk(chunk, backend, ctx, cache_root=cache_root, simulated=simulated, concurrency=concurrency,
-                        policy=policy, limiter=limiter, rate_limit_name=rate_limit_name, selection=selection)
+                        policy=policy, limiter=limiter, rate_limit_name=rate_limit_name, selection=selection,
+                        on_progress=on_progress)
 
 
 def _score_chunk(chunk, backend, ctx, *, cache_root, simulated, concurrency, policy, limiter, rate_limit_name,
-                 selection):
+                 selection, on_progress=None):
     from agval.scoring import engine
     from agval.scoring.cache import ScoreCache
     from agval.scoring.limiter import AdaptiveLimiter
@@ -114,7 +116,8 @@ def _score_chunk(chunk, backend, ctx, *, cache_root, simulated, concurrency, pol
         if limiter.hook is None:
             limiter.hook = prefect_rate_limit_hook(rate_limit_name)
     return engine.score_chunk(chunk, backend=b, cache=cache, ctx=ctx, concurrency=concurrency, policy=policy,
-                              limiter=limiter, raise_if_all_transient=True, selection=selection)
+                              limiter=limiter, raise_if_all_transient=True, selection=selection,
+                              progress=engine.Progress(0, on_progress) if on_progress else None)
 
 
 INFLIGHT_LIMIT = "agval-scoring-inflight"
@@ -168,6 +171,7 @@ def score_variants(variants, scorers, *, backend, cache: Any = "default", interv
     from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
     from prefect.futures import as_completed
 
+    from agval import progress
     from agval.scoring import engine
 
     t0 = time.monotonic()
@@ -189,6 +193,8 @@ def score_variants(variants, scorers, *, backend, cache: Any = "default", interv
     progress_id = create_progress_artifact(progress=0.0 if plan.chunks else 100.0, key=f"{key}-progress",
                                            description=f"{plan.n_to_score} variants to score in "
                                                        f"{len(plan.chunks)} chunks")
+    counter = progress.Counter("scoring", plan.n_to_score, unit="variants")
+    counter.at_least(0)
     task_backend = backend if isinstance(backend, dict) else b
     window = max(1, int(window))
     per_chunk = max(1, math.ceil(concurrency / window))
@@ -208,7 +214,8 @@ def score_variants(variants, scorers, *, backend, cache: Any = "default", interv
         return score_chunk_task.submit(ch, task_backend, plan.ctx, cache_root=str(store.root) if store else None,
                                        simulated=b.simulated, concurrency=per_chunk, policy=policy,
                                        limiter=limiter, rate_limit_name=rate_limit_name,
-                                       inflight_limit_name=inflight_limit_name, selection=plan.selection)
+                                       inflight_limit_name=inflight_limit_name, selection=plan.selection,
+                                       on_progress=counter.part())
 
     results = []
     done_variants = 0
@@ -225,6 +232,7 @@ def score_variants(variants, scorers, *, backend, cache: Any = "default", interv
             done_variants += res.scored + res.failed
             pct = 100.0 * done_variants / max(1, plan.n_to_score)
             update_progress_artifact(progress_id, min(100.0, pct))
+            counter.at_least(done_variants)
             if pending:
                 running.append(submit(pending.pop(0)))
     run = engine.assemble(plan, sorted(results, key=lambda r: r.index), cache=store, backend=b,

@@ -17,6 +17,7 @@ from prefect import task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from agval import progress
 from agval.drops import DropLog, Dropped
 from agval.io.twas import TissueMap
 from agval.twas import analysis, figures, gwas, inputs, pipeline, triplets
@@ -95,6 +96,7 @@ def attach_scores(trip: pl.DataFrame, parts: list[tuple[pl.DataFrame, pl.DataFra
 @task(name="twas-q1-sign-concordance", cache_policy=NO_CACHE)
 def q1(long: pl.DataFrame, *, n_permutations: int, seed: int, heart_tissues: Sequence[str] | None,
        twas_p_threshold: float | None, key: str) -> dict[str, Any]:
+    progress.emit("statistics")
     res = analysis.run_q1(long, n_permutations=n_permutations, seed=seed, heart_tissues=heart_tissues,
                           twas_p_threshold=twas_p_threshold)
     create_table_artifact(key=artifact_key(key, "q1"), table=res["table"].filter(pl.col("pooled")).to_dicts(),

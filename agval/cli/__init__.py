@@ -8,10 +8,23 @@ import os
 import sys
 
 import typer
+from typer.core import TyperGroup
 
 from agval import __version__
 
+class _Group(TyperGroup):
+    """Commands in the order a user needs them (``run`` first), not alphabetically."""
+
+    ORDER = ("run", "demo", "serve", "watch", "revalidate", "compare", "prefect-yaml", "world", "standin", "model")
+
+    def list_commands(self, ctx):
+        names = super().list_commands(ctx)
+        return sorted(names, key=lambda n: (self.ORDER.index(n) if n in self.ORDER else len(self.ORDER),
+                                            names.index(n)))
+
+
 app = typer.Typer(
+    cls=_Group,
     rich_markup_mode=None,
     name="agval",
     help="Validate AlphaGenome (and other models') variant-effect predictions against experiments: "
@@ -92,7 +105,8 @@ def _root(version: bool = typer.Option(False, "--version", help="Print the agval
 
 class _ConsoleGuard:
     """Keeps Prefect's error records (and every traceback) off the terminal and remembers
-    them, bounded, for the error log in the run folder. Warnings still print."""
+    them, bounded, for the error log in the run folder. Warnings still print, once: a
+    Python warning whose text was already logged as a WARNING record is not shown again."""
 
     MAX_RECORDS = 500
     MAX_CHARS = 20_000
@@ -104,8 +118,14 @@ class _ConsoleGuard:
         self.records: collections.deque[str] = collections.deque(maxlen=self.MAX_RECORDS)
         self._fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
         self._handlers: list = []
+        self.warned: collections.deque[str] = collections.deque(maxlen=200)
 
     def filter(self, record) -> bool:
+        if record.levelno == 30:  # remembered: the same text as a Python warning is not printed again
+            try:
+                self.warned.append(str(record.getMessage()))
+            except Exception:  # noqa: BLE001
+                pass
         if record.exc_info or record.levelno >= 40:
             try:
                 text = self._fmt.format(record)
@@ -145,6 +165,16 @@ class _ConsoleGuard:
             self.attach()
 
         logging.config.dictConfig = dict_config
+        import warnings
+
+        self._showwarning = warnings.showwarning
+
+        def showwarning(message, category, filename, lineno, file=None, line=None, _orig=self._showwarning):
+            if str(message) in self.warned:  # a flow logged it already (warnings once)
+                return
+            _orig(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = showwarning
         return self
 
     def uninstall(self) -> None:
@@ -154,6 +184,9 @@ class _ConsoleGuard:
             h.removeFilter(self)
         self._handlers = []
         logging.config.dictConfig = self._orig
+        import warnings
+
+        warnings.showwarning = self._showwarning
 
 
 def _error_log(exc: BaseException, guard: _ConsoleGuard | None) -> "Path | None":
@@ -210,6 +243,20 @@ def _click_exceptions() -> dict[str, tuple[type, ...]]:
     return {k: tuple(getattr(m, k) for m in mods if hasattr(m, k)) for k in ("Exit", "Abort", "ClickException")}
 
 
+_USES_SERVE = ("watch", "revalidate", "compare", "run")
+"""Commands that use a running ``agval serve`` (its Prefect server, stand-in, results URL and
+config, from ``<state>/serve.json``) for every variable not already set."""
+
+
+def _adopt_serve() -> None:
+    from agval.serving import adopt_serve_state, state_path
+
+    adopted = adopt_serve_state()
+    if adopted:
+        typer.echo(f"using the running agval serve ({state_path()}): "
+                   + " ".join(f"{k}={v}" for k, v in sorted(adopted.items())), err=True)
+
+
 def run_cli(argv: list[str] | None = None) -> int:
     """Run the command line and return its exit code (0 ok, 2 an agval error, 130
     interrupted, 1 an internal error). Errors are printed as one ``error:`` line and maybe
@@ -240,9 +287,11 @@ def run_cli(argv: list[str] | None = None) -> int:
         from agval import prefect_env
         from agval.secrets import install_log_filter
 
+        args = list(sys.argv[1:] if argv is None else argv)
+        if args and args[0] in _USES_SERVE:  # before Prefect reads its settings
+            _adopt_serve()
         prefect_env.configure()
         install_log_filter()
-        args = list(sys.argv[1:] if argv is None else argv)
         if not args or args[0] != "serve":  # a long-lived server keeps Prefect's errors on its console
             guard = _ConsoleGuard().install()
         _register()

@@ -4,12 +4,14 @@
 * ``agval serve``: validates ``deployments/agval.toml`` (or ``--config``), prepares the
   SIMULATED demo when the config enables it (world, demo study files, stand-in service),
   starts a local Prefect server on 127.0.0.1 (unless ``PREFECT_API_URL`` is set), prints
-  the UI URL, and serves every deployment. Ctrl-C stops everything it started.
+  the UI URL, and serves every deployment; it also serves the results roots read-only over
+  HTTP (:mod:`agval.serving`) and writes ``<state>/serve.json`` for other terminals. Ctrl-C
+  stops everything it started.
 * ``agval watch``: run ``watch_model`` once (fingerprint, compare, emit on change).
 * ``agval revalidate``: run every configured study now and append to the history.
 * ``agval compare A B``: comparison report between two model fingerprints, two backends
   or two run folders (no arguments: the two most recent fingerprints).
-* ``agval prefect-yaml``: write ``deployments/prefect.yaml`` from the config.
+* ``agval prefect-yaml``: write ``prefect.yaml`` (current folder) from the config.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ def serve(
 
     Validates the config before anything starts. Deployments: one per configured study (its cron and study-file parameters), watch-model (cron), revalidate (triggered by agval.model.changed) and compare. Prints the UI URL.
 
+    Also serves the results folders read-only over HTTP on 127.0.0.1 (the UI port + 1; report artifacts link there) and writes <AGVAL_HOME>/serve.json, through which agval watch, revalidate, compare and run in another terminal find this server, the stand-in and the config.
+
     Ctrl-C stops the deployments, the stand-in and the server.
     """
     from agval.errors import ConfigError
@@ -61,6 +65,8 @@ def serve(
     started: list = []
     server = None
     proc = None
+    results = None
+
     def _interrupt(*_):
         raise KeyboardInterrupt
 
@@ -87,7 +93,20 @@ def serve(
             ui = os.environ["PREFECT_API_URL"].rstrip("/").removesuffix("/api")
         typer.secho(f"Prefect UI: {ui}", fg="green", bold=True)
         typer.echo(f"PREFECT_API_URL={env.get('PREFECT_API_URL') or os.environ['PREFECT_API_URL']}")
+        # 3. the results roots over HTTP (read-only, 127.0.0.1, the UI port + 1): artifacts link there
+        from urllib.parse import urlsplit
+
+        from agval.serving import start_results_server, write_serve_state
+
+        ui_port = urlsplit(ui).port
+        results = start_results_server(ui_port + 1 if ui_port else None)
+        env["AGVAL_RESULTS_URL"] = results.url
+        env["AGVAL_DEPLOYMENTS_CONFIG"] = str(Path(cfg_path).absolute())
+        typer.secho(f"results: {results.url}/ (read-only)", fg="green")
         child_env = {**os.environ, **env}
+        state = write_serve_state(child_env, ui_url=ui)
+        typer.echo(f"another terminal with the same AGVAL_HOME finds this serve through {state} "
+                   "(agval watch, revalidate, compare, run)")
         child_env.setdefault("PREFECT_RUNNER_POLL_FREQUENCY", "2")
         cmd = [sys.executable, "-m", "deployments.serve", "--config", str(cfg_path)]
         if limit:
@@ -107,6 +126,11 @@ def serve(
             stop_group(proc, 20, sig=signal.SIGINT)
         for svc in started:
             svc.stop()
+        if results is not None:
+            from agval.serving import clear_serve_state
+
+            clear_serve_state()
+            results.stop()
         if server is not None:
             server.stop()
         typer.echo("stopped")
@@ -211,8 +235,9 @@ def compare(
 
 def prefect_yaml(
     config: Optional[Path] = typer.Option(None, "--config", help=CONFIG_HELP),
-    out: Path = typer.Option(Path(__file__).resolve().parents[2] / "deployments" / "prefect.yaml", "--out",
-                             help="Where to write it."),
+    out: Path = typer.Option(Path("prefect.yaml"), "--out",
+                             help="Where to write it (default: prefect.yaml in the current folder; the project's "
+                                  "copy is deployments/prefect.yaml)."),
 ) -> None:
     """Write prefect.yaml (process work pool) from the config, for `prefect deploy --all`."""
     from deployments.config import load_config, validate
@@ -223,7 +248,7 @@ def prefect_yaml(
     from agval.schema import atomic_write_bytes
 
     atomic_write_bytes(out, render_prefect_yaml(cfg).encode())
-    typer.echo(f"wrote {out}")
+    typer.echo(f"wrote {out.absolute()}")
 
 
 def register(app: typer.Typer) -> None:

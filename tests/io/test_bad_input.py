@@ -376,7 +376,7 @@ def test_non_finite_beta_is_a_counted_drop(study, prefect_api, capfd):
     """``beta = inf`` is not silently left out of the statistics: dropped.parquet counts it."""
     d = study("qtl")
     rewrite_lines(d / CAQTL, lambda ls: set_cell(set_cell(ls, ",", "beta", 3, "inf"), ",", "beta", 5, "-Infinity"))
-    res = run_agval(["run", "qtl", d / "caqtl-cd4.toml"], capfd)
+    res = run_agval(["run", "qtl", d / "caqtl-cd4.toml", "--json"], capfd)
     assert res.code == 0, res.err
     folder = Path(json.loads(res.out)["run_folder"])
     assert json.loads((folder / "manifest.json").read_text())["status"] == "completed"

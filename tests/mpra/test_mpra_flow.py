@@ -102,7 +102,7 @@ def test_v2_style_locus_inputs_warn_and_widen_the_ci(library, alphagenome_standi
     toml = tmp_path / "locus16.toml"
     toml.write_text(library["mpra-demo-locus16.toml"].read_text().replace("[study]\n", "[study]\nfigures = \"summary\"\n"))
     with pytest.warns(PseudoReplicationWarning):
-        r = CliRunner().invoke(app, ["mpra", str(toml), "--address", alphagenome_standin.address])
+        r = CliRunner().invoke(app, ["mpra", str(toml), "--address", alphagenome_standin.address, "--json"])
     assert r.exit_code == 0, r.output
     out = json.loads(r.output[r.output.index("{"):])
     assert out["simulated"] is True

@@ -33,10 +33,34 @@ def _run_logs(flow_run_id: str) -> list[str]:
     return asyncio.run(read())
 
 
-def test_flow_run_has_agval_info_logs_and_report_path(prefect_api, world_dir, tmp_path):
-    """The precomputed QTL path (no services): its Prefect run's Logs hold the step lines
-    and the report's file URL; run name = study + time; manifest/report carry the run id."""
+def _link_artifact(flow_run_id: str, key_suffix: str) -> str:
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    async def read():
+        async with get_client() as client:
+            return await client.read_artifacts(artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+
+    links = [a.data for a in asyncio.run(read()) if (a.key or "").endswith(key_suffix)]
+    assert len(links) == 1, links
+    return links[0]  # a link artifact is markdown: "[text](url)"
+
+
+def test_flow_run_has_agval_info_logs_and_report_path(prefect_api, world_dir, tmp_path, monkeypatch):
+    """The precomputed QTL path (no services), with the results roots served over HTTP as
+    ``agval serve`` does: its Prefect run's Logs hold the step lines and the report's http
+    URL, the link artifact points there and the served URL returns the report; run name =
+    study + time; manifest/report carry the run id and link back to the run in the UI."""
+    import httpx
+
+    from agval.serving import ResultsServer
     from flows import registry
+
+    served = ResultsServer()
+    monkeypatch.setenv("AGVAL_RESULTS_URL", served.url)
 
     files = {p.name: p for p in gen.generate(world_dir, tmp_path / "demo", seed=0, n_caqtl=30, n_hqtl=30,
                                              n_boot=100)}
@@ -49,7 +73,15 @@ def test_flow_run_has_agval_info_logs_and_report_path(prefect_api, world_dir, tm
     text = text.replace('table = "hqtl-lcl/Pelikan_et_al_hQTL_summary.csv"\n', "", 1)
     study_file = tmp_path / "hqtl-logs.toml"
     study_file.write_text(text)
-    res = registry.run("qtl", study_file)
+    try:
+        res = registry.run("qtl", study_file)
+        folder = Path(res["run_folder"])
+        report_url = f"{served.url}/simulated/{folder.relative_to(folder.parents[1]).as_posix()}/report.html"
+        page = httpx.get(report_url, timeout=30)
+        assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+        assert page.text == (folder / "report.html").read_text(), "the served report is the file"
+    finally:
+        served.stop()
     folder = Path(res["run_folder"])
     man = json.loads((folder / "manifest.json").read_text())
     info = man["prefect"]
@@ -58,11 +90,13 @@ def test_flow_run_has_agval_info_logs_and_report_path(prefect_api, world_dir, tm
     assert run.name == info["flow_run_name"]
     study_name = man["study"]
     assert re.fullmatch(rf"{re.escape(study_name)}-\d{{8}}T\d{{6}}Z", run.name), run.name
-    report_uri = (folder / "report.html").as_uri()
-    assert any(report_uri in m for m in messages), messages
+    assert any(report_url in m for m in messages), messages
+    assert f"]({report_url})" in _link_artifact(info["flow_run_id"], "-report"), "the artifact links the served report"
     assert any("rho" in m and "n =" in m for m in messages), "the flow's counts reach the run's logs"
     html = (folder / "report.html").read_text()
     assert info["flow_run_id"] in html, "the report records its Prefect flow run"
+    ui = prefect_api.rstrip("/").removesuffix("/api")
+    assert f'href="{ui}/flow-runs/flow-run/{info["flow_run_id"]}"' in html, "the report links to its run in the UI"
     assert "status: completed" in html and 'id="answers"' in html
     import stat
 

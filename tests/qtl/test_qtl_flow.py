@@ -101,7 +101,7 @@ def test_cli_run_qtl_caqtl(prefect_api, alphagenome_standin, world_dir, world_my
     from agval.cli.run import app
 
     r = CliRunner().invoke(app, ["qtl", str(demo_files["caqtl-cd4.toml"]), "--address", alphagenome_standin.address,
-                                 "--myvariant-url", world_myvariant.base_url])
+                                 "--myvariant-url", world_myvariant.base_url, "--json"])
     assert r.exit_code == 0, r.output + repr(r.exception)
     out = json.loads(r.output[r.output.index("{"):])
     assert out["simulated"] is True

@@ -88,7 +88,7 @@ def cli_run(prefect_api, twas_study, alphagenome_standin, world_myvariant) -> Pa
     from agval.cli.run import app
 
     res = CliRunner().invoke(app, ["twas", str(twas_study["toml"]), "--address", alphagenome_standin.address,
-                                   "--lookup-source", "myvariant", "--myvariant-url", world_myvariant.base_url])
+                                   "--lookup-source", "myvariant", "--myvariant-url", world_myvariant.base_url, "--json"])
     assert res.exit_code == 0, (res.output, res.exception)
     return Path(re.search(r'"run_folder": "([^"]+)"', res.output).group(1))
 
