@@ -409,6 +409,7 @@ class StandinCore:
         self._results: collections.OrderedDict = collections.OrderedDict()
         self._results_lock = threading.Lock()
         self._results_bytes = 0
+        self._signals: collections.OrderedDict = collections.OrderedDict()  # recent centre-mask REF/ALT
         self._bg_variants: list[Variant] | None = None
         import os
 
@@ -654,7 +655,18 @@ class StandinCore:
                                       tracks_fn=self.batch_model(version).tracks)
             a, b = center_window(variant.start0, spec.width)
             reach = model.reach_for({c.output_type for c in uctx})
-            ref, alt = local.ref_alt(variant, uctx, a, b, reach=reach)
+            # the REF/ALT signals are shared by every aggregation of one (output, width): the
+            # recommended DIFF_LOG2_SUM and ACTIVE_SUM scorers of a request compute them once
+            sig_key = (version, organism, variant, start, end, spec.output_type, spec.width)
+            with self._results_lock:
+                hit = self._signals.get(sig_key)
+            if hit is None:
+                hit = local.ref_alt(variant, uctx, a, b, reach=reach)
+                with self._results_lock:
+                    self._signals[sig_key] = hit
+                    while len(self._signals) > 32:
+                        self._signals.popitem(last=False)
+            ref, alt = hit
             return aggregate_center(ref, alt, spec.aggregation)[inv][None, :], []
         gids, lfc = self._gene_scores(version, variant, uctx, start, end)
         lfc = lfc[:, inv]
