@@ -155,26 +155,37 @@ def bench_19(world: Path, tmp: Path, concurrency: int, n19: int) -> dict:
                      progress=False, fingerprint="bench-e")  # untimed warm-up: the stand-in computes once
         warm_s = time.perf_counter() - t0
         scorers = [vs.RECOMMENDED_VARIANT_SCORERS[k] for k in ok]
-        sdk, ag = [], []
+        sdk, ag, cpu_sdk, cpu_ag = [], [], [], []
         r19 = None
+
+        def sdk_round():
+            c0 = time.process_time()
+            sdk.append(_sdk_scorers(svc.address, df, scorers, concurrency))
+            cpu_sdk.append(1000 * (time.process_time() - c0) / n19)
+
         for r in range(2):  # alternate the order
             if r % 2 == 0:
-                sdk.append(_sdk_scorers(svc.address, df, scorers, concurrency))
-            t0 = time.perf_counter()
+                sdk_round()
+            t0, c0 = time.perf_counter(), time.process_time()
             r19 = engine.score(df, ok, backend=b19, cache=ScoreCache(tmp / f"cache19-{r}", simulated=True),
                                interval_width=WIDTH, concurrency=concurrency, progress=False,
                                fingerprint="bench-e")
             ag.append(n19 / (time.perf_counter() - t0))
+            cpu_ag.append(1000 * (time.process_time() - c0) / n19)
             assert r19.failures.height == 0 and r19.summary["calls"] == n19, (r19.summary, r19.failures.head())
             if r % 2 == 1:
-                sdk.append(_sdk_scorers(svc.address, df, scorers, concurrency))
+                sdk_round()
         print(f"(e) {len(ok)} recommended scorers, 0 ms latency, {n19} variants: agval "
               f"{', '.join(f'{x:.0f}' for x in ag)} variants/s (target >= 100: {'yes' if max(ag) >= 100 else 'NO'}); "
               f"bare SDK score_variants {', '.join(f'{x:.0f}' for x in sdk)} variants/s; best-of ratio agval/SDK = "
               f"{max(ag) / max(sdk):.2f}; {r19.summary['calls']} calls, {r19.scores.height} rows; stand-in "
-              f"warm-up {n19 / warm_s:.0f} variants/s", flush=True)
+              f"warm-up {n19 / warm_s:.1f} variants/s", flush=True)
+        print(f"(e) client CPU per variant (this process, all threads; the stand-in excluded): agval "
+              f"{min(cpu_ag):.1f} ms, bare SDK {min(cpu_sdk):.1f} ms, i.e. at most {1000 / min(cpu_ag):.0f} "
+              f"variants/s per free core for agval (load {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)",
+              flush=True)
         b19.close()
-    return {"agval": max(ag), "sdk": max(sdk), "scorers": len(ok)}
+    return {"agval": max(ag), "sdk": max(sdk), "scorers": len(ok), "cpu_ms": min(cpu_ag)}
 
 
 def _sdk_scorers(address: str, df, scorers, concurrency: int) -> float:
@@ -377,7 +388,8 @@ def main(argv=None) -> int:
     if "a" in args.parts:
         res += [f"vps_1scorer_{args.latency_ms:g}ms={ag_v:.0f}", f"ratio_1scorer={ag_v / sdk_v:.2f}"]
     if e is not None:
-        res += [f"vps_{e['scorers']}scorers_0ms={e['agval']:.0f}", f"ratio_{e['scorers']}scorers={e['agval'] / e['sdk']:.2f}"]
+        res += [f"vps_{e['scorers']}scorers_0ms={e['agval']:.0f}", f"ratio_{e['scorers']}scorers={e['agval'] / e['sdk']:.2f}",
+                f"client_cpu_ms_per_variant_{e['scorers']}scorers={e['cpu_ms']:.1f}"]
     if q is not None:
         res += [f"quota_used={q['quota_used']:.2f}", f"rejected={q['rejected_fraction']:.3f}"]
     print("RESULT " + " ".join(res), flush=True)
