@@ -26,6 +26,9 @@ def backend_spec(cfg: BackendConfig, address: str | None = None) -> dict[str, An
         spec["max_new_calls"] = cfg.max_new_calls
     if cfg.dry_run:
         spec["dry_run"] = True
+    if cfg.isolation != "none":  # [backend] isolation = "process": crashes cost one variant
+        spec["isolation"] = cfg.isolation
+        spec["isolation_workers"] = cfg.isolation_workers
     return spec
 
 

@@ -132,7 +132,7 @@ def qtl_validation(study: QTLStudy, backend: BackendConfig = BackendConfig(),
                 run.record(rec)
                 failed = run.failed_rows(variants)
                 if failed.height:  # with the service's error code and attempts
-                    rec.drops.add_frame(failure_drops(failed, run.failures),
+                    rec.drops.add_frame(failure_drops(failed, run.failures, reason="score_failed"),
                                         stage="score", reason="score_failed", source_file=study.table)
                 scores = run.scores
                 scoring_info = {"scorers": run.scorers, "interval_width": run.interval_width,

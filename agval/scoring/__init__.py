@@ -44,6 +44,10 @@ def make_backend(spec: dict) -> ScoringBackend:
          "deadline_s": 120, "metadata": [["x-fake-latency-ms", "50"]], "world_dir": "..."}
         {"kind": "atlas", "address": ..., "fallback": {"kind": "alphagenome", ...}}
         {"kind": "precomputed", "table": "scores.parquet", "model": "enformer"}
+        {"kind": "alphagenome", ..., "isolation": "process", "isolation_workers": 2}
+
+    ``isolation="process"``: scoring calls and their decoding run in child processes
+    (:mod:`agval.scoring.isolation`), so a crash costs one variant, not the run.
 
     The API key is never part of a spec (it is read in the worker). ``max_attempts``
     (any kind) sets the backend's default :class:`RetryPolicy`.
@@ -54,6 +58,18 @@ def make_backend(spec: dict) -> ScoringBackend:
     key = json.dumps(spec, sort_keys=True, default=str)
     b = _BACKENDS.get(key)
     if b is not None and not getattr(b, "closed", False):
+        return b
+    if spec.get("isolation", "none") not in ("none", None):  # [backend] isolation = "process"
+        if spec["isolation"] != "process":
+            raise ValueError(f"unknown isolation {spec['isolation']!r}; use none or process")
+        import functools
+
+        from agval.scoring.isolation import ProcessIsolatedBackend
+
+        inner = {k: v for k, v in spec.items() if k not in ("isolation", "isolation_workers")}
+        b = ProcessIsolatedBackend(make_backend(inner), functools.partial(make_backend, inner),
+                                   workers=int(spec.get("isolation_workers") or 2))
+        _BACKENDS[key] = b
         return b
     kw = dict(spec)
     kind = kw.pop("kind")
