@@ -370,7 +370,7 @@ def main(argv=None) -> int:
                   f"same variants: {sel.summary['calls']} calls, {sel.scores.height} rows", flush=True)
             backend.close()
 
-    e = bench_19(world, tmp, args.concurrency, 200 if args.quick else 600) if "e" in args.parts else None
+    e = bench_19(world, tmp, args.concurrency, 200 if args.quick else 300) if "e" in args.parts else None
 
     rate = max(5.0, 0.3 * ag_v)  # well below what the client can do, so the quota is what binds
     q = None
