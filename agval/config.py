@@ -59,6 +59,11 @@ class BackendConfig(_Model):
                                       "calls than this (after the cache)")
     dry_run: bool = Field(False, description="plan only: report how many new calls the run would make, "
                           "then stop (agval run ... --dry-run)")
+    isolation: Literal["none", "process"] = Field(
+        "none", description="process: run each scoring call and its decoding in a child process, so a "
+        "crash (segfault) costs that variant (dropped, reason scoring_crashed), not the run")
+    isolation_workers: int = Field(2, ge=1, le=64, description="isolation=process: worker processes "
+                                   "(each scores one variant at a time)")
 
 
 class LookupConfig(_Model):

@@ -40,14 +40,23 @@ DROP_ROW_SCHEMA: dict[str, pl.DataType] = dict(list(DROPPED.columns.items())[:6]
 MAX_DETAIL = 500
 
 
-def failure_drops(rows: pl.DataFrame, failures: pl.DataFrame, *, key: str = "variant_key") -> pl.DataFrame:
+#: error code of a variant whose scoring worker process died (agval.scoring.isolation)
+SCORING_CRASHED = "SCORING_CRASHED"
+#: its drop reason
+SCORING_CRASHED_REASON = "scoring_crashed"
+
+
+def failure_drops(rows: pl.DataFrame, failures: pl.DataFrame, *, key: str = "variant_key",
+                  reason: str | None = None) -> pl.DataFrame:
     """One drop row per row of ``rows`` whose ``key`` failed, with the service's
     ``error_code`` (several scorers' distinct codes joined by ``|``), the largest number of
     ``attempts`` and a ``detail`` naming scorer, code, attempts and message.
 
     ``rows``: ``row_id``, ``key`` (plus ``source_file``/``source_row`` when known);
     ``failures``: ``key``, ``error_code``, ``message``, ``attempts`` (and ``scorer``), as in
-    ``agval-score-failures``. Add the result with :meth:`DropLog.add_frame`."""
+    ``agval-score-failures``. Add the result with :meth:`DropLog.add_frame`. ``reason``: also
+    give each row a ``reason`` column: ``reason``, or ``scoring_crashed`` for a variant whose
+    scoring worker process died (``[backend] isolation = "process"``)."""
     if rows.height == 0 or failures.height == 0:
         return pl.DataFrame(schema={"row_id": pl.Utf8, "detail": pl.Utf8, "error_code": pl.Utf8,
                                     "attempts": pl.Int64})
@@ -61,8 +70,12 @@ def failure_drops(rows: pl.DataFrame, failures: pl.DataFrame, *, key: str = "var
                 pl.col("_d").str.join("; ").str.slice(0, MAX_DETAIL).alias("detail")))
     keep = [c for c in ("row_id", "source_file", "source_row") if c in rows.columns]
     out = rows.select(*keep, key).join(per, on=key, how="inner")
-    return out.with_columns(pl.format("{} failed to score: {}", pl.col(key), pl.col("detail"))
-                            .str.slice(0, MAX_DETAIL).alias("detail")).drop(key)
+    out = out.with_columns(pl.format("{} failed to score: {}", pl.col(key), pl.col("detail"))
+                           .str.slice(0, MAX_DETAIL).alias("detail")).drop(key)
+    if reason is not None:  # a variant whose scoring process crashed is its own drop reason
+        out = out.with_columns(pl.when(pl.col("error_code").str.contains(SCORING_CRASHED, literal=True))
+                               .then(pl.lit(SCORING_CRASHED_REASON)).otherwise(pl.lit(reason)).alias("reason"))
+    return out
 
 
 class DropLog:

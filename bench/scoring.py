@@ -18,8 +18,18 @@ Prints, measured in this one run (SIMULATED service; numbers depend on the machi
     selection over the same variants: calls made (0);
 (d) peak RSS of a fresh process answering 100,000 variants x 10 tracks from the cache
     (target < 2 GB);
-(e) the SDK's 19 recommended scorers, 0 ms latency: agval variants/s (target >= 100; the
-    client decodes answers in bulk and builds no per-track row for the cache).
+(e) the SDK's 19 recommended scorers, 0 ms latency: agval vs the bare SDK variants/s, order
+    alternated (target: agval >= 100; the client decodes answers in bulk and builds no
+    per-track row for the cache).
+
+**Measuring the client, not the stand-in.** The stand-in runs in its own process on the
+same (2-core) machine. Computing a 19-scorer answer costs it far more CPU than decoding one
+costs the client, so a cold stand-in would make the benchmark measure the server. The
+services of (a), (c) and (e) therefore run with ``--response-cache`` (whole answers, packed
+once, kept per request) and every timed variant is first scored once, untimed, by a warm-up
+pass: timed calls cost the stand-in a lookup and the gRPC send; latency is still added to
+every call. Each timed agval run writes to a fresh cache, so agval does all its work (calls,
+bulk decode, answer cache writes) in every round.
 """
 
 from __future__ import annotations
@@ -119,6 +129,83 @@ def bench_quota(world: Path, rate_per_s: float, latency: float, concurrency: int
             "limiter": limiter.stats()}
 
 
+def bench_19(world: Path, tmp: Path, concurrency: int, n19: int) -> dict:
+    """(e): the 19 recommended scorers at 0 ms latency, agval vs the bare SDK, order alternated."""
+    from alphagenome.models import variant_scorers as vs
+
+    from agval.scoring import engine
+    from agval.scoring.alphagenome import AlphaGenomeBackend
+    from agval.scoring.cache import ScoreCache
+    from standins.launch import start_service
+
+    rec = list(vs.RECOMMENDED_VARIANT_SCORERS)
+    with start_service("alphagenome", world, "--latency-ms", "0", "--response-cache", "20000",
+                       log_dir=tmp / "svc-e") as svc:
+        b19 = AlphaGenomeBackend(svc.address, deadline_s=300)
+        ok = []  # the scorers this server computes (one variant each; also builds their backgrounds)
+        for k in rec:
+            pr = engine.score(_variants(world, 1, 12300), [k], backend=b19, cache=None, interval_width=WIDTH,
+                              concurrency=1, progress=False, fingerprint="bench-e")
+            if not pr.failures.height:
+                ok.append(k)
+        print(f"(e) the server computes {len(ok)} of the {len(rec)} recommended scorers", flush=True)
+        df = _variants(world, n19, 12400)
+        t0 = time.perf_counter()
+        engine.score(df, ok, backend=b19, cache=None, interval_width=WIDTH, concurrency=concurrency,
+                     progress=False, fingerprint="bench-e")  # untimed warm-up: the stand-in computes once
+        warm_s = time.perf_counter() - t0
+        scorers = [vs.RECOMMENDED_VARIANT_SCORERS[k] for k in ok]
+        sdk, ag, cpu_sdk, cpu_ag = [], [], [], []
+        r19 = None
+
+        def sdk_round():
+            c0 = time.process_time()
+            sdk.append(_sdk_scorers(svc.address, df, scorers, concurrency))
+            cpu_sdk.append(1000 * (time.process_time() - c0) / n19)
+
+        for r in range(2):  # alternate the order
+            if r % 2 == 0:
+                sdk_round()
+            t0, c0 = time.perf_counter(), time.process_time()
+            r19 = engine.score(df, ok, backend=b19, cache=ScoreCache(tmp / f"cache19-{r}", simulated=True),
+                               interval_width=WIDTH, concurrency=concurrency, progress=False,
+                               fingerprint="bench-e")
+            ag.append(n19 / (time.perf_counter() - t0))
+            cpu_ag.append(1000 * (time.process_time() - c0) / n19)
+            assert r19.failures.height == 0 and r19.summary["calls"] == n19, (r19.summary, r19.failures.head())
+            if r % 2 == 1:
+                sdk_round()
+        print(f"(e) {len(ok)} recommended scorers, 0 ms latency, {n19} variants: agval "
+              f"{', '.join(f'{x:.0f}' for x in ag)} variants/s (target >= 100: {'yes' if max(ag) >= 100 else 'NO'}); "
+              f"bare SDK score_variants {', '.join(f'{x:.0f}' for x in sdk)} variants/s; best-of ratio agval/SDK = "
+              f"{max(ag) / max(sdk):.2f}; {r19.summary['calls']} calls, {r19.scores.height} rows; stand-in "
+              f"warm-up {n19 / warm_s:.1f} variants/s", flush=True)
+        print(f"(e) client CPU per variant (this process, all threads; the stand-in excluded): agval "
+              f"{min(cpu_ag):.1f} ms, bare SDK {min(cpu_sdk):.1f} ms, i.e. at most {1000 / min(cpu_ag):.0f} "
+              f"variants/s per free core for agval (load {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)",
+              flush=True)
+        b19.close()
+    return {"agval": max(ag), "sdk": max(sdk), "scorers": len(ok), "cpu_ms": min(cpu_ag)}
+
+
+def _sdk_scorers(address: str, df, scorers, concurrency: int) -> float:
+    import grpc
+    from alphagenome.data import genome
+    from alphagenome.models import dna_client
+
+    channel = grpc.insecure_channel(address, options=[("grpc.max_send_message_length", -1),
+                                                      ("grpc.max_receive_message_length", -1)])
+    client = dna_client.DnaClient(channel=channel)
+    variants = [genome.Variant(c, int(p), r, a) for c, p, r, a in df.select("chrom", "pos", "ref", "alt").iter_rows()]
+    intervals = [v.reference_interval.resize(WIDTH) for v in variants]
+    t0 = time.perf_counter()
+    out = client.score_variants(intervals, variants, scorers, max_workers=concurrency, progress_bar=False)
+    secs = time.perf_counter() - t0
+    assert len(out) == len(variants)
+    channel.close()
+    return len(variants) / secs
+
+
 def _rows(world, n, offset):
     from agval.coords import Variant
 
@@ -212,6 +299,7 @@ def main(argv=None) -> int:
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--latency-ms", type=float, default=50.0)
     ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--parts", default="abcde", help="which parts to run (letters a-e; c runs with a)")
     args = ap.parse_args(argv)
 
     from agval import prefect_env
@@ -236,82 +324,75 @@ def main(argv=None) -> int:
           f"load {os.getloadavg()[0]:.1f}; {n} variants; concurrency {args.concurrency}; "
           f"latency {args.latency_ms:g} ms", flush=True)
 
-    with start_service("alphagenome", world, "--latency-ms", str(args.latency_ms), log_dir=tmp / "svc-a") as svc:
-        backend = AlphaGenomeBackend(svc.address, world_dir=world, deadline_s=120)
-        backend.score_one(next(_rows(world, 1, 20000)), resolve_scorers(["DNASE"]), interval_width=WIDTH,
-                          organism="human")  # warm-up: the stand-in builds its quantile background
-        fp = backend.fingerprint()
-        warm = _variants(world, 200, 12000)  # both clients warm the server (and their own code paths)
-        bench_sdk(svc.address, warm, args.concurrency)
-        bench_agval(backend, warm, args.concurrency, None, fp)
-        rounds = 2
-        sdk, ag = [], []
-        summary = {}
-        cache = None
-        for r in range(rounds):  # alternate the order: neither side always goes first
-            if r % 2 == 0:
-                sdk.append(bench_sdk(svc.address, df, args.concurrency))
-            cache = ScoreCache(tmp / f"cache{r}", simulated=True)
-            v, summary = bench_agval(backend, df, args.concurrency, cache, fp)
-            ag.append(v)
-            if r % 2 == 1:
-                sdk.append(bench_sdk(svc.address, df, args.concurrency))
-        sdk_v, ag_v = max(sdk), max(ag)
-        print(f"(a) bare SDK score_variants: {', '.join(f'{x:.0f}' for x in sdk)} variants/s; "
-              f"agval: {', '.join(f'{x:.0f}' for x in ag)} variants/s; best-of ratio agval/SDK = {ag_v / sdk_v:.2f} "
-              f"(target >= 0.9; agval >= 150/s: {'yes' if ag_v >= 150 else 'NO'}); calls {summary['calls']}",
-              flush=True)
-        t0 = time.perf_counter()
-        from agval.scoring import engine
+    ag_v = 150.0
+    if "a" in args.parts:
+        with start_service("alphagenome", world, "--latency-ms", str(args.latency_ms), "--response-cache", "20000",
+                           log_dir=tmp / "svc-a") as svc:
+            backend = AlphaGenomeBackend(svc.address, world_dir=world, deadline_s=120)
+            backend.score_one(next(_rows(world, 1, 20000)), resolve_scorers(["DNASE"]), interval_width=WIDTH,
+                              organism="human")  # warm-up: the stand-in builds its quantile background
+            fp = backend.fingerprint()
+            warm = _variants(world, 200, 12000)  # both clients warm the server (and their own code paths)
+            bench_sdk(svc.address, warm, args.concurrency)
+            bench_agval(backend, warm, args.concurrency, None, fp)
+            bench_sdk(svc.address, df, args.concurrency)  # untimed: the stand-in keeps these answers
+            rounds = 2
+            sdk, ag = [], []
+            summary = {}
+            cache = None
+            for r in range(rounds):  # alternate the order: neither side always goes first
+                if r % 2 == 0:
+                    sdk.append(bench_sdk(svc.address, df, args.concurrency))
+                cache = ScoreCache(tmp / f"cache{r}", simulated=True)
+                v, summary = bench_agval(backend, df, args.concurrency, cache, fp)
+                ag.append(v)
+                if r % 2 == 1:
+                    sdk.append(bench_sdk(svc.address, df, args.concurrency))
+            sdk_v, ag_v = max(sdk), max(ag)
+            print(f"(a) bare SDK score_variants: {', '.join(f'{x:.0f}' for x in sdk)} variants/s; "
+                  f"agval: {', '.join(f'{x:.0f}' for x in ag)} variants/s; best-of ratio agval/SDK = {ag_v / sdk_v:.2f} "
+                  f"(target >= 0.9; agval >= 150/s: {'yes' if ag_v >= 150 else 'NO'}); calls {summary['calls']}",
+                  flush=True)
+            t0 = time.perf_counter()
+            from agval.scoring import engine
 
-        rerun = engine.score(df, ["DNASE"], backend=backend, cache=cache, interval_width=WIDTH,
-                             concurrency=args.concurrency, progress=False, fingerprint=fp)
-        secs = time.perf_counter() - t0
-        from agval.scoring.tracks import TrackSelection
+            rerun = engine.score(df, ["DNASE"], backend=backend, cache=cache, interval_width=WIDTH,
+                                 concurrency=args.concurrency, progress=False, fingerprint=fp)
+            secs = time.perf_counter() - t0
+            from agval.scoring.tracks import TrackSelection
 
-        curie = rerun.scores["ontology_curie"].drop_nulls()[0]
-        sel = engine.score(df, ["DNASE"], backend=backend, cache=cache, interval_width=WIDTH,
-                           concurrency=args.concurrency, progress=False, fingerprint=fp,
-                           selection=TrackSelection(ontology_curies=[curie]))
-        print(f"(c) fully cached re-run: {rerun.summary['calls']} calls, {n / secs:.0f} variants/s "
-              f"({secs:.2f} s, {rerun.scores.height} score rows); a new track selection ({curie}) over the "
-              f"same variants: {sel.summary['calls']} calls, {sel.scores.height} rows", flush=True)
-        backend.close()
+            curie = rerun.scores["ontology_curie"].drop_nulls()[0]
+            sel = engine.score(df, ["DNASE"], backend=backend, cache=cache, interval_width=WIDTH,
+                               concurrency=args.concurrency, progress=False, fingerprint=fp,
+                               selection=TrackSelection(ontology_curies=[curie]))
+            print(f"(c) fully cached re-run: {rerun.summary['calls']} calls, {n / secs:.0f} variants/s "
+                  f"({secs:.2f} s, {rerun.scores.height} score rows); a new track selection ({curie}) over the "
+                  f"same variants: {sel.summary['calls']} calls, {sel.scores.height} rows", flush=True)
+            backend.close()
 
-    with start_service("alphagenome", world, "--latency-ms", "0", log_dir=tmp / "svc-e") as svc:
-        b19 = AlphaGenomeBackend(svc.address, deadline_s=120)
-        rec = list(__import__("alphagenome.models.variant_scorers", fromlist=["x"]).RECOMMENDED_VARIANT_SCORERS)
-        n19 = 200 if args.quick else 600
-        ok = []  # the scorers this server computes (the stand-in has no contact map / splice scorers)
-        for k in rec:
-            pr = engine.score(_variants(world, 1, 12300), [k], backend=b19, cache=None, interval_width=WIDTH,
-                              concurrency=1, progress=False, fingerprint="bench-e")
-            if not pr.failures.height:
-                ok.append(k)
-        print(f"(e) the server computes {len(ok)} of the {len(rec)} recommended scorers", flush=True)
-        rec = ok
-        engine.score(_variants(world, 40, 12300), rec, backend=b19, cache=None, interval_width=WIDTH,
-                     concurrency=args.concurrency, progress=False, fingerprint="bench-e")  # warm every scorer
-        t0 = time.perf_counter()
-        r19 = engine.score(_variants(world, n19, 12400), rec, backend=b19,
-                           cache=ScoreCache(tmp / "cache19", simulated=True), interval_width=WIDTH,
-                           concurrency=args.concurrency, progress=False, fingerprint="bench-e")
-        secs = time.perf_counter() - t0
-        assert r19.failures.height == 0 and r19.summary["calls"] == n19, (r19.summary, r19.failures.head())
-        print(f"(e) {len(rec)} recommended scorers, 0 ms latency: {n19 / secs:.0f} variants/s "
-              f"(target >= 100; {r19.summary['calls']} calls, {r19.scores.height} rows)", flush=True)
-        b19.close()
+    e = bench_19(world, tmp, args.concurrency, 200 if args.quick else 300) if "e" in args.parts else None
 
     rate = max(5.0, 0.3 * ag_v)  # well below what the client can do, so the quota is what binds
-    q = bench_quota(world, rate, args.latency_ms, args.concurrency, 12.0 if args.quick else 30.0,
-                    log_dir=tmp / "svc-b")
-    print(f"(b) quota {q['tokens_per_minute']:g} tokens/min over {q['window_s']} s: quota used {q['quota_used']:.2f} "
-          f"(target >= 0.95), rejected {q['rejected_fraction']:.3f} of {q['calls']} calls (target <= 0.02); "
-          f"failed variants {q['failed_variants']}; limiter {q['limiter']}", flush=True)
-    if not args.skip_memory:
+    q = None
+    if "b" in args.parts:
+        q = bench_quota(world, rate, args.latency_ms, args.concurrency, 12.0 if args.quick else 30.0,
+                        log_dir=tmp / "svc-b")
+        print(f"(b) quota {q['tokens_per_minute']:g} tokens/min over {q['window_s']} s: quota used "
+              f"{q['quota_used']:.2f} (target >= 0.95), rejected {q['rejected_fraction']:.3f} of {q['calls']} calls "
+              f"(target <= 0.02); failed variants {q['failed_variants']}; limiter {q['limiter']}", flush=True)
+    if not args.skip_memory and "d" in args.parts:
         m = bench_memory(tmp)
         print(f"(d) 100,000 cached variants x 10 tracks ({m['rows']:,} rows, {m['cache_mb_on_disk']} MB on disk): "
               f"peak RSS {m['peak_rss_mb']:.0f} MB (target < 2048), answered in {m['seconds']} s", flush=True)
+    res = []
+    if "a" in args.parts:
+        res += [f"vps_1scorer_{args.latency_ms:g}ms={ag_v:.0f}", f"ratio_1scorer={ag_v / sdk_v:.2f}"]
+    if e is not None:
+        res += [f"vps_{e['scorers']}scorers_0ms={e['agval']:.0f}", f"ratio_{e['scorers']}scorers={e['agval'] / e['sdk']:.2f}",
+                f"client_cpu_ms_per_variant_{e['scorers']}scorers={e['cpu_ms']:.1f}"]
+    if q is not None:
+        res += [f"quota_used={q['quota_used']:.2f}", f"rejected={q['rejected_fraction']:.3f}"]
+    print("RESULT " + " ".join(res), flush=True)
     import shutil
 
     shutil.rmtree(tmp, ignore_errors=True)

@@ -182,7 +182,7 @@ def _score(study: QTLStudy, h, spec: dict[str, Any], backend: BackendConfig, rec
     run.record(rec)
     failed = run.failed_rows(variants)
     if failed.height:  # with the service's error code and attempts
-        rec.drops.add_frame(failure_drops(failed, run.failures),
+        rec.drops.add_frame(failure_drops(failed, run.failures, reason="score_failed"),
                             stage="score", reason="score_failed", source_file=study.table)
     return run.scores, {"scorers": run.scorers, "interval_width": run.interval_width, "summary": run.summary}
 

@@ -214,6 +214,40 @@ def catalogue(organism: str = HUMAN) -> pl.DataFrame:
     return df.sort(["_o", "_i"]).drop(["_i", "_o"])
 
 
+#: splicing and contact-map tracks the stand-in serves when a world's catalogue has none
+#: (worlds built before they existed; the demo catalogue lists only the computed 1-D
+#: outputs): real track-name styles of the AlphaGenome catalogue, SIMULATED data source.
+_SUPPLEMENT: dict[str, list[tuple[str, str, str, str, str]]] = {
+    # (curie, biosample_name, biosample_type, assay, contact-map name)
+    HUMAN: [("EFO:0002784", "GM12878", "CELL_LINE", "polyA plus RNA-seq", "4dn:4DNFIXP4QG5B"),
+            ("EFO:0002067", "K562", "CELL_LINE", "total RNA-seq", "4dn:4DNFI18UHVRO"),
+            ("UBERON:0002084", "heart left ventricle", "TISSUE", "total RNA-seq", ""),
+            ("UBERON:0008952", "upper lobe of left lung", "TISSUE", "total RNA-seq", "")],
+    MOUSE: [("UBERON:0002107", "liver", "TISSUE", "total RNA-seq", "4dn:4DNFIMOUSE01")],
+}
+SUPPLEMENT_OUTPUTS = ("SPLICE_SITES", "SPLICE_SITE_USAGE", "SPLICE_JUNCTIONS", "CONTACT_MAPS")
+
+
+def supplementary_tracks(organism: str = HUMAN) -> pl.DataFrame:
+    """The organism's SPLICE_SITES (donor/acceptor on each strand), SPLICE_SITE_USAGE
+    (``usage_<curie> <assay>``, both strands), SPLICE_JUNCTIONS (``junction_<curie>
+    <assay>``, unstranded) and CONTACT_MAPS (Micro-C) tracks in ``tracks.parquet`` form."""
+    org = normalize_organism(organism)
+    base = dict(organism=org, histone_mark=None, transcription_factor=None, gtex_tissue=None,
+                data_source=SIMULATED_DATA_SOURCE, nonzero_mean=None)
+    rows = [dict(base, output_type="SPLICE_SITES", name=n, strand=s, ontology_curie=None, biosample_name=None,
+                 biosample_type=None, assay_title=None) for s in ("+", "-") for n in ("donor", "acceptor")]
+    bios = _SUPPLEMENT[org]
+    for s in ("+", "-"):
+        rows += [dict(base, output_type="SPLICE_SITE_USAGE", name=f"usage_{c} {a}", strand=s, ontology_curie=c,
+                      biosample_name=b, biosample_type=t, assay_title=a) for c, b, t, a, _ in bios]
+    rows += [dict(base, output_type="SPLICE_JUNCTIONS", name=f"junction_{c} {a}", strand=".", ontology_curie=c,
+                  biosample_name=b, biosample_type=t, assay_title=a) for c, b, t, a, _ in bios]
+    rows += [dict(base, output_type="CONTACT_MAPS", name=m, strand=".", ontology_curie=c, biosample_name=b,
+                  biosample_type=t, assay_title="Micro-C") for c, b, t, _, m in bios if m]
+    return pl.DataFrame(rows, schema=COLUMNS)
+
+
 def full_catalogue() -> pl.DataFrame:
     """Human then mouse: the content of the world's ``tracks.parquet``."""
     return pl.concat([catalogue(HUMAN), catalogue(MOUSE)])

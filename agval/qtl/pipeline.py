@@ -397,7 +397,8 @@ def run_plain(study: QTLStudy, *, backend=None, lookup_source=None, record=None,
         if failed.height:
             from agval.drops import failure_drops
 
-            drops.add_frame(failure_drops(failed, run.failures), stage="score", reason="score_failed")
+            drops.add_frame(failure_drops(failed, run.failures, reason="score_failed"), stage="score",
+                            reason="score_failed")
         if record is not None:
             run.record(record)
         t["score"] = time.perf_counter() - t0 - sum(t.values())

@@ -44,6 +44,10 @@ def make_backend(spec: dict) -> ScoringBackend:
          "deadline_s": 120, "metadata": [["x-fake-latency-ms", "50"]], "world_dir": "..."}
         {"kind": "atlas", "address": ..., "fallback": {"kind": "alphagenome", ...}}
         {"kind": "precomputed", "table": "scores.parquet", "model": "enformer"}
+        {"kind": "alphagenome", ..., "isolation": "process", "isolation_workers": 2}
+
+    ``isolation="process"``: scoring calls and their decoding run in child processes
+    (:mod:`agval.scoring.isolation`), so a crash costs one variant, not the run.
 
     The API key is never part of a spec (it is read in the worker). ``max_attempts``
     (any kind) sets the backend's default :class:`RetryPolicy`.
@@ -64,6 +68,16 @@ def build_backend(spec: dict) -> ScoringBackend:
     cache: the model watch needs a fresh one per check). Prefer
     :class:`agval.scoring.spec.BackendSpec`, which writes the spec."""
     kw = {k: v for k, v in spec.items() if k not in RUN_KEYS}
+    isolation = kw.pop("isolation", None) or "none"
+    workers = int(kw.pop("isolation_workers", None) or 2)
+    if isolation != "none":  # [backend] isolation = "process"
+        if isolation != "process":
+            raise ValueError(f"unknown isolation {isolation!r}; use none or process")
+        import functools
+
+        from agval.scoring.isolation import ProcessIsolatedBackend
+
+        return ProcessIsolatedBackend(make_backend(kw), functools.partial(make_backend, kw), workers=workers)
     kind = kw.pop("kind")
     max_attempts = kw.pop("max_attempts", None)
     if "metadata" in kw:

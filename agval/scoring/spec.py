@@ -39,7 +39,8 @@ class BackendSpec:
     ``deadline_s`` per call, ``max_attempts`` per call (the retry policy), ``canary`` the
     fingerprint's panel (``chr1:123:A>G``; default: the world's first SNVs for a stand-in,
     well-known hg38 SNVs otherwise). ``max_new_calls`` and ``dry_run`` are about the run,
-    not the backend (read by the scoring task).
+    not the backend (read by the scoring task). ``isolation = "process"``: scoring calls and
+    their decoding run in ``isolation_workers`` child processes (:mod:`agval.scoring.isolation`).
     """
 
     kind: str = "alphagenome"
@@ -53,6 +54,8 @@ class BackendSpec:
     canary: tuple[str, ...] | None = None
     max_new_calls: int | None = None
     dry_run: bool = False
+    isolation: str = "none"
+    isolation_workers: int = 2
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -68,7 +71,8 @@ class BackendSpec:
         return cls(kind=cfg.kind, address=address or cfg.address, model_version=cfg.model_version,
                    standin_world=cfg.standin_world, precomputed=cfg.precomputed, deadline_s=cfg.deadline_s,
                    max_attempts=cfg.max_attempts, canary=tuple(canary) if canary else None,
-                   max_new_calls=cfg.max_new_calls, dry_run=cfg.dry_run)
+                   max_new_calls=cfg.max_new_calls, dry_run=cfg.dry_run, isolation=cfg.isolation,
+                   isolation_workers=cfg.isolation_workers)
 
     def with_address(self, address: str | None) -> "BackendSpec":
         return replace(self, address=address) if address else self
@@ -95,7 +99,8 @@ class BackendSpec:
             if self.canary:
                 spec["canary"] = list(self.canary)
         elif self.kind == "atlas":
-            fallback = replace(self, kind="alphagenome", max_new_calls=None, dry_run=False).engine_spec()
+            fallback = replace(self, kind="alphagenome", max_new_calls=None, dry_run=False,
+                               isolation="none").engine_spec()
             spec = {"kind": "atlas", "address": self.address, "fallback": fallback}
         else:
             if not self.precomputed:
@@ -109,6 +114,9 @@ class BackendSpec:
             spec["max_new_calls"] = self.max_new_calls
         if self.dry_run:
             spec["dry_run"] = True
+        if self.isolation != "none":  # [backend] isolation = "process": a crash costs one variant
+            spec["isolation"] = self.isolation
+            spec["isolation_workers"] = self.isolation_workers
         return spec
 
     def build(self, *, fresh: bool = False) -> "ScoringBackend":

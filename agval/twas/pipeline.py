@@ -125,7 +125,7 @@ def score_failure_drops(triplets: pl.DataFrame, susie: pl.DataFrame, failures: p
     (:func:`agval.drops.failure_drops`; add with ``stage="score", reason="score_failed"``)."""
     rows = triplets.select(pl.col("susie_row_id").alias("row_id"), "variant_key").join(
         susie.select("row_id", "source_file", "source_row"), on="row_id", how="left")
-    return failure_drops(rows, failures)
+    return failure_drops(rows, failures, reason="score_failed")
 
 
 def read_predictions(path: str) -> pl.DataFrame:

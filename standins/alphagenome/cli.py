@@ -34,6 +34,8 @@ def command(
     no_atlas: bool = typer.Option(False, "--no-atlas", help="Do not serve the AtlasService."),
     prewarm: bool = typer.Option(False, "--prewarm", help="Before listening, compute every gene's REF exon "
                                                          "sums and the DNASE/RNA_SEQ backgrounds (benchmarks)."),
+    response_cache: int = typer.Option(0, "--response-cache", help="Keep this many whole ScoreVariant answers "
+                                                                   "per request (client benchmarks; 0 = off)."),
 ) -> None:
     """Serve the stand-in AlphaGenome gRPC API (DnaModelService + AtlasService) on 127.0.0.1.
 
@@ -49,7 +51,8 @@ def command(
     try:
         config = StandinConfig(latency_ms=latency_ms, revision=revision,
                                quota_tokens_per_minute=quota_tokens_per_minute, poison=tuple(poison),
-                               bytes_per_chunk=bytes_per_chunk, atlas=not no_atlas, prewarm=prewarm)
+                               bytes_per_chunk=bytes_per_chunk, atlas=not no_atlas, prewarm=prewarm,
+                               response_cache_size=response_cache)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     from agval.coords import Variant

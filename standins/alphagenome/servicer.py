@@ -49,7 +49,7 @@ from alphagenome.protos.v1 import dna_model_service_pb2_grpc as svc_grpc
 
 from agval.coords import Variant
 from agval.sdk import supported_sequence_lengths
-from standins.alphagenome import faults, quota
+from standins.alphagenome import extra_scorers, faults, quota
 from standins.alphagenome.background import Background, BackgroundCache
 from standins.alphagenome.faults import Abort
 
@@ -97,6 +97,10 @@ class StandinConfig:
     * ``compute_threads``: variant scores computed at the same time (default half the
       CPUs, at least 1: the client usually shares the machine); more requests wait (numpy
       under the GIL gains nothing from more threads and loses to contention and memory churn).
+    * ``response_cache_size``: whole ScoreVariant answers (the packed response messages)
+      kept per request, oldest dropped first (0 = off): a repeated request costs the
+      stand-in no compute and no packing, so a client benchmark measures the client
+      (latency, quota, faults and the call log apply as usual).
     * ``prewarm``: before serving, compute what the first calls would otherwise pay for
       (every gene's REF exon sums for human RNA_SEQ and the recommended DNASE / RNA_SEQ
       quantile backgrounds, ALL_FOLDS), so benchmarks meet a warm stand-in.
@@ -124,6 +128,7 @@ class StandinConfig:
     result_cache_mb: float = 256.0
     compute_threads: int | None = None
     prewarm: bool = False
+    response_cache_size: int = 0
 
     def __post_init__(self):
         if self.bytes_per_chunk and self.bytes_per_chunk < 4:
@@ -170,7 +175,7 @@ class CallRecord:
 class ScorerSpec:
     """A variant scorer the stand-in can compute."""
 
-    kind: str                  # "center_mask" | "gene_mask_lfc"
+    kind: str                  # "center_mask" | "gene_mask_lfc" | standins.alphagenome.extra_scorers.NEW_KINDS
     output_type: str           # "DNASE", ...
     width: int | None
     aggregation: str | None    # AggregationType name for centre masks
@@ -218,12 +223,30 @@ def parse_scorer(proto: pb.VariantScorer) -> ScorerSpec:
                 raise Abort(grpc.StatusCode.UNIMPLEMENTED,
                             f"{obj}: the stand-in computes gene-mask LFC for RNA_SEQ only")
             return ScorerSpec("gene_mask_lfc", ot, None, None, True, f"gene_mask_lfc/{ot}")
+        if which == "gene_mask_active":
+            obj = vs_lib.GeneMaskActiveScorer(dna_output.OutputType(proto.gene_mask_active.requested_output))
+            ot = obj.requested_output.name
+            if ot != "RNA_SEQ":
+                raise Abort(grpc.StatusCode.UNIMPLEMENTED,
+                            f"{obj}: the stand-in computes gene-mask active for RNA_SEQ only")
+            return ScorerSpec("gene_mask_active", ot, None, None, False, f"gene_mask_active/{ot}")
+        if which == "gene_mask_splicing":
+            g = proto.gene_mask_splicing
+            width = g.width if g.HasField("width") else None
+            obj = vs_lib.GeneMaskSplicingScorer(dna_output.OutputType(g.requested_output), width)
+            ot = obj.requested_output.name
+            return ScorerSpec("gene_mask_splicing", ot, width, None, False, f"gene_mask_splicing/{ot}/{width}")
+        if which == "splice_junction":
+            return ScorerSpec("splice_junction", "SPLICE_JUNCTIONS", None, None, False, "splice_junction")
+        if which == "pa_qtl":
+            return ScorerSpec("pa_qtl", "RNA_SEQ", None, None, False, "pa_qtl")
+        if which == "contact_map":
+            return ScorerSpec("contact_map", "CONTACT_MAPS", None, None, False, "contact_map")
     except ValueError as e:
         raise Abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid variant scorer: {e}") from None
     if which is None:
         raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "variant scorer with no scorer set")
-    raise Abort(grpc.StatusCode.UNIMPLEMENTED, f"variant scorer {which!r} is not computed by the stand-in "
-                                               "(supported: center_mask, gene_mask LFC for RNA_SEQ)")
+    raise Abort(grpc.StatusCode.UNIMPLEMENTED, f"variant scorer {which!r} is not computed by the stand-in")
 
 
 def aggregate_center(ref: np.ndarray, alt: np.ndarray, aggregation: str) -> np.ndarray:
@@ -344,6 +367,12 @@ class StandinCore:
         org_col = tracks["organism"].cast(pl.Utf8).str.to_uppercase().str.replace("^ORGANISM_", "")
         ot_col = tracks["output_type"].cast(pl.Utf8).str.to_uppercase().str.replace("^OUTPUT_TYPE_", "")
         tracks = tracks.with_columns(org_col.alias("organism"), ot_col.alias("output_type"))
+        from standins.catalogue import SUPPLEMENT_OUTPUTS, supplementary_tracks
+
+        for org in ORGANISMS.values():  # splicing / contact-map tracks for worlds that list none
+            have = set(tracks.filter(pl.col("organism") == org)["output_type"].to_list())
+            if have and not have & set(SUPPLEMENT_OUTPUTS):
+                tracks = pl.concat([tracks, supplementary_tracks(org)], how="diagonal_relaxed")
         for org in ORGANISMS.values():
             cat = tracks.filter(pl.col("organism") == org)
             self.catalogue[org] = cat
@@ -361,7 +390,8 @@ class StandinCore:
                 self._track_pd[key] = pdf
                 if ot in JUNCTION_OUTPUTS:
                     self._junction_protos[key] = junction_data_utils.metadata_to_proto(pdf)
-                    continue
+                    # junction scorers answer with (unstranded) track metadata
+                    pdf = pdf.assign(strand=".")
                 self._track_protos[key] = list(track_data_utils.metadata_to_proto(pdf).metadata)
                 pos, neg = variant_scoring_utils._calculate_track_masks(pdf)  # the SDK's own merge masks
                 self._merge_masks[key] = (pos, neg)
@@ -379,6 +409,7 @@ class StandinCore:
         self._results: collections.OrderedDict = collections.OrderedDict()
         self._results_lock = threading.Lock()
         self._results_bytes = 0
+        self._signals: collections.OrderedDict = collections.OrderedDict()  # recent centre-mask REF/ALT
         self._bg_variants: list[Variant] | None = None
         import os
 
@@ -554,6 +585,8 @@ class StandinCore:
         the returned arrays are read-only."""
         key = self._result_key(version, organism, variant, interval, spec)
         _, inv, first = self.unique_contexts(organism, spec.output_type)
+        if spec.kind in extra_scorers.NEW_KINDS:  # values differ between tracks of one context
+            inv = first = np.zeros(0, np.int64)
         if key is not None:
             with self._results_lock:
                 hit = self._results.get(key)
@@ -561,7 +594,7 @@ class StandinCore:
                     self._results.move_to_end(key)
             if hit is not None:
                 compact, gids = hit
-                raw = compact[:, inv] if compact.shape[1] != len(inv) else compact
+                raw = compact[:, inv] if len(inv) and compact.shape[1] != len(inv) else compact
                 raw.flags.writeable = False
                 return raw, gids
         with self._compute_slots:
@@ -569,7 +602,7 @@ class StandinCore:
         raw.flags.writeable = False
         if key is not None:
             # one column per distinct context (the rest are copies of it)
-            compact = raw[:, first] if raw.shape[1] == len(inv) and len(first) < len(inv) else raw
+            compact = raw[:, first] if len(inv) and raw.shape[1] == len(inv) and len(first) < len(inv) else raw
             budget = self.config.result_cache_mb * (1 << 20)
             with self._results_lock:
                 old = self._results.pop(key, None)
@@ -603,8 +636,18 @@ class StandinCore:
         uctx, inv, _ = self.unique_contexts(organism, spec.output_type)
         model = self.model(version)
         if not ctxs:
-            n_obs = 1 if spec.kind == "center_mask" else 0
+            n_obs = 1 if spec.kind in ("center_mask", "contact_map") else 0
             return np.zeros((n_obs, 0)), []
+        if spec.kind == "contact_map":
+            return extra_scorers.score_contact_map(self, organism, variant, interval, spec, version), []
+        if spec.kind == "gene_mask_active":
+            return extra_scorers.score_active(self, version, organism, variant, interval, spec)
+        if spec.kind == "gene_mask_splicing":
+            return extra_scorers.score_splicing(self, organism, variant, interval, spec)
+        if spec.kind == "splice_junction":
+            return extra_scorers.score_junctions(self, organism, variant, interval, spec)
+        if spec.kind == "pa_qtl":
+            return extra_scorers.score_polyadenylation(self, organism, variant, interval, spec)
         if spec.kind == "center_mask":
             from standins.scoring_math import center_window
 
@@ -612,7 +655,18 @@ class StandinCore:
                                       tracks_fn=self.batch_model(version).tracks)
             a, b = center_window(variant.start0, spec.width)
             reach = model.reach_for({c.output_type for c in uctx})
-            ref, alt = local.ref_alt(variant, uctx, a, b, reach=reach)
+            # the REF/ALT signals are shared by every aggregation of one (output, width): the
+            # recommended DIFF_LOG2_SUM and ACTIVE_SUM scorers of a request compute them once
+            sig_key = (version, organism, variant, start, end, spec.output_type, spec.width)
+            with self._results_lock:
+                hit = self._signals.get(sig_key)
+            if hit is None:
+                hit = local.ref_alt(variant, uctx, a, b, reach=reach)
+                with self._results_lock:
+                    self._signals[sig_key] = hit
+                    while len(self._signals) > 32:
+                        self._signals.popitem(last=False)
+            ref, alt = hit
             return aggregate_center(ref, alt, spec.aggregation)[inv][None, :], []
         gids, lfc = self._gene_scores(version, variant, uctx, start, end)
         lfc = lfc[:, inv]
@@ -678,7 +732,7 @@ class StandinCore:
             return np.zeros(raw.shape)
         bg = self.backgrounds.get((spec, organism, version, self.config.revision))
         _, inv, first = self.unique_contexts(organism, spec.output_type)
-        if len(first) == raw.shape[1] or len(inv) != raw.shape[1]:
+        if spec.kind in extra_scorers.NEW_KINDS or len(first) == raw.shape[1] or len(inv) != raw.shape[1]:
             return bg.quantiles(raw)
         return bg.quantiles(raw[:, first], columns=first)[:, inv]
 
@@ -688,13 +742,19 @@ class StandinCore:
         plus = np.array([self._gene_info[g]["strand"] == "+" for g in gids], dtype=bool)[:, None]
         return [np.where(plus, a[:, pos], a[:, neg]) for a in arrays]
 
-    def gene_protos(self, gids: list[str]) -> list[pb.GeneScorerMetadata]:
+    def gene_protos(self, gids: list) -> list[pb.GeneScorerMetadata]:
+        """Gene metadata of the observations: gene ids, or ``(gene id, junction start,
+        junction end)`` for junction scorers."""
         out = []
         for g in gids:
+            junction = {}
+            if isinstance(g, tuple):
+                g, js, je = g
+                junction = {"junction_start": js, "junction_end": je}
             info = self._gene_info[g]
             out.append(pb.GeneScorerMetadata(
                 gene_id=g, name=info["gene_name"], type=info["gene_type"],
-                strand=pb.STRAND_POSITIVE if info["strand"] == "+" else pb.STRAND_NEGATIVE))
+                strand=pb.STRAND_POSITIVE if info["strand"] == "+" else pb.STRAND_NEGATIVE, **junction))
         return out
 
     # ---------------------------------------------------------------- backgrounds
@@ -968,6 +1028,8 @@ class DnaModelService(svc_grpc.DnaModelServiceServicer):
         self.runtime = runtime
         self.config = runtime.config
         self._compression = _ZSTD if self.config.compression == "zstd" else _NONE
+        self._responses: collections.OrderedDict = collections.OrderedDict()
+        self._responses_lock = threading.Lock()
 
     # ------------------------------------------------------------ call log API
     @property
@@ -1047,6 +1109,8 @@ class DnaModelService(svc_grpc.DnaModelServiceServicer):
         if len(set(specs)) != len(specs):
             raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "duplicate variant scorers requested")
         rec.n_outputs = len(specs)
+        if organism != "HOMO_SAPIENS" and any(sp.kind == "pa_qtl" for sp in specs):
+            raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "PolyadenylationScorer supports ORGANISM_HOMO_SAPIENS only")
         chrom, start, end = self._interval(iv)
         var = core.parse_variant(request.variant)
         rec.variant = var.key
@@ -1060,11 +1124,18 @@ class DnaModelService(svc_grpc.DnaModelServiceServicer):
                         f"variant {var.key} cannot be scored (poison variant, stand-in fault injection)",
                         injected=True)
         self.runtime.charge(rec, quota.call_cost(end - start, len(specs)))
+        cache_key = request.SerializeToString(deterministic=True) if self.config.response_cache_size else None
+        if cache_key is not None:
+            with self._responses_lock:
+                hit = self._responses.get(cache_key)
+            if hit is not None:
+                return hit
         msgs = []
         for spec in specs:
             raw, gids = core.score(version, organism, var, (chrom, start, end), spec)
             q = core.quantiles(version, organism, spec, raw)
-            merged = spec.kind == "gene_mask_lfc" and request.merge_stranded_gene_tracks
+            merged = (spec.kind in extra_scorers.GENE_KINDS and spec.kind != "splice_junction"
+                      and request.merge_stranded_gene_tracks)
             if merged:
                 raw, q = core.merge(organism, spec, gids, raw, q)
             values = np.stack([raw, q]).astype(np.float32)
@@ -1078,6 +1149,11 @@ class DnaModelService(svc_grpc.DnaModelServiceServicer):
             vd.metadata.gene_metadata.extend(core.gene_protos(gids))
             msgs.append(resp)
             msgs.extend(svc.ScoreVariantResponse(tensor_chunk=c) for c in chunks)
+        if cache_key is not None:
+            with self._responses_lock:
+                self._responses[cache_key] = msgs
+                while len(self._responses) > self.config.response_cache_size:
+                    self._responses.popitem(last=False)
         return msgs
 
     # ------------------------------------------------------------ PredictSequence / PredictInterval

@@ -143,13 +143,19 @@ def test_predict_sequence_and_metadata(sdk_client, alphagenome_standin, world_di
     with pytest.raises(grpc.RpcError) as e:
         list(stub.PredictSequence(iter([req])))
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "4000" in e.value.details()
-    # metadata: the world's catalogue, every track labelled SIMULATED
+    # metadata: the world's catalogue (+ the stand-in's splicing / contact-map tracks, which
+    # the demo catalogue lists none of), every track labelled SIMULATED
+    from standins.catalogue import supplementary_tracks
+
     md = sdk_client.output_metadata().concatenate()
     tracks = pl.read_parquet(world_dir / "tracks.parquet")
-    assert len(md) == tracks.filter(pl.col("organism") == "HOMO_SAPIENS").height
+    extra = supplementary_tracks("HOMO_SAPIENS").height
+    assert len(md) == tracks.filter(pl.col("organism") == "HOMO_SAPIENS").height + extra
     assert set(md["data_source"]) == {SIMULATED_DATA_SOURCE}
+    assert len(md[md["output_type"] == dna_client.OutputType.SPLICE_JUNCTIONS]) > 0
     mouse = sdk_client.output_metadata(dna_client.Organism.MUS_MUSCULUS).concatenate()
-    assert len(mouse) == tracks.filter(pl.col("organism") == "MUS_MUSCULUS").height
+    assert len(mouse) == tracks.filter(pl.col("organism") == "MUS_MUSCULUS").height + \
+        supplementary_tracks("MUS_MUSCULUS").height
 
 
 # --------------------------------------------------------------------------- scores come from sequence
