@@ -219,22 +219,28 @@ def attach_loo_twas_z(triplets: pl.DataFrame, weights: pl.DataFrame, gwas: pl.Da
                            .when(pl.col("a1_b") == pl.col("_a2b")).then(-1.0).otherwise(None)
                            * pl.col("r")).alias("r1"))
             .filter(pl.col("r1").is_not_null() & (pl.col("rsid_a") != pl.col("rsid_b"))))
-    ld_map: dict[tuple[str, str], float] = dict(zip(zip(l2["rsid_a"].to_list(), l2["rsid_b"].to_list()),
-                                                    l2["r1"].to_list()))
     need = triplets.select("gene_id", "tissue").unique()
-    w = w.join(need, on=["gene_id", "tissue"], how="inner")
+    w = (w.join(need, on=["gene_id", "tissue"], how="inner")
+          .with_columns(pl.int_range(pl.len()).over("gene_id", "tissue").alias("_i")))
+    # each gene-tissue's LD pairs as (row, column) indices into its weight vector, in one join
+    idx = w.select("gene_id", "tissue", "rsid", "_i")
+    pairs = (l2.select("rsid_a", "rsid_b", "r1")
+               .join(idx.rename({"rsid": "rsid_a", "_i": "_ia"}), on="rsid_a", how="inner")
+               .join(idx.rename({"rsid": "rsid_b", "_i": "_ib"}), on=["gene_id", "tissue", "rsid_b"], how="inner")
+               .partition_by(["gene_id", "tissue"], as_dict=True))
     out_rows: list[tuple[str, str, str, float]] = []
     recomputed, given = [], []
     tz = dict(zip(zip(triplets["gene_id"].to_list(), triplets["tissue"].to_list()), triplets["twas_z"].to_list()))
     for (gene, tissue), part in w.group_by(["gene_id", "tissue"], maintain_order=True):
+        part = part.sort("_i")
         rs = part["rsid"].to_list()
         m = len(rs)
         R = np.eye(m)
-        for i in range(m):
-            for j in range(i + 1, m):
-                r = ld_map.get((rs[i], rs[j]))
-                if r is not None:
-                    R[i, j] = R[j, i] = r
+        pp = pairs.get((gene, tissue))
+        if pp is not None and pp.height:
+            ia, ib = pp["_ia"].to_numpy(), pp["_ib"].to_numpy()
+            R[ia, ib] = pp["r1"].to_numpy()
+            R[ib, ia] = R[ia, ib]
         wv, zv = part["weight"].to_numpy(), part["z_a1"].to_numpy()
         var = float(wv @ R @ wv)
         if var > 1e-12:
