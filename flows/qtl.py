@@ -134,7 +134,7 @@ def qtl_validation(study: QTLStudy, backend: BackendConfig = BackendConfig(),
                 if failed.height:  # with the service's error code and attempts
                     rec.drops.add_frame(failure_drops(failed, run.failures),
                                         stage="score", reason="score_failed", source_file=study.table)
-                scores = run.scores
+                scores = run.scan()  # lazy: each analysis reads only its tracks from the parts on disk
                 scoring_info = {"scorers": run.scorers, "interval_width": run.interval_width,
                                 "summary": run.summary}
             rec.write_table("rows", h.table)
