@@ -107,7 +107,7 @@ def select_tracks(scores: pl.DataFrame | pl.LazyFrame, rows: pl.DataFrame,
     so only the selected rows are ever materialized)."""
     sel = analysis.selection.apply(scores)
     if isinstance(sel, pl.LazyFrame):
-        sel = sel.select(_READ_COLUMNS).collect()
+        sel = sel.select(_READ_COLUMNS).collect().rechunk()  # one chunk, as a filtered in-memory table
     if analysis.match == "mark":
         if "mark" not in rows.columns:
             raise MissingColumnError("mark", available=rows.columns)
