@@ -176,7 +176,8 @@ class ScoreRun:
 
     @property
     def scores(self) -> pl.DataFrame:
-        """The whole long table in memory (one row per row_id x scorer x selected track x gene)."""
+        """The whole long table in memory (one row per row_id x scorer x selected track x gene),
+        read from the parts at each access (not kept: hold the frame yourself, or use :meth:`scan`)."""
         return self.source.scan().collect()
 
     @property
