@@ -130,6 +130,46 @@ def write_table(df: pl.DataFrame, path: str | Path, fmt: str | TableFormat | Non
     return path
 
 
+def write_table_batches(frames, path: str | Path, fmt: str | TableFormat | None = None) -> Path:
+    """:func:`write_table` for a table that arrives in batches (an iterable of DataFrames of
+    the same columns, e.g. a lazily read score table): each batch is conformed and written
+    as a row group as it comes, so the whole table is never in memory. An empty iterable
+    writes an empty table of the format's columns."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    f = (get(fmt) if isinstance(fmt, str) else fmt) if fmt is not None else None
+    meta = {_META_NAME: f.name.encode(), _META_VERSION: str(f.version).encode()} if f is not None else {}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    writer = None
+    try:
+        for df in frames:
+            if f is not None:
+                df = f.conform(df, where=str(path))
+            table = df.to_arrow()
+            if writer is None:
+                schema_ = table.schema.with_metadata({**(table.schema.metadata or {}), **meta})
+                writer = pq.ParquetWriter(tmp, schema_, compression="zstd")
+            if table.num_rows:
+                writer.write_table(table.cast(writer.schema))
+        if writer is None:  # no batch at all
+            empty = pl.DataFrame(schema=dict(f.columns)) if f is not None else pl.DataFrame()
+            table = empty.to_arrow()
+            pq.write_table(table.replace_schema_metadata({**(table.schema.metadata or {}), **meta}), tmp,
+                           compression="zstd")
+        else:
+            writer.close()
+            writer = None
+        os.chmod(tmp, FILE_MODE)
+        os.replace(tmp, path)
+    except BaseException:
+        if writer is not None:
+            writer.close()
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
 def read_format(path: str | Path) -> tuple[str | None, int | None]:
     md = pq.read_schema(path).metadata or {}
     name = md.get(_META_NAME)

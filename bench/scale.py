@@ -155,7 +155,7 @@ def child(args) -> dict:
                 with Sampler() as s:
                     run, secs = scale_flow()
                 out.update(seconds=secs, vps=n / secs, peak_rss_gb=s.peak_rss / 2 ** 30, max_threads=s.max_threads,
-                           rows=run.scores.height, failures=run.failures.height, calls=run.summary["calls"],
+                           rows=run.summary["score_rows"], failures=run.failures.height, calls=run.summary["calls"],
                            retries=run.summary["retries"], throttled=run.summary["throttled"])
                 # rows the selection needs, from the answers themselves: genes x selected tracks
                 ans = pl.concat([pl.read_parquet(p, columns=["variant_key", "output_type", "n_obs", "tracks_id"])

@@ -100,7 +100,7 @@ def qtl_validation(study: QTLStudy, backend: BackendConfig = BackendConfig(),
             # 1. load
             loaded = keep(rec, load_qtl_table(study))
             rec.note("route", loaded.route)
-            predictions = pcols = scores = scoring_info = None
+            predictions = pcols = scored = scoring_info = None
             if loaded.route == "precomputed":
                 # 2-3. no lookup: orient beta by the declared convention on the table's own alleles
                 h = keep(rec, harmonize_qtl(study, loaded, None, lookup=None))
@@ -121,10 +121,11 @@ def qtl_validation(study: QTLStudy, backend: BackendConfig = BackendConfig(),
                 # 3. harmonize, 4. score
                 h = keep(rec, harmonize_qtl(study, loaded, genome, lookup=looked.table if looked else None,
                                             palindromic=lookup.palindromic))
-                scores, scoring_info = _score(study, h, spec, backend, rec)
+                scored, scoring_info = _score(study, h, spec, backend, rec)
             rec.write_table("rows", h.table)
-            # 5. select tracks
-            analyses, selected, notes = keep(rec, select_qtl_tracks(study, h.table, scores=scores,
+            # 5. select tracks (from the scores on disk: each analysis collects only its tracks)
+            lazy = scored.scan() if scored is not None else None
+            analyses, selected, notes = keep(rec, select_qtl_tracks(study, h.table, scores=lazy,
                                                                     predictions=predictions, prediction_columns=pcols))
             rec.note("analyses", [a.to_dict() for a in analyses])
             # 6. statistics
@@ -171,9 +172,11 @@ def _log_headline(log, study: QTLStudy, hl: dict[str, Any], report: Path) -> Non
              hl.get("n"), hl.get("n_clusters"), format_p(hl.get("estimate_perm_p")), results_url(report))
 
 
-def _score(study: QTLStudy, h, spec: dict[str, Any], backend: BackendConfig, rec) -> tuple[pl.DataFrame, dict]:
+def _score(study: QTLStudy, h, spec: dict[str, Any], backend: BackendConfig, rec) -> tuple[Any, dict]:
     """Step 4: every distinct variant once with the scorers the analyses need (their track
-    selections declared up front); failed rows are dropped with the service's error code."""
+    selections declared up front); failed rows are dropped with the service's error code.
+    Returns the :class:`~agval.scoring.engine.ScoreRun` (its rows stay in parquet parts on
+    disk, deleted with it: the caller keeps it while it reads ``scan()``) and the scoring info."""
     analyses = plan_analyses(study, marks=table_marks(h.table))
     variants = h.table.select("row_id", "chrom", "pos", "ref", "alt")
     run = score_variants(variants, scorers_for(analyses), backend=spec, interval_width=study.interval_width,
@@ -184,7 +187,7 @@ def _score(study: QTLStudy, h, spec: dict[str, Any], backend: BackendConfig, rec
     if failed.height:  # with the service's error code and attempts
         rec.drops.add_frame(failure_drops(failed, run.failures, reason="score_failed"),
                             stage="score", reason="score_failed", source_file=study.table)
-    return run.scores, {"scorers": run.scorers, "interval_width": run.interval_width, "summary": run.summary}
+    return run, {"scorers": run.scorers, "interval_width": run.interval_width, "summary": run.summary}
 
 
 def _causality_benchmark(study: QTLStudy, backend: BackendConfig, log) -> dict[str, Any]:

@@ -89,9 +89,10 @@ def load_qtl_predictions(study: QTLStudy) -> tuple[pl.DataFrame, dict[str, str]]
 
 
 @task(name="qtl-select-tracks", task_run_name="qtl-select-tracks-{study.name}", cache_policy=NO_CACHE)
-def select_qtl_tracks(study: QTLStudy, rows: pl.DataFrame, *, scores: pl.DataFrame | None = None,
+def select_qtl_tracks(study: QTLStudy, rows: pl.DataFrame, *, scores: pl.DataFrame | pl.LazyFrame | None = None,
                       predictions: pl.DataFrame | None = None, prediction_columns: dict[str, str] | None = None):
-    """:func:`agval.qtl.pipeline.select_all` with an artifact listing each analysis' tracks.
+    """:func:`agval.qtl.pipeline.select_all` with an artifact listing each analysis' tracks
+    (``scores`` may be lazy: each analysis collects only its tracks).
     Returns ``(analyses, selected, notes)`` and the rows dropped (:class:`~agval.drops.Dropped`)."""
     drops = DropLog()
     analyses, selected, notes = select_all(study, rows, scores=scores, predictions=predictions,

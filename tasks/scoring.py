@@ -80,12 +80,16 @@ def _resolve_backend(backend):
 
 
 @task(name="score-chunk", retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=10),
-      retry_jitter_factor=0.5, retry_condition_fn=transient_only, cache_policy=NONE,
+      retry_jitter_factor=0.5, retry_condition_fn=transient_only, cache_policy=NONE, persist_result=False,
       task_run_name="score-chunk-{chunk.index}")
 def score_chunk_task(chunk, backend, ctx, *, cache_root: str | None, simulated: bool, concurrency: int = 16,
                      policy=None, limiter=None, rate_limit_name: str | None = None,
-                     inflight_limit_name: str | None = None, selection=None, on_progress=None):
-    """Score one chunk (see :func:`agval.scoring.engine.score_chunk`); results go to the cache.
+                     inflight_limit_name: str | None = None, selection=None, on_progress=None,
+                     parts_dir: str | None = None):
+    """Score one chunk (see :func:`agval.scoring.engine.score_chunk`); answers go to the cache,
+    the selected rows to one parquet part in ``parts_dir``: the task's result is a small
+    :class:`~agval.scoring.engine.ChunkResult` (counts, failures, the part's path), never
+    the rows, so nothing Prefect keeps of finished tasks grows with the study.
     ``on_progress``: the engine's per-variant ``fn(done, total)`` hook (the terminal's bar).
 
     ``inflight_limit_name``: hold ``concurrency`` slots of that Prefect global concurrency
@@ -96,14 +100,15 @@ def score_chunk_task(chunk, backend, ctx, *, cache_root: str | None, simulated: 
         with gcl(inflight_limit_name, occupy=concurrency):
             return _score_chunk(chunk, backend, ctx, cache_root=cache_root, simulated=simulated,
                                 concurrency=concurrency, policy=policy, limiter=limiter,
-                                rate_limit_name=rate_limit_name, selection=selection, on_progress=on_progress)
+                                rate_limit_name=rate_limit_name, selection=selection, on_progress=on_progress,
+                                parts_dir=parts_dir)
     return _score_chunk(chunk, backend, ctx, cache_root=cache_root, simulated=simulated, concurrency=concurrency,
                         policy=policy, limiter=limiter, rate_limit_name=rate_limit_name, selection=selection,
-                        on_progress=on_progress)
+                        on_progress=on_progress, parts_dir=parts_dir)
 
 
 def _score_chunk(chunk, backend, ctx, *, cache_root, simulated, concurrency, policy, limiter, rate_limit_name,
-                 selection, on_progress=None):
+                 selection, on_progress=None, parts_dir=None):
     from agval.scoring import engine
     from agval.scoring.cache import ScoreCache
     from agval.scoring.limiter import AdaptiveLimiter
@@ -117,7 +122,8 @@ def _score_chunk(chunk, backend, ctx, *, cache_root, simulated, concurrency, pol
             limiter.hook = prefect_rate_limit_hook(rate_limit_name)
     return engine.score_chunk(chunk, backend=b, cache=cache, ctx=ctx, concurrency=concurrency, policy=policy,
                               limiter=limiter, raise_if_all_transient=True, selection=selection,
-                              progress=engine.Progress(0, on_progress) if on_progress else None)
+                              progress=engine.Progress(0, on_progress) if on_progress else None,
+                              parts_dir=parts_dir)
 
 
 INFLIGHT_LIMIT = "agval-scoring-inflight"
@@ -210,33 +216,35 @@ def score_variants(variants, scorers, *, backend, cache: Any = "default", interv
     if gcl:  # a chunk can never need more slots than the (possibly older, smaller) limit has
         per_chunk = max(1, min(per_chunk, gcl[1]))
 
+    parts_dir = engine.new_parts_dir()  # each chunk writes its selected rows here; the run reads them lazily
+
     def submit(ch):
         return score_chunk_task.submit(ch, task_backend, plan.ctx, cache_root=str(store.root) if store else None,
                                        simulated=b.simulated, concurrency=per_chunk, policy=policy,
                                        limiter=limiter, rate_limit_name=rate_limit_name,
                                        inflight_limit_name=inflight_limit_name, selection=plan.selection,
-                                       on_progress=counter.part())
+                                       on_progress=counter.part(), parts_dir=str(parts_dir))
 
     results = []
     done_variants = 0
-    pending = list(plan.chunks)
-    running = [submit(pending.pop(0)) for _ in range(min(window, len(pending)))]
+    pending = list(reversed(plan.chunks))  # popped from the end: a planned chunk is dropped once submitted
+    running = [submit(pending.pop()) for _ in range(min(window, len(pending)))]
     while running:
         gen = as_completed(running)
-        first = next(gen)
+        fut = next(gen)
         gen.close()
-        for fut in [first]:
-            running.remove(fut)
-            res = fut.result()
-            results.append(res)
-            done_variants += res.scored + res.failed
-            pct = 100.0 * done_variants / max(1, plan.n_to_score)
-            update_progress_artifact(progress_id, min(100.0, pct))
-            counter.at_least(done_variants)
-            if pending:
-                running.append(submit(pending.pop(0)))
+        running.remove(fut)
+        res = fut.result()
+        del fut  # the window advances: nothing here keeps a finished task's future
+        results.append(res)
+        done_variants += res.scored + res.failed
+        pct = 100.0 * done_variants / max(1, plan.n_to_score)
+        update_progress_artifact(progress_id, min(100.0, pct))
+        counter.at_least(done_variants)
+        if pending:
+            running.append(submit(pending.pop()))
     run = engine.assemble(plan, sorted(results, key=lambda r: r.index), cache=store, backend=b,
-                          seconds=time.monotonic() - t0, limiter=limiter)
+                          seconds=time.monotonic() - t0, limiter=limiter, parts_dir=parts_dir)
     table = [{"metric": k, "value": str(v)} for k, v in run.summary.items()]
     table.append({"metric": "model_fingerprint", "value": str(run.model.get("fingerprint_digest"))[:16]})
     table.append({"metric": "backend", "value": f"{run.backend.get('backend')} ({run.backend.get('address_kind')})"})

@@ -93,9 +93,21 @@ def _pool(long: pl.DataFrame) -> pl.DataFrame:
                  pl.col("track").n_unique().alias("n_tracks")))
 
 
-def select_tracks(scores: pl.DataFrame, rows: pl.DataFrame, analysis: Analysis) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """``(long, pooled)`` for ``analysis`` (see the module docstring)."""
+#: The score-table columns :func:`select_tracks` reads (a lazy table is projected to these).
+_READ_COLUMNS = ["row_id", "output_type", "gene_id", "track_name", "track_strand", "histone_mark",
+                 "ontology_curie", "raw_score", "quantile_score"]
+
+
+def select_tracks(scores: pl.DataFrame | pl.LazyFrame, rows: pl.DataFrame,
+                  analysis: Analysis) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """``(long, pooled)`` for ``analysis`` (see the module docstring).
+
+    ``scores``: the long score table, in memory or lazy (``ScoreRun.scan()``: the
+    analysis' track filter and the columns it reads are pushed down to the parquet parts,
+    so only the selected rows are ever materialized)."""
     sel = analysis.selection.apply(scores)
+    if isinstance(sel, pl.LazyFrame):
+        sel = sel.select(_READ_COLUMNS).collect().rechunk()  # one chunk, as a filtered in-memory table
     if analysis.match == "mark":
         if "mark" not in rows.columns:
             raise MissingColumnError("mark", available=rows.columns)

@@ -72,7 +72,7 @@ def scoring_selection(analyses: list[Analysis]):
     return Selection([a.selection for a in analyses])
 
 
-def select_all(study: QTLStudy, rows: pl.DataFrame, *, scores: pl.DataFrame | None = None,
+def select_all(study: QTLStudy, rows: pl.DataFrame, *, scores: pl.DataFrame | pl.LazyFrame | None = None,
                predictions: pl.DataFrame | None = None, prediction_columns: dict[str, str] | None = None,
                drops: DropLog | None = None,
                analyses: list[Analysis] | None = None) -> tuple[list[Analysis], dict[str, Selected], list[str]]:
@@ -391,7 +391,7 @@ def run_plain(study: QTLStudy, *, backend=None, lookup_source=None, record=None,
         run = score(h.table.select("row_id", "chrom", "pos", "ref", "alt"), scorers_for(analyses), backend=backend,
                     cache=cache, interval_width=study.interval_width, progress=False,
                     selection=scoring_selection(analyses))
-        scores = run.scores
+        scores = run.scan()  # lazy (parts on disk); each analysis collects only its tracks
         scoring_info = {"scorers": run.scorers, "interval_width": run.interval_width, "summary": run.summary}
         failed = run.failed_rows(h.table.select("row_id", "chrom", "pos", "ref", "alt"))
         if failed.height:

@@ -222,8 +222,19 @@ class ScoreCache:
         writing it and deleting its journal) is taken from one file only.
         """
         cols = list(columns or CACHE_COLUMNS)
+        parts = list(self.iter_lookup(ctx, ckeys, with_placeholders=with_placeholders, columns=cols,
+                                      selection=selection))
+        if not parts:
+            return pl.DataFrame(schema={c: CACHE_COLUMNS[c] for c in cols})
+        df = pl.concat(parts, how="vertical", rechunk=False)
+        return df.select(cols)
+
+    def iter_lookup(self, ctx: CacheContext, ckeys: Iterable[str], *, with_placeholders: bool = False,
+                    columns: Sequence[str] | None = None, selection: Selection | None = None):
+        """:meth:`lookup` one cache file at a time: yields non-empty DataFrames (``columns``),
+        so a caller can write each to disk and hold only one file's selected rows."""
+        cols = list(columns or CACHE_COLUMNS)
         want = pl.Series("ckey", list(dict.fromkeys(ckeys)), dtype=pl.String)
-        parts = []
         seen: set[str] = set()
 
         def dedup(part: pl.DataFrame) -> pl.DataFrame:
@@ -243,7 +254,9 @@ class ScoreCache:
                 part = dedup(part)
                 if not with_placeholders:
                     part = part.filter(~pl.col("placeholder"))
-                parts.append(filter_long(part, selection).select(cols))
+                part = filter_long(part, selection).select(cols)
+                if part.height:
+                    yield part
             for p in self.answer_shards(ctx):
                 ans = pl.scan_parquet(p).filter(pl.col("ckey").is_in(want.implode())).collect()
                 if not ans.height:
@@ -259,11 +272,7 @@ class ScoreCache:
                 if "ckey" in cols or "scored_at" in cols:
                     keys = ans.select("variant_key", "scorer", "ckey", "scored_at")
                     long = long.join(keys, on=["variant_key", "scorer"], how="left", maintain_order="left")
-                parts.append(long.with_columns(extra).select(cols))
-        if not parts:
-            return pl.DataFrame(schema={c: CACHE_COLUMNS[c] for c in cols})
-        df = pl.concat(parts, how="vertical", rechunk=False)
-        return df.select(cols)
+                yield long.with_columns(extra).select(cols)
 
     def lookup_answers(self, ctx: CacheContext, ckeys: Iterable[str]) -> pl.DataFrame:
         """Whole answers (:data:`ANSWER_COLUMNS`) of the requested entries stored compactly."""

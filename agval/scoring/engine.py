@@ -49,7 +49,6 @@ from agval import schema
 from agval.coords import Variant, normalize_chrom
 from agval.errors import AgvalError, InputError, MissingColumnError, ScoringError, UnsupportedSequenceError
 from agval.sdk import SUPPORTED_SEQUENCE_LENGTHS as SUPPORTED_LENGTHS  # the SDK's, read in one place
-from agval.frames import checked_join
 from agval.scoring.backend import (SCORE_COLUMNS, TRACK_COLUMNS, TRANSIENT_CODES, RetryPolicy, ScoringBackend,
                                    TransientScoringError, VariantOutcome, conform_scores,
                                    normalize_organism, resolve_scorers, scorer_id)
@@ -93,11 +92,69 @@ FAILURES_FORMAT = schema.register(schema.TableFormat(
 # Results.
 # ----------------------------------------------------------------------------------
 
+class ScoreParts:
+    """The selected score rows of a run, on disk: parquet parts of unique-variant rows
+    (:data:`SCORE_COLUMNS`, one part per scored chunk and per cache file read) plus the
+    input rows they join to. Nothing here holds the rows in memory.
+
+    :meth:`scan` is the long score table (:data:`SCORES_FORMAT`: ``row_id`` +
+    :data:`SCORE_COLUMNS`, raw/quantile as Float64) as a polars ``LazyFrame``: one copy of a
+    variant's rows per input row, ordered by input row, then scorer (request order), then
+    the backend's own row order. Filters and column selections on it are pushed down to the
+    parquet scan, so a study that reads one tissue never materializes the others.
+
+    ``folder`` is removed when the owning :class:`ScoreRun` is garbage-collected
+    (``owns_folder``); collect what you need from :meth:`scan` while the run is alive.
+    """
+
+    def __init__(self, folder: Path, parts: Sequence[Path], variant_table: pl.DataFrame, scorer_ids: Sequence[str],
+                 row_genes: pl.DataFrame | None = None, *, owns_folder: bool = True):
+        self.folder = Path(folder)
+        self.parts = [Path(x) for x in parts]
+        self.variant_table = variant_table.select("row_id", "variant_key", "_ord")
+        self.scorer_ids = list(scorer_ids)
+        self.row_genes = row_genes
+        self.owns_folder = owns_folder
+
+    def _rows(self) -> pl.LazyFrame:
+        if not self.parts:
+            return pl.LazyFrame(schema=SCORE_COLUMNS)
+        return pl.scan_parquet(self.parts, schema=SCORE_COLUMNS)
+
+    def scan(self) -> pl.LazyFrame:
+        """The long score table, lazily (see the class docstring)."""
+        sc = pl.LazyFrame({"scorer": self.scorer_ids, "_sc": list(range(len(self.scorer_ids)))},
+                          schema={"scorer": pl.String, "_sc": pl.Int64})
+        rows = self._rows().with_row_index("_i")  # the parts' own order (backend order within a variant)
+        out = (self.variant_table.lazy().join(rows, on="variant_key", how="inner")
+               .join(sc, on="scorer", how="inner"))  # rows of scorers not asked for are dropped
+        if self.row_genes is not None:  # each row's own gene (variant-centric scorer rows are kept)
+            out = (out.join(self.row_genes.lazy(), on="row_id", how="left")
+                   .filter((pl.col("gene_id").is_null() | (pl.col("gene_id") == pl.col("_row_gene"))).fill_null(False)))
+        f64 = ("raw_score", "quantile_score")
+        return out.sort("_ord", "_sc", "_i").select(
+            "row_id", *[pl.col(c).cast(pl.Float64) if c in f64 else pl.col(c) for c in SCORE_COLUMNS])
+
+    def count(self) -> int:
+        """Rows of :meth:`scan` (streamed; no row is held)."""
+        return int(self.scan().select(pl.len()).collect(engine="streaming").item())
+
+    def batches(self, rows_per_batch: int = 20_000):
+        """The long table in input order, ``rows_per_batch`` input rows at a time (DataFrames)."""
+        vt = self.variant_table
+        for lo in range(0, max(1, vt.height), rows_per_batch):
+            part = ScoreParts(self.folder, self.parts, vt.slice(lo, rows_per_batch), self.scorer_ids,
+                              self.row_genes, owns_folder=False)
+            yield part.scan().collect()
+
+
 @dataclass
 class ScoreRun:
-    """What :func:`score` returns."""
+    """What :func:`score` returns. The selected rows stay on disk (:class:`ScoreParts`):
+    :meth:`scan` reads them lazily; :attr:`scores` materializes the whole long table
+    (convenient for small studies; flows at scale use :meth:`scan`)."""
 
-    scores: pl.DataFrame
+    source: ScoreParts
     failures: pl.DataFrame
     summary: dict[str, Any]
     backend: dict[str, Any]
@@ -105,6 +162,23 @@ class ScoreRun:
     scorers: list[str]
     interval_width: int
     organism: str
+
+    def __post_init__(self):
+        if self.source.owns_folder:
+            import shutil
+            import weakref
+
+            weakref.finalize(self, shutil.rmtree, str(self.source.folder), True)
+
+    def scan(self) -> pl.LazyFrame:
+        """The long score table (:data:`SCORES_FORMAT`) as a LazyFrame over the parts on disk."""
+        return self.source.scan()
+
+    @property
+    def scores(self) -> pl.DataFrame:
+        """The whole long table in memory (one row per row_id x scorer x selected track x gene),
+        read from the parts at each access (not kept: hold the frame yourself, or use :meth:`scan`)."""
+        return self.source.scan().collect()
 
     @property
     def cost(self) -> dict[str, Any]:
@@ -124,13 +198,14 @@ class ScoreRun:
         return vt.join(keys, on="variant_key", how="semi")
 
     def record(self, run, *, name: str = "scores") -> None:
-        """Attach to a :class:`agval.runs.RunRecord`: backend, model, summary, tables."""
+        """Attach to a :class:`agval.runs.RunRecord`: backend, model, summary, tables (the
+        score table is written in batches of input rows, never whole in memory)."""
         run.set_backend(self.backend)
         run.set_model(self.model)
         run.note("scoring", {"scorers": self.scorers, "interval_width": self.interval_width,
                              "organism": self.organism, "summary": self.summary})
         run.note("scoring_cost", self.cost)
-        run.write_table(name, self.scores, SCORES_FORMAT.name)
+        schema.write_table_batches(self.source.batches(), run.table_path(name), SCORES_FORMAT.name)
         run.write_table(f"{name}_failures", self.failures, FAILURES_FORMAT.name)
 
 
@@ -177,6 +252,7 @@ class ChunkResult:
     failed: int = 0
     seconds: float = 0.0
     scores: pl.DataFrame | None = None  # the selected long rows of the variants this chunk scored
+    part: str | None = None  # ... or the parquet part they were written to (``parts_dir``; scores is then None)
     covered: list[str] = field(default_factory=list)  # variant keys whose rows are in ``scores``
     waited: int = 0  # variants another run was scoring (claimed), read from the cache after it finished
     limiter: dict | None = None  # what this chunk's limiter copy did (aggregated across Dask workers)
@@ -380,8 +456,12 @@ class _CostLimiter:
 def score_chunk(chunk: Chunk, *, backend: ScoringBackend, cache: ScoreCache | None, ctx: CacheContext,
                 concurrency: int = 16, policy: RetryPolicy | None = None, limiter=None,
                 progress: Progress | None = None, raise_if_all_transient: bool = False,
-                selection=None) -> ChunkResult:
+                selection=None, parts_dir: str | Path | None = None) -> ChunkResult:
     """Score one chunk; every finished variant is journaled to the cache immediately.
+
+    With ``parts_dir`` the chunk's selected rows are written there as one parquet part
+    (``ChunkResult.part``) and not returned in memory (``ChunkResult.scores`` is None), so a
+    run's memory does not grow with its number of chunks.
 
     Answers are kept whole in the cache; the result carries only the long rows of
     ``selection`` (every track when None) for the variants scored here. With a cache,
@@ -471,7 +551,35 @@ def score_chunk(chunk: Chunk, *, backend: ScoringBackend, cache: ScoreCache | No
         raise TransientScoringError(
             f"chunk {chunk.index}: all {len(outcomes)} variants failed with transient errors "
             f"(e.g. {outcomes[0].error_code}: {outcomes[0].message})")
+    if parts_dir is not None:
+        res.part = write_part(res.scores, parts_dir, f"chunk-{chunk.index:06d}")
+        res.scores = None
     return res
+
+
+def new_parts_dir() -> Path:
+    """A fresh folder for a run's score parts (under ``$AGVAL_HOME/tmp/score-parts``)."""
+    import uuid
+
+    from agval.paths import state_dir
+
+    d = state_dir() / "tmp" / "score-parts" / uuid.uuid4().hex
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def write_part(rows: pl.DataFrame | None, parts_dir: str | Path, stem: str) -> str | None:
+    """Write selected long rows (:data:`SCORE_COLUMNS`) as one parquet part; None when empty."""
+    if rows is None or not rows.height:
+        return None
+    import uuid
+
+    path = Path(parts_dir) / f"{stem}-{uuid.uuid4().hex[:8]}.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    rows.select([pl.col(c).cast(t) for c, t in SCORE_COLUMNS.items()]).write_parquet(tmp, compression="lz4")
+    tmp.replace(path)
+    return str(path)
 
 
 def _compact_kw(backend) -> dict:
@@ -509,80 +617,34 @@ def _selected_rows(outcomes, kept, selection) -> pl.DataFrame:
 # Step 3: assemble.
 # ----------------------------------------------------------------------------------
 
-def _gather_columnwise(df: pl.DataFrame, idx: pl.Series) -> pl.DataFrame:
-    """``df[idx]`` one column at a time, releasing each source column as it goes, so the
-    peak is one frame plus one column rather than two frames (1 M-row score tables)."""
-    out: dict[str, pl.Series] = {}
-    for c in df.columns:
-        out[c] = df.get_column(c).gather(idx)
-        df = df.drop(c)
-    return pl.DataFrame(out)
-
-
-def _join_rows(vt: pl.DataFrame, holder: list[pl.DataFrame], scorer_ids: list[str]) -> pl.DataFrame:
-    """Score rows of unique variants -> one copy per input row, in input order.
-
-    Order: input row, then scorer (request order), then the backend's own row order
-    (tracks in catalogue order, genes inner), which the cache preserves. Memory-lean:
-    ordering keys come from hash lookups and a column-wise gather; only variants that
-    several input rows share go through a (checked) join.
-    """
-    rows = holder.pop()  # the caller keeps no reference: dropped columns are really freed
-    first = vt.group_by("variant_key").agg(pl.col("_ord").min().alias("_v"), pl.len().alias("_n"))
-    vmap = dict(zip(first["variant_key"].to_list(), first["_v"].to_list()))
-    scmap = {s: i for i, s in enumerate(scorer_ids)}
-    keys = rows.select(
-        pl.col("variant_key").replace_strict(vmap, default=None, return_dtype=pl.Int64).alias("_v"),
-        pl.col("scorer").replace_strict(scmap, default=None, return_dtype=pl.Int64).alias("_sc"))
-    idx = keys.select(pl.arg_sort_by(["_v", "_sc"], maintain_order=True)).to_series()
-    del keys
-    rows = _gather_columnwise(rows, idx)
-    del idx
-    f64 = [pl.col("raw_score").cast(pl.Float64), pl.col("quantile_score").cast(pl.Float64)]
-    if int(first["_n"].max() or 0) <= 1:  # every variant is one input row: a lookup is enough
-        rid = dict(zip(vt["variant_key"].to_list(), vt["row_id"].to_list()))
-        return rows.select(pl.col("variant_key").replace_strict(rid, return_dtype=pl.String).alias("row_id"),
-                           *[c for c in SCORE_COLUMNS if c not in ("raw_score", "quantile_score")], *f64
-                           ).select(["row_id", *SCORE_COLUMNS])
-    rows = rows.with_row_index("_i")
-    counts = rows.group_by("variant_key").len()
-    expected = int(vt.join(counts, on="variant_key", how="inner")["len"].sum() or 0)
-    out = checked_join(vt.select("_ord", "row_id", "variant_key"), rows, "variant_key", how="inner",
-                       validate="m:m", max_rows=expected, what="input rows x variant scores")
-    return out.sort("_ord", "_i").select(["row_id", *[c for c in SCORE_COLUMNS
-                                                       if c not in ("raw_score", "quantile_score")], *f64]
-                                         ).select(["row_id", *SCORE_COLUMNS])
-
-
 def assemble(plan: ScoringPlan, results: Sequence[ChunkResult], *, cache: ScoreCache | None,
-             backend: ScoringBackend, seconds: float, limiter=None) -> ScoreRun:
-    """Step 3: the selected rows of this run's chunks plus, from the cache (one pass over its
-    files, answers expanded file by file), those of entries scored earlier; joined to every
-    input row (and to each row's own gene when the selection asks for it)."""
+             backend: ScoringBackend, seconds: float, limiter=None, parts_dir: str | Path | None = None) -> ScoreRun:
+    """Step 3: the selected rows of this run's chunks (their parts in ``parts_dir``, or
+    in-memory ``ChunkResult.scores``, written there now) plus, from the cache (one pass over
+    its files, one part per file), those of entries scored earlier -> a :class:`ScoreRun`
+    whose rows stay on disk (:class:`ScoreParts`; joined to every input row, and to each
+    row's own gene when the selection asks for it, lazily)."""
     failures = [f for r in results for f in r.failures]
     fail_df = pl.DataFrame(failures, schema=FAILURE_COLUMNS) if failures else pl.DataFrame(schema=FAILURE_COLUMNS)
     uniq = list(plan.variants)
     cols = list(SCORE_COLUMNS)
-    frames = [r.scores for r in results if r.scores is not None and r.scores.height]
-    for r in results:  # the frames are moved, not copied: nothing else keeps the chunks' rows alive
-        r.scores = None
+    parts_dir = Path(parts_dir) if parts_dir is not None else new_parts_dir()
+    parts: list[str] = []
     if cache is not None:
         by_index = {c.index: [scorer_id(x) for x in c.scorers] for c in plan.chunks}
         fresh = {(vk, sid) for r in results for vk in r.covered for sid in by_index.get(r.index, [])}
         keys = [plan.ctx.key(vk, sid) for sid in plan.scorer_ids for vk in uniq if (vk, sid) not in fresh]
         if keys:
-            frames.insert(0, cache.lookup(plan.ctx, keys, columns=cols, selection=plan.selection))
-    rows = pl.concat(frames, how="vertical", rechunk=False) if frames else pl.DataFrame(schema=SCORE_COLUMNS)
-    del frames
-    if not rows.select(pl.col("scorer").is_in(plan.scorer_ids).all()).item():
-        rows = rows.filter(pl.col("scorer").is_in(plan.scorer_ids))
-    holder = [rows]
-    del rows  # _join_rows releases the rows column by column as it reorders them
-    out = _join_rows(plan.variant_table, holder, plan.scorer_ids)
-    if plan.row_genes is not None:  # each row's own gene (variant-centric scorer rows are kept)
-        out = (out.join(plan.row_genes, on="row_id", how="left", maintain_order="left")
-               .filter((pl.col("gene_id").is_null() | (pl.col("gene_id") == pl.col("_row_gene"))).fill_null(False))
-               .drop("_row_gene"))
+            for i, frame in enumerate(cache.iter_lookup(plan.ctx, keys, columns=cols, selection=plan.selection)):
+                parts.append(write_part(frame, parts_dir, f"cached-{i:06d}"))
+                del frame
+    for r in results:
+        if r.scores is not None:  # in memory (plain score() or an old caller): moved to a part
+            r.part = write_part(r.scores, parts_dir, f"chunk-{r.index:06d}")
+            r.scores = None
+        parts.append(r.part)
+    source = ScoreParts(parts_dir, [x for x in parts if x], plan.variant_table, plan.scorer_ids, plan.row_genes)
+    n_rows = source.count()
     scored = sum(r.scored for r in results)
     summary = {
         "input_rows": plan.input_rows,
@@ -599,8 +661,8 @@ def assemble(plan: ScoringPlan, results: Sequence[ChunkResult], *, cache: ScoreC
         "throttled": sum(r.throttled for r in results),
         "chunks": len(results),
         "waited_for_other_runs": sum(r.waited for r in results),
-        "score_rows": out.height,
-        "rows_per_variant": round(out.height / max(1, plan.input_rows), 3),
+        "score_rows": n_rows,
+        "rows_per_variant": round(n_rows / max(1, plan.input_rows), 3),
         "seconds": round(seconds, 3),
         "variants_per_s": round(len(uniq) / seconds, 1) if seconds > 0 else None,
         "scored_per_s": round(scored / seconds, 1) if seconds > 0 and scored else None,
@@ -614,7 +676,7 @@ def assemble(plan: ScoringPlan, results: Sequence[ChunkResult], *, cache: ScoreC
 
     model = {"model_version": backend.model_version_name, "fingerprint": summarize(plan.fingerprint),
              "fingerprint_digest": plan.fingerprint.get("digest")}
-    return ScoreRun(out, fail_df, summary, backend.describe(), model, plan.scorer_ids,
+    return ScoreRun(source, fail_df, summary, backend.describe(), model, plan.scorer_ids,
                     plan.ctx.interval_width, plan.ctx.organism)
 
 
@@ -687,14 +749,16 @@ def score(variants: pl.DataFrame, scorers, *, backend: ScoringBackend, cache="de
     check_budget(plan, max_new_calls=max_new_calls, dry_run=dry_run)
     prog = Progress(plan.n_to_score, progress)
     results = []
+    parts_dir = new_parts_dir()
     try:
         for ch in plan.chunks:
             results.append(score_chunk(ch, backend=backend, cache=store, ctx=plan.ctx, concurrency=concurrency,
-                                       policy=policy, limiter=limiter, progress=prog, selection=plan.selection))
+                                       policy=policy, limiter=limiter, progress=prog, selection=plan.selection,
+                                       parts_dir=parts_dir))
     finally:
         prog.close()
     return assemble(plan, results, cache=store, backend=backend, seconds=time.monotonic() - t0,
-                    limiter=limiter)
+                    limiter=limiter, parts_dir=parts_dir)
 
 
 # ----------------------------------------------------------------------------------
