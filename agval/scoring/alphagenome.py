@@ -270,11 +270,6 @@ class AlphaGenomeBackend(ScoringBackend):
             d["address"] = self.address
         return d
 
-    def fingerprint(self, **kwargs):
-        opts = {k: v for k, v in self._fp_options.items() if v is not None}
-        opts.update(kwargs)
-        return super().fingerprint(**opts)
-
     def close(self) -> None:
         self.closed = True
         try:

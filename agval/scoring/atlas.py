@@ -128,9 +128,7 @@ class AtlasBackend(ScoringBackend):
         return d
 
     def fingerprint(self, **kwargs):
-        opts = {k: v for k, v in self._fp_options.items() if v is not None}
-        opts.update(kwargs)
-        fp = super().fingerprint(**opts)
+        fp = super().fingerprint(**kwargs)
         if self.fallback is not None and "fallback" not in fp:
             from agval.scoring.fingerprint import fingerprint_digest
 

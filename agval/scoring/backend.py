@@ -357,9 +357,13 @@ class ScoringBackend(abc.ABC):
         return True
 
     def fingerprint(self, **kwargs) -> dict[str, Any]:
-        """The model fingerprint (see :mod:`agval.scoring.fingerprint`); memoised."""
+        """The model fingerprint (see :mod:`agval.scoring.fingerprint`); memoised. The
+        backend's own options (``_fp_options``: e.g. the canary panel and the stand-in world)
+        apply unless ``kwargs`` override them."""
         from agval.scoring.fingerprint import compute_fingerprint
 
+        opts = {k: v for k, v in getattr(self, "_fp_options", {}).items() if v is not None}
+        kwargs = {**opts, **kwargs}
         key = repr(sorted(kwargs.items()))
         memo = self.__dict__.setdefault("_fingerprints", {})
         if key not in memo:

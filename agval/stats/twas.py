@@ -739,6 +739,16 @@ Q1_DIRECTIONS = {
 }
 
 
+def _gene_level_rows(triplets: pl.DataFrame, twas_p_threshold: float | None) -> pl.DataFrame:
+    """The rows gene-level statistics (Q3, Q4 corrected) read: corrected-mode filter, rows
+    with finite score, PIP, z and TWAS.Z, one TWAS.Z per gene-tissue (checked)."""
+    df = _prepare_corrected(triplets, ("gene_id", "tissue", "assay", "pip", "z_alt", "twas_z", "score"),
+                            twas_p_threshold)
+    df = _valid_gene_rows(df)
+    _check_twas_z_constant(df)
+    return df
+
+
 def q1_direction_agreement(triplets: pl.DataFrame, *, direction: str = "twas", n_permutations: int = 1000,
                            n_boot: int = 1000, seed: SeedLike, heart_tissues: Iterable[str] | None = None,
                            assays: Iterable[str] | None = None, confidence: float = 0.95,
@@ -1142,10 +1152,7 @@ def q3_tissue_specificity_corrected(triplets: pl.DataFrame, *, n_permutations: i
     Takes the triplet table (not gene scores): required ``variant_key, gene_id, tissue,
     assay, pip, z_alt, twas_z, score``.
     """
-    df = _prepare_corrected(triplets, ("gene_id", "tissue", "assay", "pip", "z_alt", "twas_z", "score"),
-                            twas_p_threshold)
-    df = _valid_gene_rows(df)
-    _check_twas_z_constant(df)
+    df = _gene_level_rows(triplets, twas_p_threshold)
     rng = _rng(seed)
     B, NB = int(n_permutations), int(n_boot)
     rows = []
@@ -1234,10 +1241,7 @@ def q4_synthetic_twas_corrected(triplets: pl.DataFrame, *, n_permutations: int =
     Returns ``{"table", "seed", "n_permutations", "n_boot"}`` (+ ``"null"``: ``assay,
     tissue, replicate, rho``).
     """
-    df = _prepare_corrected(triplets, ("gene_id", "tissue", "assay", "pip", "z_alt", "twas_z", "score"),
-                            twas_p_threshold)
-    df = _valid_gene_rows(df)
-    _check_twas_z_constant(df)
+    df = _gene_level_rows(triplets, twas_p_threshold)
     rng = _rng(seed)
     B, NB = int(n_permutations), int(n_boot)
     rows, nulls = [], []

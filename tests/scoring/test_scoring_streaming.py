@@ -15,7 +15,7 @@ from agval.scoring.backend import SCORE_COLUMNS, RetryPolicy
 from agval.scoring.cache import ScoreCache
 from agval.scoring.engine import score
 from agval.scoring.tracks import TrackSelection
-from tests.test_scoring_engine import FakeBackend, variants_df
+from tests.scoring.test_scoring_engine import FakeBackend, variants_df
 
 WIDTH = 16_384
 
