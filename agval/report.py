@@ -357,7 +357,7 @@ th, td { border: 1px solid var(--line); padding: 3px 8px; vertical-align: top; t
 thead th { background: #f0f4f8; white-space: nowrap; }
 table.kv th { background: #f8fafc; font-weight: 600; white-space: nowrap; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-td { overflow-wrap: anywhere; max-width: 640px; }
+td { overflow-wrap: break-word; max-width: 640px; }  /* words stay whole; the table scrolls in its box */
 caption { caption-side: top; text-align: left; font-weight: 600; padding: 4px 0; }
 .barcell { position: relative; min-width: 120px; }
 .bar { position: absolute; left: 0; top: 3px; bottom: 3px; background: #cfe0f3; }
