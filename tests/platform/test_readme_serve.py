@@ -82,7 +82,7 @@ def test_readme_serve_watch_revalidate_verbatim(world_dir, tmp_path):
     cfg = tmp_path / "agval.toml"
     cfg.write_text(f'''
 [study_kinds]
-toy = "tests.test_revalidation"
+toy = "tests.platform.test_revalidation"
 
 [demo]
 enabled = true
