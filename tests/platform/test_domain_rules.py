@@ -137,7 +137,7 @@ def test_sequence_lengths_come_from_the_sdk():
 
     from agval.mpra.sequences import SUPPORTED_LENGTHS as mpra_lengths
     from agval.mpra.sequences import check_length
-    from agval.scoring.engine import SUPPORTED_LENGTHS as engine_lengths
+    from agval.scoring.sequences import SUPPORTED_LENGTHS as engine_lengths
     from agval.sdk import SUPPORTED_SEQUENCE_LENGTHS
 
     want = tuple(sorted(dna_client.SUPPORTED_SEQUENCE_LENGTHS.values()))
