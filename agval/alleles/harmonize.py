@@ -303,6 +303,31 @@ def decide_alleles(rows: pl.DataFrame, genome: ReferenceGenome, *,
             .drop("_row", "_valid", "_status", "_genome_ref"))
 
 
+def harmonized_table(decided: pl.DataFrame, study: pl.DataFrame, *, verified: bool,
+                     own: tuple[str, ...] = ("row_id",)) -> pl.DataFrame:
+    """The harmonized table (:data:`OUTPUT_COLUMNS`, then the study's other columns, renamed
+    ``study_<name>`` on a clash) of the rows :func:`decide_alleles` kept, in study order.
+
+    ``decided`` carries ``_i`` (the row's index in ``study``), ``row_id``, ``rsid``,
+    ``lookup_class``, ``source_rsid``, ``af`` (the ALT frequency before any REF fix) and
+    ``_beta`` (the study's effect); ``beta_alt = sign * _beta``. ``own``: study columns
+    not passed through.
+    """
+    ok = decided.filter(pl.col("reason").is_null())
+    keys = [Variant(c, p, r, a).key for c, p, r, a in ok.select("chrom", "pos", "ref", "alt").iter_rows()]
+    out = ok.select(
+        "_i", "row_id", "rsid", "chrom", "pos", "ref", "alt", pl.Series("variant_key", keys, dtype=pl.Utf8),
+        (pl.col("sign") * pl.col("_beta")).alias("beta_alt"), pl.col("decision").alias("harmonization"),
+        pl.lit(verified).alias("orientation_verified"), "lookup_class", "source_rsid",
+        pl.when(pl.col("ref_fixed")).then(1.0 - pl.col("af")).otherwise(pl.col("af")).alias("af"),
+    ).cast({"_i": pl.Int64, **OUTPUT_COLUMNS})
+    passthrough = [c for c in study.columns if c not in own]
+    rename = {c: (f"study_{c}" if c in OUTPUT_COLUMNS else c) for c in passthrough}
+    extra = (study.with_row_index("_i").with_columns(pl.col("_i").cast(pl.Int64))
+             .select(["_i"] + passthrough).rename(rename))
+    return out.join(extra, on="_i", how="left").sort("_i").drop("_i")
+
+
 def harmonize(study: pl.DataFrame, lookup: pl.DataFrame, genome: ReferenceGenome | str | Path, *,
               convention: str | EffectConvention, beta_col: str = "beta", other_allele_col: str | None = None,
               allele_cols: tuple[str, ...] = (), palindromic: Literal["drop", "af"] = "drop",
@@ -521,13 +546,6 @@ def harmonize(study: pl.DataFrame, lookup: pl.DataFrame, genome: ReferenceGenome
     for r in decided.filter(pl.col("reason").is_not_null()).iter_rows(named=True):
         drop(r["row_id"], r["rsid"], r["lookup_class"], "harmonize", r["reason"], r["detail"], at=r["_i"])
     ok = decided.filter(pl.col("reason").is_null())
-    kept_frame = ok.select(
-        "_i", "row_id", "rsid", "chrom", "pos", "ref", "alt",
-        pl.Series("variant_key", [Variant(c, p, r, a).key for c, p, r, a in ok.select("chrom", "pos", "ref", "alt")
-                                  .iter_rows()], dtype=pl.Utf8),
-        (pl.col("sign") * pl.col("_beta")).alias("beta_alt"), pl.col("decision").alias("harmonization"),
-        pl.lit(conv.verified).alias("orientation_verified"), "lookup_class", "source_rsid",
-        pl.when(pl.col("ref_fixed")).then(1.0 - pl.col("af")).otherwise(pl.col("af")).alias("af"))
     for k, rid, rsid, lclass, decision in ok.select("_i", "row_id", "rsid", "lookup_class", "decision").iter_rows():
         decisions.append((k, (rid, rsid, lclass, True, decision, None, None, None)))
     decisions.sort(key=lambda t: t[0])
@@ -535,11 +553,7 @@ def harmonize(study: pl.DataFrame, lookup: pl.DataFrame, genome: ReferenceGenome
     decisions = [d for _, d in decisions]
     drop_rows = [d for _, d in drop_rows]
 
-    out = kept_frame.cast({"_i": pl.Int64, **OUTPUT_COLUMNS})
-    passthrough = [c for c in study.columns if c not in ("row_id", "rsid")]
-    rename = {c: (f"study_{c}" if c in OUTPUT_COLUMNS else c) for c in passthrough}
-    extra = work.select(["_i"] + passthrough).rename(rename)
-    table = out.join(extra, on="_i", how="left").sort("_i").drop("_i")
+    table = harmonized_table(decided, study, verified=conv.verified, own=("row_id", "rsid"))
     dec = pl.DataFrame(decisions, schema=DECISION_COLUMNS, orient="row")
     if drop_rows:
         from agval.drops import DROP_ROW_SCHEMA
@@ -557,7 +571,7 @@ def harmonize(study: pl.DataFrame, lookup: pl.DataFrame, genome: ReferenceGenome
         if table.height:
             check_placeholder_alleles(table, "ref", "alt", what="harmonized variants", min_rows=placeholder_min_rows)
         n_mis = sum(1 for r in drop_rows if r[1] == "ref_mismatch")
-        check_ref_mismatch_share(kept_frame.height + n_mis, n_mis,
+        check_ref_mismatch_share(table.height + n_mis, n_mis,
                                  what=f"alleles of {src or 'the study'} looked up on hg38", fasta=ref_genome.path)
     if conv.kind == "unknown":
         notes.append("effect allele unknown: beta_alt is the study's beta unchanged; direction claims are "

@@ -37,8 +37,8 @@ import polars as pl
 
 from agval.alleles.guards import (check_not_empty, check_not_pvalues, check_placeholder_alleles,
                                   check_single_build)
-from agval.alleles.harmonize import OUTPUT_COLUMNS, decide_alleles, harmonize
-from agval.coords import Variant, chrom_expr
+from agval.alleles.harmonize import decide_alleles, harmonize, harmonized_table
+from agval.coords import chrom_expr
 from agval.drops import DROP_ROW_SCHEMA, DropLog, funnel_table
 from agval.errors import GuardError, MissingColumnError
 from agval.genome import ReferenceGenome, check_ref_mismatch_share
@@ -137,10 +137,11 @@ def harmonize_coordinates(study: QTLStudy, frame: pl.DataFrame, genome: Referenc
     sites = work.filter(~missing).select(
         "_i", "row_id", chrom_expr(pl.col("chrom")).alias("chrom"), pl.col("pos").cast(pl.Int64), ref.alias("ref"),
         alt.alias("alt"), pl.col("beta").cast(pl.Float64).alias("_beta"), effect.alias("effect_allele"),
-        pl.when(e == alt).then(pl.lit("alt")).when(e == ref).then(pl.lit("ref")).alias("effect_is"))
+        pl.when(e == alt).then(pl.lit("alt")).when(e == ref).then(pl.lit("ref")).alias("effect_is"),
+        pl.lit(None, dtype=pl.Utf8).alias("rsid"), pl.lit("coordinates").alias("lookup_class"),
+        pl.lit(None, dtype=pl.Utf8).alias("source_rsid"), pl.lit(None, dtype=pl.Float64).alias("af"))
     # alleles valid, REF on the FASTA, decision and sign: the rule both routes share
     decided = decide_alleles(sites, ref_genome, convention=conv)
-    kept = decided.filter(pl.col("reason").is_null())
     source_row = pl.col("source_row") if "source_row" in work.columns else pl.lit(None, dtype=pl.Int64)
     dropped_rows = (work.filter(missing).select("_i", "row_id", pl.lit("missing_alleles").alias("reason"),
                                                 pl.lit("chrom, pos, ref, alt or beta is empty").alias("detail"))
@@ -148,24 +149,12 @@ def harmonize_coordinates(study: QTLStudy, frame: pl.DataFrame, genome: Referenc
                     .join(work.select("_i", source_row.alias("_source_row")), on="_i", how="left").sort("_i"))
     dropped = [("harmonize", reason, rid, src, srow or i + 1, detail)
                for i, rid, reason, detail, srow in dropped_rows.iter_rows()]
-    kept = kept.select(
-        "_i", "row_id", pl.lit(None, dtype=pl.Utf8).alias("rsid"), "chrom", "pos", "ref", "alt",
-        pl.Series("variant_key", [Variant(c, p, r, a).key for c, p, r, a in kept.select("chrom", "pos", "ref", "alt")
-                                  .iter_rows()], dtype=pl.Utf8),
-        (pl.col("sign") * pl.col("_beta")).alias("beta_alt"), pl.col("decision").alias("harmonization"),
-        pl.lit(conv.verified).alias("orientation_verified"), pl.lit("coordinates").alias("lookup_class"),
-        pl.lit(None, dtype=pl.Utf8).alias("source_rsid"), pl.lit(None, dtype=pl.Float64).alias("af"))
+    table = harmonized_table(decided, frame, verified=conv.verified)
     if dropped:
         drops.add_frame(pl.DataFrame(dropped, schema=DROP_ROW_SCHEMA, orient="row"))
     n_mis = sum(1 for d in dropped if d[1] == "ref_mismatch")
-    check_ref_mismatch_share(kept.height + n_mis, n_mis, what=f"coordinates of {src}", fasta=ref_genome.path,
+    check_ref_mismatch_share(table.height + n_mis, n_mis, what=f"coordinates of {src}", fasta=ref_genome.path,
                              declared=str(study.build or "hg38"))
-    out = kept.cast({"_i": pl.Int64, **OUTPUT_COLUMNS})
-    passthrough = [c for c in frame.columns if c not in ("row_id",)]
-    rename = {c: (f"study_{c}" if c in OUTPUT_COLUMNS else c) for c in passthrough}
-    extra = frame.with_row_index("_i").with_columns(pl.col("_i").cast(pl.Int64)).select(
-        ["_i"] + passthrough).rename(rename)
-    table = out.join(extra, on="_i", how="left").sort("_i").drop("_i")
     if "study_rsid" in table.columns:
         table = table.with_columns(pl.coalesce("rsid", "study_rsid").alias("rsid"))
     funnel = funnel_table([("input", frame.height), ("harmonized", table.height)])
