@@ -209,11 +209,6 @@ class HarmonizeResult:
                 .sort(["n", "reason"], descending=[True, False]))
 
 
-#: Input columns of :func:`decide_alleles` (``strand``, ``palindromic_af``, ``effect_is``,
-#: ``effect_allele`` are optional).
-DECIDE_INPUT = ("chrom", "pos", "ref", "alt", "strand", "palindromic_af", "effect_is", "effect_allele")
-
-
 def decide_alleles(rows: pl.DataFrame, genome: ReferenceGenome, *,
                    convention: str | EffectConvention) -> pl.DataFrame:
     """The per-row allele decision both harmonization routes share (vectorised).

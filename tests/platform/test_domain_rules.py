@@ -178,11 +178,15 @@ def test_reference_genome_owns_the_ref_decision(tmp_path):
 
 
 def test_both_harmonizers_use_the_one_ref_check():
+    """Both routes decide per row through ``decide_alleles``, the one caller of ``check_ref``."""
     import inspect
 
     import agval.alleles.harmonize as ah
     import agval.qtl.harmonize as qh
 
+    assert "check_ref(" in inspect.getsource(ah.decide_alleles)
+    for fn in (ah.harmonize, qh.harmonize_coordinates):
+        assert "decide_alleles(" in inspect.getsource(fn), fn.__name__
     for mod in (ah, qh):
-        src = inspect.getsource(mod)
-        assert "check_ref(" in src and ".fetch(" not in src, mod.__name__
+        assert ".fetch(" not in inspect.getsource(mod), mod.__name__
+    assert "check_ref(" not in inspect.getsource(qh)
