@@ -37,6 +37,9 @@ candidate variant) > ``indel`` > ``ok_biallelic``.
    missing from the FASTA is ``chrom_not_in_reference``;
 5. ``beta_alt`` = the effect oriented to the final ALT.
 
+Steps 4-5 (and the decision code) are :func:`decide_alleles`, the per-row rule the
+coordinates route (:func:`agval.qtl.harmonize.harmonize_coordinates`) shares.
+
 Every drop goes to the :class:`~agval.drops.DropLog` with stage, reason, row_id and
 detail; every row's decision is in :attr:`HarmonizeResult.decisions`.
 
@@ -81,10 +84,9 @@ from agval.coords import Variant, complement, is_palindromic
 from agval.drops import DropLog, funnel_table
 from agval.errors import ConfigError, MissingColumnError
 from agval.frames import assert_unique
-from agval.genome import RefCheck, ReferenceGenome, check_ref_mismatch_share
+from agval.genome import ReferenceGenome, check_ref_mismatch_share
 
 LOOKUP_CLASSES = ("ok_biallelic", "multiallelic", "notfound", "no_hg38", "indel", "merged")
-_ACGT = frozenset("ACGT")
 
 OUTPUT_COLUMNS: dict[str, pl.DataType] = {
     "row_id": pl.Utf8, "rsid": pl.Utf8, "chrom": pl.Utf8, "pos": pl.Int64, "ref": pl.Utf8, "alt": pl.Utf8,
@@ -207,18 +209,118 @@ class HarmonizeResult:
                 .sort(["n", "reason"], descending=[True, False]))
 
 
-class _RefCheck:
-    """:meth:`ReferenceGenome.check_ref` memoised per variant (many study rows share one)."""
+def decide_alleles(rows: pl.DataFrame, genome: ReferenceGenome, *,
+                   convention: str | EffectConvention) -> pl.DataFrame:
+    """The per-row allele decision both harmonization routes share (vectorised).
 
-    def __init__(self, genome: ReferenceGenome):
-        self.genome = genome
-        self.memo: dict[tuple[str, int, str, str], RefCheck] = {}
+    Each row is one study row whose site is already chosen: the lookup route's matched
+    dbSNP record (:func:`harmonize`) or the table's own hg38 alleles
+    (:func:`agval.qtl.harmonize.harmonize_coordinates`).
 
-    def check(self, chrom: str, pos: int, ref: str, alt: str) -> RefCheck:
-        k = (chrom, pos, ref, alt)
-        if k not in self.memo:
-            self.memo[k] = self.genome.check_ref(chrom, pos, ref, alt)
-        return self.memo[k]
+    Args:
+        rows: ``chrom`` (str, as the genome names it), ``pos`` (1-based), ``ref``, ``alt``
+            (upper-case VCF-style alleles of the site); optionally ``effect_is``
+            (``"alt"``/``"ref"``: which of them the study's effect allele matched; null =
+            neither; read only for a ``column:`` convention), ``strand`` (bool: matched on
+            the opposite strand), ``palindromic_af`` (bool: a palindromic site oriented by
+            allele frequency) and ``effect_allele`` (for the drop detail). Other columns
+            are kept.
+        genome: the hg38 FASTA; REF is checked with :meth:`ReferenceGenome.check_ref`,
+            once per distinct variant.
+        convention: the declared effect allele (``alt``, ``ref``, ``unknown``, ``column:<c>``).
+
+    Returns:
+        ``rows`` in input order with ``ref``/``alt`` final (swapped where the FASTA has the
+        ALT: ``ref_fixed``) and ``decision`` (code: ``alt``, ``swap``, ``flip``,
+        ``flip_swap``, ``palindromic_af_alt``/``_swap``, ``declared_alt``/``_ref``,
+        ``unknown``, ``|flip`` for a declared convention matched on the other strand,
+        ``|ref_fix`` appended), ``sign`` (f64 +1/-1: ``beta_alt = sign * beta``; +1 under
+        ``unknown``), ``reason`` (drop reason, first that applies: ``invalid_alleles``,
+        ``chrom_not_in_reference``, ``effect_allele_mismatch``, ``ref_mismatch``; null when
+        kept; ``decision``/``sign`` are null then) and ``detail``.
+    """
+    conv = EffectConvention.parse(convention)
+    extra = [pl.lit(False).alias(c) for c in ("strand", "palindromic_af") if c not in rows.columns]
+    extra += [pl.lit(None, dtype=pl.Utf8).alias(c) for c in ("effect_is", "effect_allele") if c not in rows.columns]
+    acgt = "^[ACGT]+$"
+    df = (rows.with_columns(*extra, pl.col("ref").cast(pl.Utf8).fill_null(""),
+                            pl.col("alt").cast(pl.Utf8).fill_null(""), pl.col("pos").cast(pl.Int64))
+          .with_row_index("_row")
+          .with_columns((pl.col("ref").str.contains(acgt) & pl.col("alt").str.contains(acgt)
+                         & (pl.col("ref") != pl.col("alt"))).alias("_valid")))
+    site = ["chrom", "pos", "ref", "alt"]
+    keys = df.filter("_valid").select(site).unique(maintain_order=True)
+    checks = [genome.check_ref(c, p, r, a) for c, p, r, a in keys.iter_rows()]
+    keys = keys.with_columns(pl.Series("_status", [c.status for c in checks], dtype=pl.Utf8),
+                             pl.Series("_genome_ref", [c.genome_ref for c in checks], dtype=pl.Utf8))
+    df = df.join(keys, on=site, how="left").sort("_row")
+    ori = pl.col("effect_is") if conv.kind == "column" else pl.lit("ref" if conv.kind == "ref" else "alt")
+    is_alt = ori == "alt"
+    if conv.kind == "column":
+        base = (pl.when(pl.col("palindromic_af"))
+                .then(pl.when(is_alt).then(pl.lit("palindromic_af_alt")).otherwise(pl.lit("palindromic_af_swap")))
+                .when(pl.col("strand")).then(pl.when(is_alt).then(pl.lit("flip")).otherwise(pl.lit("flip_swap")))
+                .otherwise(pl.when(is_alt).then(pl.lit("alt")).otherwise(pl.lit("swap"))))
+    else:
+        word = "unknown" if conv.kind == "unknown" else f"declared_{conv.kind}"
+        base = pl.when(pl.col("strand")).then(pl.lit(word + "|flip")).otherwise(pl.lit(word))
+    status = pl.col("_status")
+    reason = (pl.when(~pl.col("_valid")).then(pl.lit("invalid_alleles"))
+              .when(status == "missing").then(pl.lit("chrom_not_in_reference"))
+              .when(ori.is_null()).then(pl.lit("effect_allele_mismatch"))
+              .when(status == "mismatch").then(pl.lit("ref_mismatch")))
+    ea = pl.when(pl.col("effect_allele").is_null()).then(pl.lit("None")).otherwise(
+        pl.concat_str([pl.lit("'"), pl.col("effect_allele"), pl.lit("'")]))
+    detail = (pl.when(pl.col("reason") == "invalid_alleles")
+              .then(pl.concat_str([pl.col("ref"), pl.lit(">"), pl.col("alt"),
+                                   pl.lit(" is not a VCF-style ACGT substitution/indel")]))
+              .when(pl.col("reason") == "chrom_not_in_reference")
+              .then(pl.concat_str([pl.col("chrom"), pl.lit(f" is not in {genome.path}")]))
+              .when(pl.col("reason") == "effect_allele_mismatch")
+              .then(pl.concat_str([pl.lit("effect allele "), ea, pl.lit(" is neither "), pl.col("ref"),
+                                   pl.lit(" nor "), pl.col("alt")]))
+              .when(pl.col("reason") == "ref_mismatch")
+              .then(pl.concat_str([pl.col("chrom"), pl.lit(":"), pl.col("pos").cast(pl.Utf8), pl.lit(" REF "),
+                                   pl.col("ref"), pl.lit(" but the FASTA has "), pl.col("_genome_ref"),
+                                   pl.lit(" (ALT "), pl.col("alt"), pl.lit(" does not match either)")])))
+    swapped = (status == "swap").fill_null(False)
+    final_alt = pl.when(swapped).then(~is_alt).otherwise(is_alt)
+    sign = pl.lit(1.0) if conv.kind == "unknown" else pl.when(final_alt).then(pl.lit(1.0)).otherwise(pl.lit(-1.0))
+    kept = pl.col("reason").is_null()
+    return (df.with_columns(reason.alias("reason"))
+            .with_columns(detail.alias("detail"),
+                          pl.when(kept).then(pl.concat_str([base, pl.when(swapped).then(pl.lit("|ref_fix"))
+                                                            .otherwise(pl.lit(""))])).alias("decision"),
+                          pl.when(kept).then(sign).alias("sign"),
+                          (swapped & kept).alias("ref_fixed"),
+                          pl.when(swapped & kept).then(pl.col("alt")).otherwise(pl.col("ref")).alias("ref"),
+                          pl.when(swapped & kept).then(pl.col("ref")).otherwise(pl.col("alt")).alias("alt"))
+            .drop("_row", "_valid", "_status", "_genome_ref"))
+
+
+def harmonized_table(decided: pl.DataFrame, study: pl.DataFrame, *, verified: bool,
+                     own: tuple[str, ...] = ("row_id",)) -> pl.DataFrame:
+    """The harmonized table (:data:`OUTPUT_COLUMNS`, then the study's other columns, renamed
+    ``study_<name>`` on a clash) of the rows :func:`decide_alleles` kept, in study order.
+
+    ``decided`` carries ``_i`` (the row's index in ``study``), ``row_id``, ``rsid``,
+    ``lookup_class``, ``source_rsid``, ``af`` (the ALT frequency before any REF fix) and
+    ``_beta`` (the study's effect); ``beta_alt = sign * _beta``. ``own``: study columns
+    not passed through.
+    """
+    ok = decided.filter(pl.col("reason").is_null())
+    keys = [Variant(c, p, r, a).key for c, p, r, a in ok.select("chrom", "pos", "ref", "alt").iter_rows()]
+    out = ok.select(
+        "_i", "row_id", "rsid", "chrom", "pos", "ref", "alt", pl.Series("variant_key", keys, dtype=pl.Utf8),
+        (pl.col("sign") * pl.col("_beta")).alias("beta_alt"), pl.col("decision").alias("harmonization"),
+        pl.lit(verified).alias("orientation_verified"), "lookup_class", "source_rsid",
+        pl.when(pl.col("ref_fixed")).then(1.0 - pl.col("af")).otherwise(pl.col("af")).alias("af"),
+    ).cast({"_i": pl.Int64, **OUTPUT_COLUMNS})
+    passthrough = [c for c in study.columns if c not in own]
+    rename = {c: (f"study_{c}" if c in OUTPUT_COLUMNS else c) for c in passthrough}
+    extra = (study.with_row_index("_i").with_columns(pl.col("_i").cast(pl.Int64))
+             .select(["_i"] + passthrough).rename(rename))
+    return out.join(extra, on="_i", how="left").sort("_i").drop("_i")
 
 
 def harmonize(study: pl.DataFrame, lookup: pl.DataFrame, genome: ReferenceGenome | str | Path, *,
@@ -296,7 +398,7 @@ def harmonize(study: pl.DataFrame, lookup: pl.DataFrame, genome: ReferenceGenome
     for q, rs, ch, p, r, a, af in usable.select("query", "rsid", "chrom", "pos", "ref", "alt", "af").unique(
             subset=["query", "chrom", "pos", "ref", "alt"], maintain_order=True).iter_rows():
         hits.setdefault(q, []).append((rs, ch, int(p), r or "", a or "", af))
-    refcheck = _RefCheck(genome if isinstance(genome, ReferenceGenome) else ReferenceGenome(genome))
+    ref_genome = genome if isinstance(genome, ReferenceGenome) else ReferenceGenome(genome)
 
     cols = ["row_id", "_rsid", "_why", "_raw_id", beta_col]
     e_idx = o_idx = f_idx = None
@@ -313,8 +415,8 @@ def harmonize(study: pl.DataFrame, lookup: pl.DataFrame, genome: ReferenceGenome
     if eaf_col:
         f_idx = len(cols)
         cols.append(eaf_col)
-    kept: list[dict[str, Any]] = []
-    decisions: list[tuple] = []
+    sites: list[dict[str, Any]] = []  # rows whose site is chosen: decided together by decide_alleles
+    decisions: list[tuple] = []  # (row index, decision row)
     drop_rows: list[tuple] = []
 
     i = 0
@@ -326,9 +428,10 @@ def harmonize(study: pl.DataFrame, lookup: pl.DataFrame, genome: ReferenceGenome
     file_names = (work["source_file"].cast(pl.Utf8).to_list() if src is None and "source_file" in work.columns
                   else [src] * work.height)
 
-    def drop(rid, rsid, lclass, stage, reason, detail):
-        decisions.append((rid, rsid, lclass, False, None, stage, reason, detail))
-        drop_rows.append((stage, reason, rid, file_names[i], file_rows[i], detail))
+    def drop(rid, rsid, lclass, stage, reason, detail, at=None):
+        k = i if at is None else at
+        decisions.append((k, (rid, rsid, lclass, False, None, stage, reason, detail)))
+        drop_rows.append((k, (stage, reason, rid, file_names[k], file_rows[k], detail)))
 
     for i, row in enumerate(work.select(cols).iter_rows()):
         rid, rsid, why, raw_rsid, beta = row[0], row[1], row[2], row[3], row[4]
@@ -405,71 +508,47 @@ def harmonize(study: pl.DataFrame, lookup: pl.DataFrame, genome: ReferenceGenome
             continue
         h, ori, strand = matches[0]
         src_rsid, chrom, pos, ref, alt, af = h
-        decision: str
-        if conv.kind == "column":
-            if is_palindromic(ref, alt):
-                if palindromic == "drop":
-                    drop(rid, rsid, lclass, "harmonize", "palindromic",
-                         f"{ref}/{alt} is palindromic; the strand cannot be told from the alleles")
-                    continue
-                eaf = row[f_idx] if f_idx is not None else None
-                try:
-                    eaf = None if eaf is None else float(eaf)
-                except (TypeError, ValueError):
-                    eaf = None
-                if eaf is None or af is None:
-                    drop(rid, rsid, lclass, "harmonize", "palindromic_no_af",
-                         f"{ref}/{alt} palindromic; study EAF={eaf}, dbSNP ALT AF={af}")
-                    continue
-                if abs(eaf - 0.5) < af_margin or abs(af - 0.5) < af_margin:
-                    drop(rid, rsid, lclass, "harmonize", "palindromic_af_ambiguous",
-                         f"{ref}/{alt} palindromic; study EAF={eaf:.3f}, ALT AF={af:.3f} too close to 0.5")
-                    continue
-                ori = "alt" if (eaf > 0.5) == (af > 0.5) else "ref"
-                decision = f"palindromic_af_{'alt' if ori == 'alt' else 'swap'}"
-            else:
-                decision = {("alt", False): "alt", ("ref", False): "swap",
-                            ("alt", True): "flip", ("ref", True): "flip_swap"}[(ori, strand)]
-        elif conv.kind == "alt":
-            ori, decision = "alt", "declared_alt"
-        elif conv.kind == "ref":
-            ori, decision = "ref", "declared_ref"
-        else:
-            ori, decision = "alt", "unknown"
-        if decision in ("declared_alt", "declared_ref", "unknown") and strand:
-            decision += "|flip"
-        # -- alleles valid and REF on the FASTA ----------------------------------------------------
-        if not (ref and alt and set(ref) <= _ACGT and set(alt) <= _ACGT and ref != alt):
-            drop(rid, rsid, lclass, "harmonize", "invalid_alleles",
-                 f"record alleles {ref!r}>{alt!r} are not VCF-style ACGT (unanchored indel?)")
-            continue
-        check = refcheck.check(chrom, pos, ref, alt)
-        if check.status == "missing":
-            drop(rid, rsid, lclass, "harmonize", "chrom_not_in_reference",
-                 f"{chrom} is not in the reference FASTA")
-            continue
-        if check.status == "swap":
-            ref, alt = alt, ref
-            af = None if af is None else 1.0 - af
-            ori = "ref" if ori == "alt" else "alt"
-            decision += "|ref_fix"
-        elif check.status == "mismatch":
-            drop(rid, rsid, lclass, "harmonize", "ref_mismatch",
-                 f"{chrom}:{pos} REF {ref} but the FASTA has {check.genome_ref} (ALT {alt} does not match either)")
-            continue
-        beta_alt = b if (conv.kind == "unknown" or ori == "alt") else -b
-        v = Variant(chrom, pos, ref, alt)
-        kept.append({"_i": i, "row_id": rid, "rsid": rsid, "chrom": chrom, "pos": pos, "ref": ref, "alt": alt,
-                     "variant_key": v.key, "beta_alt": beta_alt, "harmonization": decision,
-                     "orientation_verified": conv.verified, "lookup_class": lclass, "source_rsid": src_rsid,
-                     "af": af})
-        decisions.append((rid, rsid, lclass, True, decision, None, None, None))
+        pal_af = False
+        if conv.kind == "column" and is_palindromic(ref, alt):
+            if palindromic == "drop":
+                drop(rid, rsid, lclass, "harmonize", "palindromic",
+                     f"{ref}/{alt} is palindromic; the strand cannot be told from the alleles")
+                continue
+            eaf = row[f_idx] if f_idx is not None else None
+            try:
+                eaf = None if eaf is None else float(eaf)
+            except (TypeError, ValueError):
+                eaf = None
+            if eaf is None or af is None:
+                drop(rid, rsid, lclass, "harmonize", "palindromic_no_af",
+                     f"{ref}/{alt} palindromic; study EAF={eaf}, dbSNP ALT AF={af}")
+                continue
+            if abs(eaf - 0.5) < af_margin or abs(af - 0.5) < af_margin:
+                drop(rid, rsid, lclass, "harmonize", "palindromic_af_ambiguous",
+                     f"{ref}/{alt} palindromic; study EAF={eaf:.3f}, ALT AF={af:.3f} too close to 0.5")
+                continue
+            ori, pal_af = ("alt" if (eaf > 0.5) == (af > 0.5) else "ref"), True
+        sites.append({"_i": i, "row_id": rid, "rsid": rsid, "chrom": chrom, "pos": pos, "ref": ref, "alt": alt,
+                      "effect_is": ori, "strand": strand, "palindromic_af": pal_af, "_beta": b,
+                      "lookup_class": lclass, "source_rsid": src_rsid, "af": af})
 
-    out = pl.DataFrame(kept, schema={"_i": pl.Int64, **OUTPUT_COLUMNS})
-    passthrough = [c for c in study.columns if c not in ("row_id", "rsid")]
-    rename = {c: (f"study_{c}" if c in OUTPUT_COLUMNS else c) for c in passthrough}
-    extra = work.select(["_i"] + passthrough).rename(rename)
-    table = out.join(extra, on="_i", how="left").sort("_i").drop("_i")
+    # -- alleles valid, REF on the FASTA, decision and sign: the rule both routes share ------------------
+    site_schema = {"_i": pl.Int64, "row_id": pl.Utf8, "rsid": pl.Utf8, "chrom": pl.Utf8, "pos": pl.Int64,
+                   "ref": pl.Utf8, "alt": pl.Utf8, "effect_is": pl.Utf8, "strand": pl.Boolean,
+                   "palindromic_af": pl.Boolean, "_beta": pl.Float64, "lookup_class": pl.Utf8,
+                   "source_rsid": pl.Utf8, "af": pl.Float64}
+    decided = decide_alleles(pl.DataFrame(sites, schema=site_schema, orient="row"), ref_genome, convention=conv)
+    for r in decided.filter(pl.col("reason").is_not_null()).iter_rows(named=True):
+        drop(r["row_id"], r["rsid"], r["lookup_class"], "harmonize", r["reason"], r["detail"], at=r["_i"])
+    ok = decided.filter(pl.col("reason").is_null())
+    for k, rid, rsid, lclass, decision in ok.select("_i", "row_id", "rsid", "lookup_class", "decision").iter_rows():
+        decisions.append((k, (rid, rsid, lclass, True, decision, None, None, None)))
+    decisions.sort(key=lambda t: t[0])
+    drop_rows.sort(key=lambda t: t[0])
+    decisions = [d for _, d in decisions]
+    drop_rows = [d for _, d in drop_rows]
+
+    table = harmonized_table(decided, study, verified=conv.verified, own=("row_id", "rsid"))
     dec = pl.DataFrame(decisions, schema=DECISION_COLUMNS, orient="row")
     if drop_rows:
         from agval.drops import DROP_ROW_SCHEMA
@@ -487,8 +566,8 @@ def harmonize(study: pl.DataFrame, lookup: pl.DataFrame, genome: ReferenceGenome
         if table.height:
             check_placeholder_alleles(table, "ref", "alt", what="harmonized variants", min_rows=placeholder_min_rows)
         n_mis = sum(1 for r in drop_rows if r[1] == "ref_mismatch")
-        check_ref_mismatch_share(len(kept) + n_mis, n_mis, what=f"alleles of {src or 'the study'} looked up on hg38",
-                                 fasta=refcheck.genome.path)
+        check_ref_mismatch_share(table.height + n_mis, n_mis,
+                                 what=f"alleles of {src or 'the study'} looked up on hg38", fasta=ref_genome.path)
     if conv.kind == "unknown":
         notes.append("effect allele unknown: beta_alt is the study's beta unchanged; direction claims are "
                      "unverified (orientation_verified=False)")

@@ -18,7 +18,7 @@ Values are computed **per track** (long table), then pooled:
 ``<assay>`` is :data:`ASSAY_NAMES` (``DNASE`` -> ``dnase``, ``RNA_SEQ`` -> ``rna``,
 ``CAGE`` -> ``cage``...).
 
-Binned arrays from :class:`agval.scoring.engine.SequenceRun`: for 1-bp outputs binned to
+Binned arrays from :class:`agval.scoring.sequences.SequenceRun`: for 1-bp outputs binned to
 ``bin_size`` the bins hold **sums** of the per-base signal; for outputs already coarser
 than ``bin_size`` (ChIP, 128 bp) they hold the model's per-bin values (levels). Window
 means weight every bin by its overlap with the window (a partly covered bin counts in
@@ -84,7 +84,7 @@ def window_mean(arr: np.ndarray, bp_per_bin: int, lo: int, hi: int, *, sums: boo
 
 def aggregate_run(run, *, length: int, center_window: int = 200,
                   outputs: Sequence[str] | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Aggregates of a :class:`~agval.scoring.engine.SequenceRun` whose ``seq_id`` is the
+    """Aggregates of a :class:`~agval.scoring.sequences.SequenceRun` whose ``seq_id`` is the
     ``input_id``.
 
     Returns ``(per_track, wide)``:

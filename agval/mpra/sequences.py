@@ -22,7 +22,7 @@ Two steps, both plain functions:
    exactly as given (the synthesised oligo in the reporter's orientation).
 
 2. :func:`build_sequences` embeds every distinct insert in a supported model length
-   ``L`` (16,384 by default; :data:`agval.scoring.engine.SUPPORTED_LENGTHS`), centred:
+   ``L`` (16,384 by default; :data:`agval.scoring.sequences.SUPPORTED_LENGTHS`), centred:
    the insert of length ``n`` occupies ``[L//2 - n//2, L//2 - n//2 + n)``.
 
    * ``backbone="neutral"``: the rest is the fixed neutral backbone

@@ -18,7 +18,8 @@ Three routes (:func:`agval.qtl.load.resolve_route`):
 * **coordinates** (GTEx ``chr_pos_ref_alt_b38``, generic chrom/pos/ref/alt):
   :func:`harmonize_coordinates` - the table's own coordinates, which must be hg38
   (:class:`~agval.errors.BuildMismatchError` otherwise: no implicit liftover); REF checked
-  on the FASTA, swapped (effect negated) when the ALT is the reference base;
+  on the FASTA, swapped (effect negated) when the ALT is the reference base - the same
+  per-row rule as the lookup route (:func:`agval.alleles.harmonize.decide_alleles`);
 * **precomputed**: :func:`orient_in_place` - no lookup, the study's own alleles orient beta.
 
 Guards (:class:`~agval.errors.GuardError`): placeholder alleles (every row the same
@@ -36,8 +37,8 @@ import polars as pl
 
 from agval.alleles.guards import (check_not_empty, check_not_pvalues, check_placeholder_alleles,
                                   check_single_build)
-from agval.alleles.harmonize import OUTPUT_COLUMNS, EffectConvention, harmonize
-from agval.coords import Variant, normalize_chrom
+from agval.alleles.harmonize import decide_alleles, harmonize, harmonized_table
+from agval.coords import chrom_expr
 from agval.drops import DROP_ROW_SCHEMA, DropLog, funnel_table
 from agval.errors import GuardError, MissingColumnError
 from agval.genome import ReferenceGenome, check_ref_mismatch_share
@@ -45,8 +46,6 @@ from agval.qtl.study import QTLStudy
 
 __all__ = ["Harmonized", "lookup_ids", "harmonize_lookup", "harmonize_coordinates", "orient_in_place",
            "finalize", "harmonize_options"]
-
-_ACGT = frozenset("ACGT")
 
 
 @dataclass
@@ -104,20 +103,6 @@ def harmonize_lookup(study: QTLStudy, frame: pl.DataFrame, lookup: pl.DataFrame,
     return Harmonized(res.table, res.funnel, res.convention, "lookup", list(res.notes), res.decisions)
 
 
-def _orientation(conv: EffectConvention, row_effect: str | None, ref: str, alt: str) -> str | None:
-    """``alt`` / ``ref`` (which allele a positive beta is for) or None when it matches neither."""
-    if conv.kind in ("alt", "unknown"):
-        return "alt"
-    if conv.kind == "ref":
-        return "ref"
-    e = (row_effect or "").strip().upper()
-    if e == alt:
-        return "alt"
-    if e == ref:
-        return "ref"
-    return None
-
-
 def harmonize_coordinates(study: QTLStudy, frame: pl.DataFrame, genome: ReferenceGenome | str | Path, *,
                           drops: DropLog) -> Harmonized:
     """The coordinates route: the table's own hg38 ``chrom, pos, ref, alt``.
@@ -143,58 +128,33 @@ def harmonize_coordinates(study: QTLStudy, frame: pl.DataFrame, genome: Referenc
     eff_col = conv.column if conv.kind == "column" else None
     cols = ["row_id", "source_row", "chrom", "pos", "ref", "alt", "beta"] + ([eff_col] if eff_col else [])
     cols = [c for c in dict.fromkeys(cols) if c in frame.columns]
-    kept: list[dict[str, Any]] = []
-    dropped: list[tuple] = []
-    for i, row in enumerate(frame.select(cols).iter_rows(named=True)):
-        rid = row["row_id"]
-
-        def drop(reason: str, detail: str) -> None:
-            dropped.append(("harmonize", reason, rid, src, row.get("source_row") or i + 1, detail))
-
-        chrom, pos, ref, alt, beta = row["chrom"], row["pos"], row["ref"], row["alt"], row["beta"]
-        if chrom is None or pos is None or not ref or not alt or beta is None:
-            drop("missing_alleles", "chrom, pos, ref, alt or beta is empty")
-            continue
-        ref, alt = str(ref).upper(), str(alt).upper()
-        if not (set(ref) <= _ACGT and set(alt) <= _ACGT) or ref == alt:
-            drop("invalid_alleles", f"{ref}>{alt} is not a VCF-style ACGT substitution/indel")
-            continue
-        chrom = normalize_chrom(chrom)
-        pos = int(pos)
-        check = ref_genome.check_ref(chrom, pos, ref, alt)
-        if check.status == "missing":
-            drop("chrom_not_in_reference", f"{chrom} is not in {ref_genome.path}")
-            continue
-        ori = _orientation(conv, row.get(eff_col) if eff_col else None, ref, alt)
-        if ori is None:
-            drop("effect_allele_mismatch", f"effect allele {row.get(eff_col)!r} is neither {ref} nor {alt}")
-            continue
-        decision = {"alt": "alt", "ref": "swap"}[ori] if conv.kind == "column" else (
-            "unknown" if conv.kind == "unknown" else f"declared_{conv.kind}")
-        if check.status == "swap":
-            ref, alt = alt, ref
-            ori = "ref" if ori == "alt" else "alt"
-            decision += "|ref_fix"
-        elif check.status == "mismatch":
-            drop("ref_mismatch", f"{chrom}:{pos} REF {ref} but the FASTA has {check.genome_ref} (ALT {alt} neither)")
-            continue
-        b = float(beta)
-        beta_alt = b if (conv.kind == "unknown" or ori == "alt") else -b
-        kept.append({"_i": i, "row_id": rid, "rsid": None, "chrom": chrom, "pos": pos, "ref": ref, "alt": alt,
-                     "variant_key": Variant(chrom, pos, ref, alt).key, "beta_alt": beta_alt,
-                     "harmonization": decision, "orientation_verified": conv.verified,
-                     "lookup_class": "coordinates", "source_rsid": None, "af": None})
+    work = frame.select(cols).with_row_index("_i").with_columns(pl.col("_i").cast(pl.Int64))
+    ref, alt = (pl.col(c).cast(pl.Utf8).str.to_uppercase() for c in ("ref", "alt"))
+    missing = (pl.col("chrom").is_null() | pl.col("pos").is_null() | (ref.fill_null("") == "")
+               | (alt.fill_null("") == "") | pl.col("beta").is_null())
+    effect = (pl.col(eff_col).cast(pl.Utf8) if eff_col else pl.lit(None, dtype=pl.Utf8))
+    e = effect.fill_null("").str.strip_chars().str.to_uppercase()
+    sites = work.filter(~missing).select(
+        "_i", "row_id", chrom_expr(pl.col("chrom")).alias("chrom"), pl.col("pos").cast(pl.Int64), ref.alias("ref"),
+        alt.alias("alt"), pl.col("beta").cast(pl.Float64).alias("_beta"), effect.alias("effect_allele"),
+        pl.when(e == alt).then(pl.lit("alt")).when(e == ref).then(pl.lit("ref")).alias("effect_is"),
+        pl.lit(None, dtype=pl.Utf8).alias("rsid"), pl.lit("coordinates").alias("lookup_class"),
+        pl.lit(None, dtype=pl.Utf8).alias("source_rsid"), pl.lit(None, dtype=pl.Float64).alias("af"))
+    # alleles valid, REF on the FASTA, decision and sign: the rule both routes share
+    decided = decide_alleles(sites, ref_genome, convention=conv)
+    source_row = pl.col("source_row") if "source_row" in work.columns else pl.lit(None, dtype=pl.Int64)
+    dropped_rows = (work.filter(missing).select("_i", "row_id", pl.lit("missing_alleles").alias("reason"),
+                                                pl.lit("chrom, pos, ref, alt or beta is empty").alias("detail"))
+                    .vstack(decided.filter(pl.col("reason").is_not_null()).select("_i", "row_id", "reason", "detail"))
+                    .join(work.select("_i", source_row.alias("_source_row")), on="_i", how="left").sort("_i"))
+    dropped = [("harmonize", reason, rid, src, srow or i + 1, detail)
+               for i, rid, reason, detail, srow in dropped_rows.iter_rows()]
+    table = harmonized_table(decided, frame, verified=conv.verified)
     if dropped:
         drops.add_frame(pl.DataFrame(dropped, schema=DROP_ROW_SCHEMA, orient="row"))
     n_mis = sum(1 for d in dropped if d[1] == "ref_mismatch")
-    check_ref_mismatch_share(len(kept) + n_mis, n_mis, what=f"coordinates of {src}", fasta=ref_genome.path,
+    check_ref_mismatch_share(table.height + n_mis, n_mis, what=f"coordinates of {src}", fasta=ref_genome.path,
                              declared=str(study.build or "hg38"))
-    out = pl.DataFrame(kept, schema={"_i": pl.Int64, **OUTPUT_COLUMNS})
-    passthrough = [c for c in frame.columns if c not in ("row_id",)]
-    rename = {c: (f"study_{c}" if c in OUTPUT_COLUMNS else c) for c in passthrough}
-    extra = frame.with_row_index("_i").with_columns(pl.col("_i").cast(pl.Int64)).select(
-        ["_i"] + passthrough).rename(rename)
-    table = out.join(extra, on="_i", how="left").sort("_i").drop("_i")
     if "study_rsid" in table.columns:
         table = table.with_columns(pl.coalesce("rsid", "study_rsid").alias("rsid"))
     funnel = funnel_table([("input", frame.height), ("harmonized", table.height)])

@@ -12,15 +12,16 @@ The public surface a study flow needs::
 
 Modules: ``backend`` (the ABC), ``alphagenome`` / ``atlas`` / ``precomputed``
 (implementations), ``answers`` (whole answers kept compactly, :class:`Selection`, bulk
-expansion into rows), ``cache``, ``fingerprint``, ``limiter``, ``tracks``, ``engine``.
+expansion into rows), ``cache``, ``fingerprint``, ``limiter``, ``tracks``, ``engine`` (variant scoring),
+``sequences`` (sequence prediction).
 """
 
 from agval.scoring.backend import (SCORE_COLUMNS, RetryPolicy, ScoringBackend, VariantOutcome,
                                    resolve_scorers, scorer_id)
 from agval.scoring.cache import ScoreCache
 from agval.scoring.answers import Selection
-from agval.scoring.engine import (SCORES_FORMAT, DryRunComplete, QuotaBudgetError, ScoreRun, SequenceRun,
-                                  predict_sequences, score)
+from agval.scoring.engine import SCORES_FORMAT, DryRunComplete, QuotaBudgetError, ScoreRun, score
+from agval.scoring.sequences import SequenceRun, predict_sequences
 from agval.scoring.limiter import AdaptiveLimiter
 from agval.scoring.tracks import Aggregation, TrackSelection, aggregate, match_genes, per_track, pooled
 

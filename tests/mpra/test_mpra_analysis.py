@@ -16,7 +16,7 @@ from agval.mpra.analysis import aggregate_statistics, strata_tables, within_clus
 from agval.mpra.effects import wt_mutant_effects
 from agval.mpra.measurements import load_measurements, tf_tokens
 from agval.mpra.predictions import attach_predictions, load_predictions
-from agval.scoring.engine import SequenceRun
+from agval.scoring.sequences import SequenceRun
 
 L = 16_384
 

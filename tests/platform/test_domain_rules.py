@@ -137,7 +137,7 @@ def test_sequence_lengths_come_from_the_sdk():
 
     from agval.mpra.sequences import SUPPORTED_LENGTHS as mpra_lengths
     from agval.mpra.sequences import check_length
-    from agval.scoring.engine import SUPPORTED_LENGTHS as engine_lengths
+    from agval.scoring.sequences import SUPPORTED_LENGTHS as engine_lengths
     from agval.sdk import SUPPORTED_SEQUENCE_LENGTHS
 
     want = tuple(sorted(dna_client.SUPPORTED_SEQUENCE_LENGTHS.values()))
@@ -178,11 +178,15 @@ def test_reference_genome_owns_the_ref_decision(tmp_path):
 
 
 def test_both_harmonizers_use_the_one_ref_check():
+    """Both routes decide per row through ``decide_alleles``, the one caller of ``check_ref``."""
     import inspect
 
     import agval.alleles.harmonize as ah
     import agval.qtl.harmonize as qh
 
+    assert "check_ref(" in inspect.getsource(ah.decide_alleles)
+    for fn in (ah.harmonize, qh.harmonize_coordinates):
+        assert "decide_alleles(" in inspect.getsource(fn), fn.__name__
     for mod in (ah, qh):
-        src = inspect.getsource(mod)
-        assert "check_ref(" in src and ".fetch(" not in src, mod.__name__
+        assert ".fetch(" not in inspect.getsource(mod), mod.__name__
+    assert "check_ref(" not in inspect.getsource(qh)

@@ -16,7 +16,8 @@ from agval.errors import InputError, UnsupportedSequenceError
 from agval.scoring import backend as be
 from agval.scoring.backend import BackendCallError, RetryPolicy, ScoringBackend, SequencePrediction
 from agval.scoring.cache import CacheContext, ScoreCache, recover_journals
-from agval.scoring.engine import predict_sequences, score
+from agval.scoring.engine import score
+from agval.scoring.sequences import predict_sequences
 from agval.scoring.limiter import AdaptiveLimiter
 from agval.scoring.tracks import Aggregation, TrackSelection, aggregate, match_genes
 

@@ -242,11 +242,12 @@ def test_atlas_snvs_and_indel_fallback(standin, backend, world_dir, policy):
 
 def test_predict_sequences_over_the_wire(standin, backend, world, tmp_path):
     from agval.errors import UnsupportedSequenceError
+    from agval.scoring.sequences import predict_sequences
 
     seq = world.genome.fetch("chr1", 100_000, 100_000 + 16_384).upper()
     seqs = pl.DataFrame({"seq_id": ["a", "b"], "sequence": [seq, seq]})
-    run = engine.predict_sequences(seqs, ["DNASE", "CHIP_HISTONE"], backend=backend, bin_size=128,
-                                   cache=str(tmp_path), fingerprint="seq", progress=False)
+    run = predict_sequences(seqs, ["DNASE", "CHIP_HISTONE"], backend=backend, bin_size=128,
+                            cache=str(tmp_path), fingerprint="seq", progress=False)
     assert [c.method for c in standin.servicer.calls].count("PredictSequence") == 1  # one call, both outputs
     sha = run.sequences["sequence_sha256"][0]
     assert run.predictions[(sha, "DNASE")].shape[0] == 128  # 1 bp signal summed into 128-bp bins
@@ -255,11 +256,11 @@ def test_predict_sequences_over_the_wire(standin, backend, world, tmp_path):
     assert set(summ["output_type"]) == {"DNASE", "CHIP_HISTONE"} and summ["value"].is_finite().all()
     assert summ["data_source"].str.contains("SIMULATED").all()
     standin.servicer.reset()
-    again = engine.predict_sequences(seqs, ["DNASE", "CHIP_HISTONE"], backend=backend, bin_size=128,
-                                     cache=str(tmp_path), fingerprint="seq", progress=False)
+    again = predict_sequences(seqs, ["DNASE", "CHIP_HISTONE"], backend=backend, bin_size=128,
+                              cache=str(tmp_path), fingerprint="seq", progress=False)
     assert standin.servicer.calls == [] and again.summary().equals(run.summary())
     with pytest.raises(UnsupportedSequenceError, match="N-padding"):
-        engine.predict_sequences(["N" * 100 + seq[100:]], ["DNASE"], backend=backend, cache=None, fingerprint="s")
+        predict_sequences(["N" * 100 + seq[100:]], ["DNASE"], backend=backend, cache=None, fingerprint="s")
 
 
 def test_impossible_requests_are_refused_before_any_call(standin, backend, world_dir):
