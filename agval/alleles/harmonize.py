@@ -178,8 +178,10 @@ def _pair_fits(alleles: list[str], ref: str, alt: str, strand: bool) -> bool:
     return len(sides) < 2 or sides[0] != sides[1]
 
 
-def _orient(ref: str, alt: str, e: str, o: str | None, strand: bool) -> str | None:
-    """'alt' / 'ref' when effect allele ``e`` (other ``o``) is the ALT / REF of ref>alt."""
+def effect_side(ref: str, alt: str, e: str, o: str | None, strand: bool) -> str | None:
+    """'alt' / 'ref' when effect allele ``e`` (other ``o``) is the ALT / REF of ref>alt
+    (``strand``: compared on the other strand; indels are never flipped; None otherwise).
+    The one allele-pair match: harmonization and the TWAS weights' orientation use it."""
     indel = len(ref) != 1 or len(alt) != 1
     anchored = indel and ref[:1] == alt[:1]
     if strand:
@@ -477,7 +479,7 @@ def harmonize(study: pl.DataFrame, lookup: pl.DataFrame, genome: ReferenceGenome
                 for s in (False, True):
                     if s and is_palindromic(h[3], h[4]):
                         continue
-                    ori = _orient(h[3], h[4], e, o, s)
+                    ori = effect_side(h[3], h[4], e, o, s)
                     if ori:
                         matches.append((h, ori, s))
             if any(not m[2] for m in matches):

@@ -41,7 +41,8 @@ from typing import Sequence
 import numpy as np
 import polars as pl
 
-from agval.coords import complement, is_palindromic
+from agval.alleles.harmonize import effect_side
+from agval.coords import is_palindromic
 from agval.drops import DropLog
 from agval.errors import InputError
 from agval.genes import strip_gene_version_expr
@@ -77,19 +78,16 @@ def _alleles(s: pl.Series) -> pl.Series:
 def _orientation(ea: str | None, oa: str | None, a1: str, a2: str) -> float | None:
     """+1 when the GWAS effect allele is the weight's ``a1``, -1 when it is ``a2`` (also on
     the other strand, except at palindromic A/T, C/G sites where a flip cannot be told from
-    a swap), None when the alleles match neither."""
+    a swap), None when the alleles match neither (:func:`agval.alleles.harmonize.effect_side`
+    with ``a1`` in the role of ALT)."""
     if ea is None or oa is None:
         return None
-    if (ea, oa) == (a1, a2):
-        return 1.0
-    if (ea, oa) == (a2, a1):
-        return -1.0
-    if not is_palindromic(a1, a2):
-        c = (complement(ea), complement(oa))
-        if c == (a1, a2):
-            return 1.0
-        if c == (a2, a1):
-            return -1.0
+    for strand in (False, True):
+        if strand and is_palindromic(a2, a1):
+            break
+        side = effect_side(a2, a1, ea, oa, strand)
+        if side is not None:
+            return 1.0 if side == "alt" else -1.0
     return None
 
 
