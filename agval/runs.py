@@ -243,6 +243,18 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
+def finite_or_none(v: Any) -> float | None:
+    """A metrics value as a finite float, or None (missing, not a number, NaN or inf):
+    what reports, cards and the leaderboard show."""
+    import math
+
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
 def jsonable(obj: Any) -> Any:
     """Strict JSON: NaN/inf become null, numpy scalars become Python numbers."""
     import math

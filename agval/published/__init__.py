@@ -29,7 +29,6 @@ Example::
 
 from __future__ import annotations
 
-import math
 import tomllib
 from dataclasses import asdict, dataclass
 from functools import lru_cache
@@ -37,6 +36,7 @@ from importlib import resources
 from typing import Any, Mapping
 
 from agval.errors import ConfigError
+from agval.runs import finite_or_none
 
 __all__ = ["PublishedRow", "PublishedSet", "Comparison", "published_sets", "published_set",
            "default_set_id", "compare", "comparison_records", "REGISTRY_FILE", "REGISTRY_VERSION",
@@ -150,12 +150,6 @@ def default_set_id(kind: str, sub_kind: str | None = None) -> str | None:
     return _DEFAULTS.get((kind, sub_kind))
 
 
-def _finite(x: Any) -> float | None:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
 
 
 def compare(published: PublishedSet | str, observed: Mapping[str, Any]) -> list[Comparison]:
@@ -163,7 +157,7 @@ def compare(published: PublishedSet | str, observed: Mapping[str, Any]) -> list[
     ps = published_set(published) if isinstance(published, str) else published
     out = []
     for r in ps.rows:
-        obs = _finite(observed.get(r.key))
+        obs = finite_or_none(observed.get(r.key))
         diff = None if obs is None else obs - r.value
         sign = None if obs is None or obs == 0 or r.value == 0 else (obs > 0) == (r.value > 0)
         out.append(Comparison(set_id=ps.id, key=r.key, label=r.label, published=r.value, observed=obs,
@@ -216,7 +210,7 @@ def checked_set_field(value: str | None) -> str | None:
 
 
 def _put(out: dict[str, float], key: str, value: Any) -> None:
-    v = _finite(value)
+    v = finite_or_none(value)
     if v is not None:
         out[key] = v
 
@@ -236,7 +230,7 @@ def qtl_observed(stats: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
         _put(out, f"{name}.pearson_r", st.get("pearson_r"))
         _put(out, f"{name}.r_squared", st.get("r2"))
         same = st.get("same_sign_fraction_unverified")
-        _put(out, f"{name}.same_sign", same if _finite(same) is not None else st.get("sign_fraction"))
+        _put(out, f"{name}.same_sign", same if finite_or_none(same) is not None else st.get("sign_fraction"))
     return out
 
 
