@@ -22,3 +22,19 @@ def write_rows(path: Path, header: Sequence[str], rows: Iterable[Sequence], gz: 
     """Write a tab-separated table (``header`` then ``rows``) to ``path``; returns ``path``."""
     text = "\t".join(header) + "\n" + "".join("\t".join(map(str, r)) + "\n" for r in rows)
     return write_file(path, text, gz=gz)
+
+
+def precomputed_hqtl_study(src: Path, out: Path) -> Path:
+    """The demo hQTL study file ``src`` rewritten to re-check its analysis from files: the
+    planted truth as precomputed predictions (column ``truth``), corrected mode only, no
+    lookup and no scoring. Written to ``out``."""
+    import json
+
+    planted = src.parent / "hqtl-lcl" / "planted.parquet"
+    text = src.read_text().replace('modes = ["original", "corrected"]', 'modes = ["corrected"]').replace(
+        "[backend]", f'predictions = {json.dumps(str(planted))}\nprediction_columns = {{ truth = "driver" }}\n'
+                     f'table = {json.dumps(str(src.parent / "hqtl-lcl" / "Pelikan_et_al_hQTL_summary.csv"))}\n'
+                     "\n[backend]")
+    text = text.replace('table = "hqtl-lcl/Pelikan_et_al_hQTL_summary.csv"\n', "", 1)
+    out.write_text(text)
+    return out

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from standins.world.studies import qtl as gen
+from tests.helpers import precomputed_hqtl_study
 
 pytestmark = pytest.mark.slow
 
@@ -64,15 +65,7 @@ def test_flow_run_has_agval_info_logs_and_report_path(prefect_api, world_dir, tm
 
     files = {p.name: p for p in gen.generate(world_dir, tmp_path / "demo", seed=0, n_caqtl=30, n_hqtl=30,
                                              n_boot=100)}
-    src = files["hqtl-lcl.toml"]
-    planted = src.parent / "hqtl-lcl" / "planted.parquet"
-    text = src.read_text().replace('modes = ["original", "corrected"]', 'modes = ["corrected"]').replace(
-        "[backend]", f'predictions = {json.dumps(str(planted))}\nprediction_columns = {{ truth = "driver" }}\n'
-                     f'table = {json.dumps(str(src.parent / "hqtl-lcl" / "Pelikan_et_al_hQTL_summary.csv"))}\n'
-                     "\n[backend]")
-    text = text.replace('table = "hqtl-lcl/Pelikan_et_al_hQTL_summary.csv"\n', "", 1)
-    study_file = tmp_path / "hqtl-logs.toml"
-    study_file.write_text(text)
+    study_file = precomputed_hqtl_study(files["hqtl-lcl.toml"], tmp_path / "hqtl-logs.toml")
     try:
         res = registry.run("qtl", study_file)
         folder = Path(res["run_folder"])

@@ -12,6 +12,7 @@ import pytest
 from scipy import stats
 
 from standins.world.studies import qtl as gen
+from tests.helpers import precomputed_hqtl_study
 
 pytestmark = pytest.mark.slow
 
@@ -152,15 +153,7 @@ def test_flow_precomputed_path(prefect_api, demo_files, tmp_path):
     """Re-check an analysis from files: the truth table as predictions, no lookup, no scoring."""
     from flows import registry
 
-    src = demo_files["hqtl-lcl.toml"]
-    planted = src.parent / "hqtl-lcl" / "planted.parquet"
-    text = src.read_text().replace('modes = ["original", "corrected"]', 'modes = ["corrected"]').replace(
-        "[backend]", f'predictions = {json.dumps(str(planted))}\nprediction_columns = {{ truth = "driver" }}\n'
-                     f'table = {json.dumps(str(src.parent / "hqtl-lcl" / "Pelikan_et_al_hQTL_summary.csv"))}\n'
-                     "\n[backend]")
-    text = text.replace('table = "hqtl-lcl/Pelikan_et_al_hQTL_summary.csv"\n', "", 1)
-    study_file = tmp_path / "hqtl-precomputed.toml"
-    study_file.write_text(text)
+    study_file = precomputed_hqtl_study(demo_files["hqtl-lcl.toml"], tmp_path / "hqtl-precomputed.toml")
     res = registry.run("qtl", study_file)
     folder = Path(res["run_folder"])
     manifest = json.loads((folder / "manifest.json").read_text())
