@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from agval.report import Card, Figure, _as_figure
-from agval.runs import finite_or_none
+from agval.runs import finite_or_none as _num
 
 ALPHA = 0.05
 
@@ -42,8 +42,8 @@ def _verdict(p: float | None, what: str, *, estimate: float | None = None, null:
 def _qtl(m: Mapping[str, Any], figs: Sequence[Figure]) -> list[Card]:
     h = m.get("headline") or {}
     stat = str(h.get("headline_statistic") or "spearman_rho")
-    est, lo, hi = finite_or_none(h.get("estimate")), finite_or_none(h.get("estimate_ci_low")), finite_or_none(h.get("estimate_ci_high"))
-    p = finite_or_none(h.get("estimate_perm_p"))
+    est, lo, hi = _num(h.get("estimate")), _num(h.get("estimate_ci_low")), _num(h.get("estimate_ci_high"))
+    p = _num(h.get("estimate_perm_p"))
     cell = h.get("primary_cell") or m.get("primary_cell")
     label = {"magnitude_spearman_rho": "\u03c1(|score|, |beta|)", "spearman_rho": "Spearman \u03c1",
              "pearson_r": "Pearson r"}.get(stat, stat)
@@ -57,8 +57,8 @@ def _qtl(m: Mapping[str, Any], figs: Sequence[Figure]) -> list[Card]:
         published_keys=(f"original.{'spearman_rho' if 'spearman' in stat else stat}", "original.spearman_rho"),
         figure=_pick_figure(figs, "magnitude", "correlation"))]
     if h.get("abs_rho_difference") is not None:
-        d = finite_or_none(h.get("abs_rho_difference"))
-        dlo, dhi = finite_or_none(h.get("abs_rho_difference_ci_low")), finite_or_none(h.get("abs_rho_difference_ci_high"))
+        d = _num(h.get("abs_rho_difference"))
+        dlo, dhi = _num(h.get("abs_rho_difference_ci_low")), _num(h.get("abs_rho_difference_ci_high"))
         excl = dlo is not None and dhi is not None and (dlo > 0 or dhi < 0)
         cards.append(Card(
             question="Did correcting the seed's choices change the answer?",
@@ -78,12 +78,12 @@ def _mpra(m: Mapping[str, Any], figs: Sequence[Figure]) -> list[Card]:
             ("pearson_r", "Pearson r", "pearson_ci_low", "pearson_ci_high", "pearson_perm_p", 0.0,
              ("scatter", "correlation")),
             ("auroc", "AUROC (median split)", "auroc_ci_low", "auroc_ci_high", "auroc_perm_p", 0.5, ("roc",))):
-        est = finite_or_none(a.get(stat))
-        p = finite_or_none(a.get(p_k))
+        est = _num(a.get(stat))
+        p = _num(a.get(p_k))
         q = ("Do predictions track measured reporter activity?" if stat == "pearson_r" else
              "Do predictions separate active from inactive elements?")
         cards.append(Card(
-            question=q, statistic=f"{label}, {prim}", estimate=est, ci=(finite_or_none(a.get(lo_k)), finite_or_none(a.get(hi_k))), p=p,
+            question=q, statistic=f"{label}, {prim}", estimate=est, ci=(_num(a.get(lo_k)), _num(a.get(hi_k))), p=p,
             p_label=f"{a.get('cluster_unit', 'cluster')} permutation P",
             n=(f"{a.get('n')} constructs, {a.get('n_distinct_inputs')} distinct inputs, "
                f"{a.get('n_clusters')} clusters") if a.get("n") is not None else None,
@@ -101,41 +101,41 @@ def _twas(m: Mapping[str, Any], figs: Sequence[Figure]) -> list[Card]:
     pkey = {"RNA": "RNA_SEQ"}.get(str(assay), str(assay))
     cards = []
     q1 = pc.get("q1_eqtl_rna") or pc.get("q1_twas") or {}
-    acc = finite_or_none(q1.get("accuracy"))
-    p1 = finite_or_none(q1.get("perm_p"))
+    acc = _num(q1.get("accuracy"))
+    p1 = _num(q1.get("perm_p"))
     cards.append(Card(
         question=f"Q1: does the score's sign agree with the variant's direction ({pc.get('cell', 'primary cell')})?",
-        statistic="sign-agreement accuracy", estimate=acc, ci=(finite_or_none(q1.get("ci_low")), finite_or_none(q1.get("ci_high"))),
+        statistic="sign-agreement accuracy", estimate=acc, ci=(_num(q1.get("ci_low")), _num(q1.get("ci_high"))),
         p=p1, p_label="cluster permutation P", n=f"{q1.get('n')} variant-gene pairs" if q1.get("n") is not None else None,
-        verdict=_verdict(p1, "sign agreement", estimate=acc, null=finite_or_none(q1.get("perm_null_mean")) or 0.5,
+        verdict=_verdict(p1, "sign agreement", estimate=acc, null=_num(q1.get("perm_null_mean")) or 0.5,
                          positive="is above its permutation null ", negative="is below its permutation null "),
         published_keys=(f"q1.{pkey}.{pc.get('tissue')}.accuracy",),
         figure=_pick_figure(figs, "tissue_accuracy", "concordance")))
-    fold = finite_or_none(hl.get("q2_dedup_fold"))
+    fold = _num(hl.get("q2_dedup_fold"))
     ci2 = hl.get("q2_dedup_fold_ci") or (None, None)
-    p2 = finite_or_none(hl.get("q2_corrected_mwu_perm_p"))
+    p2 = _num(hl.get("q2_corrected_mwu_perm_p"))
     cards.append(Card(
         question=f"Q2: are credible-set variants scored higher ({assay})?", statistic="fold |score| credible set / other",
-        estimate=fold, ci=(finite_or_none(ci2[0]), finite_or_none(ci2[1])), p=p2, p_label="cluster permutation P",
+        estimate=fold, ci=(_num(ci2[0]), _num(ci2[1])), p=p2, p_label="cluster permutation P",
         verdict=_verdict(p2, "credible-set enrichment", estimate=fold, null=1.0, positive="is above 1 ",
                          negative="is below 1 "),
         published_keys=(f"q2.{pkey}.fold",), figure=_pick_figure(figs, "cs_enrichment", "pip_vs_score")))
-    rho3 = finite_or_none(hl.get("q3_spearman_rho"))
+    rho3 = _num(hl.get("q3_spearman_rho"))
     ci3 = hl.get("q3_spearman_rho_ci") or (None, None)
-    p3 = finite_or_none(hl.get("q3_rho_perm_p"))
+    p3 = _num(hl.get("q3_rho_perm_p"))
     cards.append(Card(
         question=f"Q3: does tissue specificity agree with TWAS ({assay})?", statistic="Spearman \u03c1 (S_AG, S_TWAS)",
-        estimate=rho3, ci=(finite_or_none(ci3[0]), finite_or_none(ci3[1])), p=p3, p_label="permutation P (P32)",
+        estimate=rho3, ci=(_num(ci3[0]), _num(ci3[1])), p=p3, p_label="permutation P (P32)",
         n=f"{hl.get('q3_n_genes')} genes" if hl.get("q3_n_genes") is not None else None,
-        verdict=_verdict(p3, "the specificity correlation", estimate=rho3, null=finite_or_none(hl.get("q3_rho_null_mean")) or 0.0,
+        verdict=_verdict(p3, "the specificity correlation", estimate=rho3, null=_num(hl.get("q3_rho_null_mean")) or 0.0,
                          positive="exceeds its permutation null ", negative="is below its permutation null "),
         published_keys=(f"q3.{pkey}.spearman_rho",), figure=_pick_figure(figs, "gene_rho", "specificity")))
-    rho4 = finite_or_none(hl.get("q4_best_rho"))
+    rho4 = _num(hl.get("q4_best_rho"))
     ci4 = hl.get("q4_best_rho_ci") or (None, None)
-    p4 = finite_or_none(hl.get("q4_best_corrected_perm_p"))
+    p4 = _num(hl.get("q4_best_corrected_perm_p"))
     cards.append(Card(
         question=f"Q4: do gene-level scores follow TWAS z in the best tissue ({hl.get('q4_best_tissue', '?')})?",
-        statistic="Spearman \u03c1 (AG_G, TWAS.Z)", estimate=rho4, ci=(finite_or_none(ci4[0]), finite_or_none(ci4[1])), p=p4,
+        statistic="Spearman \u03c1 (AG_G, TWAS.Z)", estimate=rho4, ci=(_num(ci4[0]), _num(ci4[1])), p=p4,
         p_label="locus permutation P (P21, P31)",
         verdict=_verdict(p4, "the gene-level correlation", estimate=rho4, positive="is positive ",
                          negative="is negative "),
@@ -149,10 +149,10 @@ def _causality(m: Mapping[str, Any], figs: Sequence[Figure]) -> list[Card]:
     for causal vs control variants against its within-locus permutation null, and the
     direction correlation over the positives (keys in docs/metrics-qtl.md)."""
     h = m.get("headline") or {}
-    est, p, rnd = finite_or_none(h.get("auprc")), finite_or_none(h.get("auprc_perm_p")), finite_or_none(h.get("random_auprc"))
+    est, p, rnd = _num(h.get("auprc")), _num(h.get("auprc_perm_p")), _num(h.get("random_auprc"))
     cards = [Card(
         question="Do the scores rank causal variants above their controls?",
-        statistic="auPRC (|score|)", estimate=est, ci=(finite_or_none(h.get("auprc_ci_low")), finite_or_none(h.get("auprc_ci_high"))),
+        statistic="auPRC (|score|)", estimate=est, ci=(_num(h.get("auprc_ci_low")), _num(h.get("auprc_ci_high"))),
         p=p, p_label="within-locus permutation P",
         n=f"{h.get('n_positive')} causal, {h.get('n_control')} controls, {h.get('n_loci')} loci"
         if h.get("n_positive") is not None else None,
@@ -160,11 +160,11 @@ def _causality(m: Mapping[str, Any], figs: Sequence[Figure]) -> list[Card]:
                          estimate=est, null=rnd or 0.0, positive="is above a random ranking ",
                          negative="is below a random ranking "),
         figure=_pick_figure(figs, "pr", "auprc"))]
-    r, se = finite_or_none(h.get("direction_r")), finite_or_none(h.get("direction_se"))
+    r, se = _num(h.get("direction_r")), _num(h.get("direction_se"))
     if r is not None:
         split = (((m.get("causality") or {}).get("splits") or {}).get(str(h.get("split") or "all")) or {})
         row = (split.get("models") or {}).get(str(h.get("model"))) or {}
-        ci, how = (finite_or_none(row.get("direction_ci_low")), finite_or_none(row.get("direction_ci_high"))), "locus-bootstrap interval"
+        ci, how = (_num(row.get("direction_ci_low")), _num(row.get("direction_ci_high"))), "locus-bootstrap interval"
         if None in ci and se is not None:
             ci, how = (r - 1.96 * se, r + 1.96 * se), "interval (\u00b1 1.96 locus-bootstrap SE)"
         excl = None not in ci and (ci[0] > 0 or ci[1] < 0)

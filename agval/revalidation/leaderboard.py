@@ -49,7 +49,7 @@ from typing import Any, Iterable, Mapping
 import polars as pl
 
 from agval.revalidation.history import _model_info, backend_label, latest_runs
-from agval.runs import finite_or_none
+from agval.runs import finite_or_none as _num
 
 __all__ = ["LEADERBOARD_COLUMNS", "run_entries", "leaderboard_table", "render_leaderboard", "write_leaderboard",
            "latest_study_runs"]
@@ -89,10 +89,10 @@ def _causality_rows(metrics: Mapping[str, Any], base: dict[str, Any]) -> list[di
         for key, label, pre in (("causality.auprc", "causality auPRC (|score|, causal vs controls)", "auprc"),
                                 ("causality.direction_r", "direction Pearson r (positives)", "direction")):
             stat = "auprc" if pre == "auprc" else "direction_r"
-            out.append({**base, **ident, "key": key, "statistic": label, "value": finite_or_none(st.get(stat)),
-                        "ci_low": finite_or_none(st.get(f"{pre}_ci_low")), "ci_high": finite_or_none(st.get(f"{pre}_ci_high")),
-                        "p": finite_or_none(st.get("auprc_perm_p")) if pre == "auprc" else None,
-                        "planted": finite_or_none((pl_m.get(stat) or {}).get("planted"))})
+            out.append({**base, **ident, "key": key, "statistic": label, "value": _num(st.get(stat)),
+                        "ci_low": _num(st.get(f"{pre}_ci_low")), "ci_high": _num(st.get(f"{pre}_ci_high")),
+                        "p": _num(st.get("auprc_perm_p")) if pre == "auprc" else None,
+                        "planted": _num((pl_m.get(stat) or {}).get("planted"))})
         d = (split.get("differences") or {}).get(m)
         if d and ref:
             for key, label, dk, pk in (
@@ -102,9 +102,9 @@ def _causality_rows(metrics: Mapping[str, Any], base: dict[str, Any]) -> list[di
                      "direction_difference", "direction_r_difference")):
                 if dk not in d:
                     continue
-                out.append({**base, **ident, "key": key, "statistic": label, "value": finite_or_none(d.get(dk)),
-                            "ci_low": finite_or_none(d.get(f"{dk}_ci_low")), "ci_high": finite_or_none(d.get(f"{dk}_ci_high")),
-                            "p": finite_or_none(d.get(f"{dk}_p")), "planted": finite_or_none((pl_m.get(pk) or {}).get("planted"))})
+                out.append({**base, **ident, "key": key, "statistic": label, "value": _num(d.get(dk)),
+                            "ci_low": _num(d.get(f"{dk}_ci_low")), "ci_high": _num(d.get(f"{dk}_ci_high")),
+                            "p": _num(d.get(f"{dk}_p")), "planted": _num((pl_m.get(pk) or {}).get("planted"))})
     return out
 
 
@@ -132,19 +132,19 @@ def run_entries(folder: str | Path, *, study_kind: str | None = None) -> list[di
     else:
         for c in cards_for(kind or "", metrics):
             rows.append({**base, "key": f"headline.{c.statistic}", "statistic": c.statistic,
-                         "value": finite_or_none(c.estimate), "ci_low": finite_or_none(c.ci[0]), "ci_high": finite_or_none(c.ci[1]),
-                         "p": finite_or_none(c.p)})
+                         "value": _num(c.estimate), "ci_low": _num(c.ci[0]), "ci_high": _num(c.ci[1]),
+                         "p": _num(c.p)})
     pub = metrics.get("published")
     if isinstance(pub, Mapping):
         for r in pub.get("rows") or []:
             label = f"{r['label']} ({r['key']})"
-            rows.append({**base, "key": r["key"], "statistic": label, "value": finite_or_none(r.get("observed")),
+            rows.append({**base, "key": r["key"], "statistic": label, "value": _num(r.get("observed")),
                          "ci_low": None, "ci_high": None, "p": None, "reproduced": r.get("reproduced"),
                          "sign_agrees": r.get("sign_agrees")})
             rows.append({**base, "key": r["key"], "statistic": label, "model": "published",
                          "model_version": pub.get("set"), "fingerprint": None, "source": "published",
-                         "value": finite_or_none(r.get("published")), "ci_low": None, "ci_high": None,
-                         "p": finite_or_none(r.get("published_p")), "run_id": None, "report": None, "simulated": False,
+                         "value": _num(r.get("published")), "ci_low": None, "ci_high": None,
+                         "p": _num(r.get("published_p")), "run_id": None, "report": None, "simulated": False,
                          "finished": None})
     return rows
 

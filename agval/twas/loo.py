@@ -25,9 +25,10 @@ case-insensitive):
 
 Orientation: everything is put on each SNP's weight allele ``a1``: the GWAS z is negated
 where the GWAS effect allele is ``a2`` (a strand flip is undone except at palindromic
-sites; rows matching neither are counted drops ``loo_allele_mismatch``), and an LD ``r`` is negated once per side whose counted allele is
-``a2``. ``TWAS_-i`` does not depend on which allele of variant ``i`` is counted, so it
-pairs with the ALT-oriented ``z_alt`` of the triplet as it is.
+sites; rows matching neither are counted drops ``loo_allele_mismatch``), and an LD ``r`` is
+negated once per side whose counted allele is ``a2``. ``TWAS_-i`` does not depend on which
+allele of variant ``i`` is counted, so it pairs with the ALT-oriented ``z_alt`` of the
+triplet as it is.
 
 No Prefect here.
 """
@@ -45,6 +46,7 @@ from agval.alleles.harmonize import effect_side
 from agval.coords import is_palindromic
 from agval.drops import DropLog
 from agval.errors import InputError
+from agval.frames import checked_join
 from agval.genes import strip_gene_version_expr
 from agval.io._common import (add_row_ids, clean_text, parse_float, read_text_table, resolve_columns,
                               split_drops)
@@ -120,7 +122,8 @@ def load_twas_weights(paths: str | Path | Sequence[str | Path], *, tissues: Sequ
     for p in [paths] if isinstance(paths, (str, Path)) else list(paths):
         df, res = _read(p, WEIGHT_COLUMNS, dataset="twas_weights")
         w = parse_float(df, res["weight"], file=p)
-        df = df.with_columns(clean_text(df, res["gene_id"]).alias("_gene"), clean_text(df, res["tissue"]).alias("tissue"),
+        df = df.with_columns(clean_text(df, res["gene_id"]).alias("_gene"),
+                             clean_text(df, res["tissue"]).alias("tissue"),
                              clean_text(df, res["rsid"]).alias("rsid"), _alleles(clean_text(df, res["a1"])).alias("a1"),
                              _alleles(clean_text(df, res["a2"])).alias("a2"), w.alias("weight"))
         df = df.with_columns(strip_gene_version_expr(pl.col("_gene")).alias("gene_id"))
@@ -169,6 +172,13 @@ def load_ld_reference(paths: str | Path | Sequence[str | Path], *, drops: DropLo
         schema={"rsid_a": pl.Utf8, "a1_a": pl.Utf8, "rsid_b": pl.Utf8, "a1_b": pl.Utf8, "r": pl.Float64})
 
 
+def _drop_weights(rows: pl.DataFrame, drops: DropLog, reason: str, detail: pl.Expr) -> None:
+    """Weight rows (``gene_id|tissue|rsid``) left out of the leave-one-out TWAS.Z, counted."""
+    if rows.height:
+        drops.add_frame(rows.select(pl.format("{}|{}|{}", "gene_id", "tissue", "rsid").alias("row_id"),
+                                    detail.alias("detail")), stage="loo", reason=reason)
+
+
 def attach_loo_twas_z(triplets: pl.DataFrame, weights: pl.DataFrame, gwas: pl.DataFrame, ld: pl.DataFrame, *,
                       drops: DropLog | None = None) -> tuple[pl.DataFrame, dict[str, float]]:
     """``(triplets + twas_z_loo, counts)``.
@@ -179,8 +189,9 @@ def attach_loo_twas_z(triplets: pl.DataFrame, weights: pl.DataFrame, gwas: pl.Da
         gwas: GWAS rows of the weight SNPs: ``rsid, z, effect_allele, other_allele``
             (:func:`agval.twas.gwas.read_gwas_for`).
         ld: :func:`load_ld_reference`.
-        drops: receives ``loo_allele_mismatch`` (a weight SNP whose GWAS alleles match
-            neither ``a1`` nor ``a2``; stage ``loo``).
+        drops: receives, per weight row of a triplet gene-tissue (stage ``loo``),
+            ``loo_no_gwas`` (no usable GWAS z for the SNP) and ``loo_allele_mismatch`` (its
+            GWAS alleles match neither ``a1`` nor ``a2``).
 
     Returns:
         ``twas_z_loo`` (Float64) is null where the triplet's variant is not among its
@@ -193,17 +204,16 @@ def attach_loo_twas_z(triplets: pl.DataFrame, weights: pl.DataFrame, gwas: pl.Da
     drops = drops if drops is not None else DropLog()
     g = gwas.select("rsid", pl.col("z").cast(pl.Float64), _alleles(gwas["effect_allele"]).alias("ea"),
                     _alleles(gwas["other_allele"]).alias("oa")).unique("rsid", keep="first", maintain_order=True)
-    w = weights.join(g, on="rsid", how="inner")
+    need = triplets.select("gene_id", "tissue").unique()
+    w = checked_join(weights.join(need, on=["gene_id", "tissue"], how="inner"), g, "rsid", how="left",
+                     validate="m:1", what="TWAS weights x GWAS rows of their SNPs")
+    _drop_weights(w.filter(pl.col("z").is_null() | ~pl.col("z").is_finite()), drops, "loo_no_gwas",
+                  pl.format("{} has no usable GWAS z (its weight is left out of TWAS_-i)", "rsid"))
+    w = w.filter(pl.col("z").is_finite().fill_null(False))
     w = w.with_columns(pl.Series("_s", [_orientation(*t) for t in zip(w["ea"], w["oa"], w["a1"], w["a2"])],
                                  dtype=pl.Float64))
-    bad = w.filter(pl.col("_s").is_null())
-    if bad.height:
-        drops.add_frame(bad.select(pl.format("{}|{}|{}", "gene_id", "tissue", "rsid").alias("row_id"),
-                                   pl.lit(None, dtype=pl.Utf8).alias("source_file"),
-                                   pl.lit(None, dtype=pl.Int64).alias("source_row"),
-                                   pl.format("GWAS alleles {}/{} match neither weight allele {}/{}", "ea", "oa",
-                                             "a1", "a2").alias("detail")),
-                        stage="loo", reason="loo_allele_mismatch")
+    _drop_weights(w.filter(pl.col("_s").is_null()), drops, "loo_allele_mismatch",
+                  pl.format("GWAS alleles {}/{} match neither weight allele {}/{}", "ea", "oa", "a1", "a2"))
     w = w.filter(pl.col("_s").is_not_null()).with_columns((pl.col("z") * pl.col("_s")).alias("z_a1"))
     # LD on the weight alleles: both orders of every pair
     a1_of = weights.select("rsid", "a1", "a2").unique("rsid", keep="first")
@@ -217,8 +227,7 @@ def attach_loo_twas_z(triplets: pl.DataFrame, weights: pl.DataFrame, gwas: pl.Da
                            .when(pl.col("a1_b") == pl.col("_a2b")).then(-1.0).otherwise(None)
                            * pl.col("r")).alias("r1"))
             .filter(pl.col("r1").is_not_null() & (pl.col("rsid_a") != pl.col("rsid_b"))))
-    need = triplets.select("gene_id", "tissue").unique()
-    w = (w.join(need, on=["gene_id", "tissue"], how="inner")
+    w = (w
           .with_columns(pl.int_range(pl.len()).over("gene_id", "tissue").alias("_i")))
     # each gene-tissue's LD pairs as (row, column) indices into its weight vector, in one join
     idx = w.select("gene_id", "tissue", "rsid", "_i")

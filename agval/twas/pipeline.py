@@ -245,8 +245,10 @@ def leave_one_out(scored: ScoredTriplets, study: TWASStudy, *, tissues: Sequence
     weights = loo.load_twas_weights(inputs.expand_paths(study.twas_weights, what="TWAS weights"), tissues=tissues,
                                     drops=drops)
     ld = loo.load_ld_reference(inputs.expand_paths(study.ld, what="LD"), drops=drops)
+    # the GWAS rows' own problems were counted by the study's GWAS read where they matter; a
+    # weight SNP left without a usable z is counted below (loo_no_gwas), once per weight row
     rows = read_gwas_for(study.gwas, sorted(set(weights["rsid"].to_list())), build=study.gwas_build,
-                         columns=study.gwas_columns, strict=study.gwas_strict, drops=drops)
+                         columns=study.gwas_columns, strict=study.gwas_strict, drops=DropLog())
     long, counts = loo.attach_loo_twas_z(scored.long, weights, rows, ld, drops=drops)
     counts = {"weight_rows": weights.height, "ld_pairs": ld.height, "gwas_rows": rows.height, **counts}
     return replace(scored, long=long, loo=counts)
