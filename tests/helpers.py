@@ -38,3 +38,14 @@ def precomputed_hqtl_study(src: Path, out: Path) -> Path:
     text = text.replace('table = "hqtl-lcl/Pelikan_et_al_hQTL_summary.csv"\n', "", 1)
     out.write_text(text)
     return out
+
+
+def world_snvs(world_dir: Path, n: int, offset: int = 0, prefix: str = "v"):
+    """``n`` distinct SNVs of a synthetic world (``row_id, chrom, pos, ref, alt``), from the
+    ``offset``-th in (chrom, pos, alt) order; row ids ``<prefix>0, <prefix>1, ...``."""
+    import polars as pl
+
+    df = pl.read_parquet(Path(world_dir) / "variants.parquet").filter(
+        (pl.col("status") == "ok") & (pl.col("kind") == "snv"))
+    df = df.unique(["chrom", "pos", "ref", "alt"]).sort("chrom", "pos", "alt").slice(offset, n)
+    return df.select(pl.format(prefix + "{}", pl.int_range(pl.len())).alias("row_id"), "chrom", "pos", "ref", "alt")

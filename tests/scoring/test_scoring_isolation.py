@@ -14,6 +14,7 @@ from agval.drops import DropLog, failure_drops
 from agval.scoring import engine, make_backend
 from agval.scoring.alphagenome import AlphaGenomeBackend
 from agval.scoring.isolation import CRASHED, ProcessIsolatedBackend
+from tests.helpers import world_snvs
 
 WIDTH = 16_384
 SCORERS = ["DNASE", "RNA_SEQ"]
@@ -35,10 +36,7 @@ class CrashingBackend(AlphaGenomeBackend):
 
 
 def _variants(world_dir, n=8, offset=40):
-    df = pl.read_parquet(world_dir / "variants.parquet").filter(
-        (pl.col("status") == "ok") & (pl.col("kind") == "snv"))
-    df = df.unique(["chrom", "pos", "ref", "alt"]).sort("chrom", "pos", "alt").slice(offset, n)
-    return df.select(pl.format("v{}", pl.int_range(pl.len())).alias("row_id"), "chrom", "pos", "ref", "alt")
+    return world_snvs(world_dir, n, offset, prefix="v")
 
 
 def _score(df, backend):

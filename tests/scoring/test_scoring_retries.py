@@ -14,16 +14,15 @@ from agval.scoring import engine, make_backend
 from agval.scoring.alphagenome import AlphaGenomeBackend
 from agval.scoring.backend import RetryPolicy
 from agval.scoring.limiter import AdaptiveLimiter
+from tests.helpers import world_snvs
 
 WIDTH = 16_384
 
 
 def _variants(world_dir, n, offset=0):
-    df = pl.read_parquet(world_dir / "variants.parquet").filter(
-        (pl.col("status") == "ok") & (pl.col("kind") == "snv"))
-    df = df.unique(["chrom", "pos", "ref", "alt"]).sort("chrom", "pos", "alt").slice(offset, n)
+    df = world_snvs(world_dir, n, offset, prefix="v")
     assert df.height == n
-    return df.select(pl.format("v{}", pl.int_range(pl.len())).alias("row_id"), "chrom", "pos", "ref", "alt")
+    return df
 
 
 def _attempts(standin):

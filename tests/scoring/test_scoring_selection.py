@@ -15,6 +15,7 @@ from agval.scoring.answers import Selection
 from agval.scoring.backend import RetryPolicy
 from agval.scoring.cache import ScoreCache
 from agval.scoring.tracks import TrackSelection
+from tests.helpers import world_snvs
 
 WIDTH = 16_384
 SCORERS = ["DNASE", "CHIP_HISTONE"]
@@ -22,10 +23,7 @@ KEY = ["row_id", "scorer", "track_name", "track_strand", "gene_id"]
 
 
 def _variants(world_dir, n, offset=40):
-    df = pl.read_parquet(world_dir / "variants.parquet").filter(
-        (pl.col("status") == "ok") & (pl.col("kind") == "snv"))
-    df = df.unique(["chrom", "pos", "ref", "alt"]).sort("chrom", "pos", "alt").slice(offset, n)
-    return df.select(pl.format("s{}", pl.int_range(pl.len())).alias("row_id"), "chrom", "pos", "ref", "alt")
+    return world_snvs(world_dir, n, offset, prefix="s")
 
 
 def _calls(h):

@@ -19,16 +19,14 @@ from agval.scoring.alphagenome import AlphaGenomeBackend
 from agval.scoring.backend import RetryPolicy, resolve_scorers
 from agval.scoring.cache import ScoreCache
 from agval.scoring.fingerprint import canary_panel_from_world
+from tests.helpers import world_snvs
 
 WIDTH = 16_384
 SCORERS = ["DNASE"]
 
 
 def _variants(world_dir, n=12, offset=10):
-    df = pl.read_parquet(world_dir / "variants.parquet").filter(
-        (pl.col("status") == "ok") & (pl.col("kind") == "snv"))
-    df = df.unique(["chrom", "pos", "ref", "alt"]).sort("chrom", "pos", "alt").slice(offset, n)
-    return df.select(pl.format("v{}", pl.int_range(pl.len())).alias("row_id"), "chrom", "pos", "ref", "alt")
+    return world_snvs(world_dir, n, offset, prefix="v")
 
 
 @pytest.fixture

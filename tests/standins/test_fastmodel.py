@@ -87,9 +87,10 @@ class _Genome:
         return "N" * max(0, -a) + core + "N" * max(0, b - max(a, len(s)))
 
 
-def test_gene_mask_engine_equals_the_exact_local_scorer(model):
-    sites: list[int] = []
-    seq = _seq(80_000, 3, model.params, sites)
+def _two_gene_setup(model, seq: str):
+    """Two genes on chr1 of ``seq`` (G1 +, three exons; G2 -, two exons listed out of order),
+    RNA_SEQ contexts of two CURIEs x three strands, and both scorers over them:
+    ``(genome, contexts, curies, exact LocalScorer, GeneMaskEngine)``."""
     genes = pl.DataFrame({"gene_id": ["G1", "G2"], "gene_name": ["A", "B"], "chrom": ["chr1"] * 2,
                           "start": [20_001, 41_001], "end": [36_000, 60_000], "strand": ["+", "-"],
                           "gene_type": ["protein_coding"] * 2, "tss": [20_001, 60_000]})
@@ -97,12 +98,17 @@ def test_gene_mask_engine_equals_the_exact_local_scorer(model):
                           "chrom": ["chr1"] * 5, "start": [20_001, 26_001, 35_001, 58_001, 41_001],
                           "end": [20_300, 26_200, 36_000, 60_000, 42_000]})
     g = _Genome(seq)
-    ctxs = [TrackContext(c, "RNA_SEQ", None, None, s) for c in ("CL:0000624", "generic:07") for s in "+-."]
     curies = ("CL:0000624", "generic:07")
-    exact = LocalScorer(model, g, genes, exons)
+    ctxs = [TrackContext(c, "RNA_SEQ", None, None, s) for c in curies for s in "+-."]
     blocks = {gid: np.stack([sub["start"].to_numpy() - 1, sub["end"].to_numpy()], axis=1)
               for (gid,), sub in exons.group_by(["gene_id"])}
-    eng = GeneMaskEngine(BatchModel(model), g.fetch, blocks)
+    return g, ctxs, curies, LocalScorer(model, g, genes, exons), GeneMaskEngine(BatchModel(model), g.fetch, blocks)
+
+
+def test_gene_mask_engine_equals_the_exact_local_scorer(model):
+    sites: list[int] = []
+    seq = _seq(80_000, 3, model.params, sites)
+    g, ctxs, curies, exact, eng = _two_gene_setup(model, seq)
     gain = model.params.output_gains["RNA_SEQ"]
     interval = (0, 57_000)  # clips G2's first exon
     checked = 0
@@ -137,19 +143,7 @@ def test_indel_gene_mask_equals_the_exact_local_scorer(model):
     anchor base, deleted bases 0) through the engine's general path, near and inside exons."""
     sites: list[int] = []
     seq = _seq(80_000, 4, model.params, sites)
-    genes = pl.DataFrame({"gene_id": ["G1", "G2"], "gene_name": ["A", "B"], "chrom": ["chr1"] * 2,
-                          "start": [20_001, 41_001], "end": [36_000, 60_000], "strand": ["+", "-"],
-                          "gene_type": ["protein_coding"] * 2, "tss": [20_001, 60_000]})
-    exons = pl.DataFrame({"gene_id": ["G1", "G1", "G1", "G2", "G2"], "exon_number": [1, 2, 3, 1, 2],
-                          "chrom": ["chr1"] * 5, "start": [20_001, 26_001, 35_001, 58_001, 41_001],
-                          "end": [20_300, 26_200, 36_000, 60_000, 42_000]})
-    g = _Genome(seq)
-    ctxs = [TrackContext(c, "RNA_SEQ", None, None, s) for c in ("CL:0000624", "generic:07") for s in "+-."]
-    curies = ("CL:0000624", "generic:07")
-    exact = LocalScorer(model, g, genes, exons)
-    blocks = {gid: np.stack([sub["start"].to_numpy() - 1, sub["end"].to_numpy()], axis=1)
-              for (gid,), sub in exons.group_by(["gene_id"])}
-    eng = GeneMaskEngine(BatchModel(model), g.fetch, blocks)
+    g, ctxs, curies, exact, eng = _two_gene_setup(model, seq)
     gain = model.params.output_gains["RNA_SEQ"]
     interval = (0, 80_000)
     near = [p + 1 for p in sites if 19_800 < p < 20_400 or 35_000 < p < 36_100 or 58_500 < p < 60_000]
