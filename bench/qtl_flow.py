@@ -32,7 +32,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -44,36 +43,10 @@ REPEATS = 3
 FULL = {"n_caqtl": 300, "n_hqtl": 250, "n_boot": 1000}
 
 
-class PeakRSS:
-    """Peak resident set size of this process while the block runs (sampled)."""
-
-    def __init__(self, every: float = 0.02):
-        import psutil
-
-        self._proc = psutil.Process()
-        self.every = every
-        self.peak = 0
-        self._stop = threading.Event()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self._proc.memory_info().rss)
-            self._stop.wait(self.every)
-
-    def __enter__(self) -> "PeakRSS":
-        self.peak = self._proc.memory_info().rss
-        self._t = threading.Thread(target=self._run, daemon=True)
-        self._t.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._t.join()
-        self.peak = max(self.peak, self._proc.memory_info().rss)
-
-
 def child(size: str, work: Path, quick: bool) -> dict:
     """Everything for one world size, in this process; returns the measurements."""
+    from bench._sampling import Sampler
+
     os.environ["AGVAL_HOME"] = str(work / "state")
     os.environ["AGVAL_SIM_RESULTS"] = str(work / "results-simulated")
     os.environ["AGVAL_RESULTS"] = str(work / "results")
@@ -126,11 +99,11 @@ def child(size: str, work: Path, quick: bool) -> dict:
                         kwargs = registry.load("qtl", toml, **overrides)
                         study = kwargs["study"]
                         rec: dict = {"study": study.name}
-                        with PeakRSS() as mem:
+                        with Sampler(every=0.02) as mem:
                             t0 = time.perf_counter()
                             res = registry.run("qtl", toml, **overrides)
                             rec["flow_cold_s"] = time.perf_counter() - t0
-                        rec["peak_rss_mb"] = mem.peak / 2 ** 20
+                        rec["peak_rss_mb"] = mem.peak_rss / 2 ** 20
                         rec["rows"] = res["metrics"]["counts"]["input_rows"]
                         rec["analysed_rows"] = res["metrics"]["counts"]["analysed_rows"]
                         rec["rho_corrected"] = res["headline"].get("spearman_rho")

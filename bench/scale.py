@@ -42,7 +42,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -50,39 +49,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 WIDTH = 2 ** 20
-
-
-class Sampler:
-    """Peak RSS and most OS threads of this process while the block runs."""
-
-    def __init__(self, every: float = 0.05):
-        import psutil
-
-        self._p = psutil.Process()
-        self.every = every
-        self.peak_rss = 0
-        self.max_threads = 0
-        self._stop = threading.Event()
-
-    def _sample(self) -> None:
-        self.peak_rss = max(self.peak_rss, self._p.memory_info().rss)
-        self.max_threads = max(self.max_threads, self._p.num_threads())
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._sample()
-            self._stop.wait(self.every)
-
-    def __enter__(self) -> "Sampler":
-        self._sample()
-        self._t = threading.Thread(target=self._run, daemon=True)
-        self._t.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._t.join()
-        self._sample()
 
 
 def pick_selection(world: Path) -> tuple[str, str]:
@@ -100,6 +66,8 @@ def pick_selection(world: Path) -> tuple[str, str]:
 
 
 def child(args) -> dict:
+    from bench._sampling import Sampler
+
     work = Path(args.work)
     os.environ["AGVAL_HOME"] = str(work / "state")
     os.environ["PREFECT_HOME"] = str(work / "prefect")
