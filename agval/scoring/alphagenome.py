@@ -371,7 +371,7 @@ class AlphaGenomeBackend(ScoringBackend):
             parts.append(self._answers_fast(variant, batch, interval_width, org))
         if len(parts) == 1:
             return parts[0]
-        return VariantAnswers(variant.key, pl.concat([p.rows for p in parts]),
+        return VariantAnswers(variant.key, [r for p in parts for r in p.records],
                               {k: v for p in parts for k, v in p.blocks.items()})
 
     def _request(self, variant: Variant, scorers, width: int, org):
@@ -398,7 +398,7 @@ class AlphaGenomeBackend(ScoringBackend):
         one gene list per scorer; the track metadata block is converted once and reused)."""
         from alphagenome import tensor_utils
 
-        from agval.scoring.answers import VariantAnswers, answer_row, answers_frame
+        from agval.scoring.answers import VariantAnswers, answer_row
 
         rows, blocks = [], {}
         ix = 0
@@ -432,7 +432,7 @@ class AlphaGenomeBackend(ScoringBackend):
             ix += 1
         if ix < len(scorers):
             raise BackendCallError("INTERNAL", f"expected {len(scorers)} outputs, got {ix}")
-        return VariantAnswers(variant_key, answers_frame(rows), blocks)
+        return VariantAnswers(variant_key, rows, blocks)  # plain records: no polars frame in a scoring thread
 
     _STRANDS = {1: "+", 2: "-", 3: "."}
 

@@ -63,21 +63,52 @@ class TrackBlock:
         return hashlib.sha256(serialized).hexdigest()[:24]
 
 
-@dataclass
 class VariantAnswers:
-    """Every scorer's answer for one variant: ``rows`` (:data:`ANSWER_COLUMNS` without
-    ``ckey``/``scored_at``) and the track blocks they refer to."""
+    """Every scorer's answer for one variant and the track blocks they refer to.
 
-    variant_key: str
-    rows: pl.DataFrame
-    blocks: dict[str, TrackBlock]
+    ``rows``: :data:`ANSWER_COLUMNS` without ``ckey``/``scored_at``, one row per scorer.
+    Built from plain records (dicts, :func:`answer_row`) the frame is made only when asked
+    for: decoding threads build no polars frame (polars calls from many threads at once
+    cost ~10x their single-thread CPU), and a chunk's answers become one frame in bulk
+    (:func:`answers_frame` over every variant's :attr:`records`).
+    """
+
+    __slots__ = ("variant_key", "blocks", "_records", "_frame")
+
+    def __init__(self, variant_key: str, rows: "pl.DataFrame | Sequence[dict[str, Any]]",
+                 blocks: dict[str, TrackBlock]):
+        self.variant_key = variant_key
+        self.blocks = blocks
+        if isinstance(rows, pl.DataFrame):
+            self._frame, self._records = rows, None
+        else:
+            self._frame, self._records = None, list(rows)
+
+    @property
+    def rows(self) -> pl.DataFrame:
+        if self._frame is None:
+            self._frame = answers_frame(self._records)
+        return self._frame
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        if self._records is None:
+            self._records = self._frame.to_dicts()
+        return self._records
 
     @property
     def height(self) -> int:  # quacks like a frame for "did it return anything"
-        return self.rows.height
+        return len(self._records) if self._records is not None else self._frame.height
 
     def to_long(self, selection: "Selection | None" = None) -> pl.DataFrame:
         return expand(self.rows, self.blocks.__getitem__, selection)
+
+    def __getstate__(self):  # pickled through the isolation workers' pipes: records only
+        return {"variant_key": self.variant_key, "blocks": self.blocks, "records": self.records}
+
+    def __setstate__(self, st):
+        self.variant_key, self.blocks = st["variant_key"], st["blocks"]
+        self._records, self._frame = st["records"], None
 
 
 def answer_row(variant_key: str, scorer: str, output_type: str, block: TrackBlock, values: np.ndarray,
@@ -156,9 +187,6 @@ def as_selection(selection) -> Selection | None:
 # Expansion: answers -> long rows (bulk, numpy).
 # ----------------------------------------------------------------------------------
 
-_LONG_FIXED = [c for c in SCORE_COLUMNS if c not in ("raw_score", "quantile_score")]
-
-
 def _selected_tracks(block: pl.DataFrame, scorer: str, output_type: str, selection: Selection | None) -> np.ndarray:
     if selection is None or selection.everything:
         return np.arange(block.height)
@@ -166,94 +194,115 @@ def _selected_tracks(block: pl.DataFrame, scorer: str, output_type: str, selecti
     return np.flatnonzero(f.select(selection.expr().fill_null(False)).to_series().to_numpy())
 
 
-def expand(answers: pl.DataFrame, block_of: Callable[[str], TrackBlock | pl.DataFrame],
+_STRAND_CODE = {"+": 1, "-": 2}
+_ANSWER_FIELDS = ("variant_key", "scorer", "output_type", "tracks_id", "n_obs", "n_tracks", "raw", "quantile",
+                  *_GENE_LISTS)
+
+
+def _answer_columns(answers: "pl.DataFrame | Sequence[dict[str, Any]]") -> dict[str, list]:
+    if isinstance(answers, pl.DataFrame):
+        return {c: answers[c].to_list() for c in _ANSWER_FIELDS}
+    return {c: [r[c] for r in answers] for c in _ANSWER_FIELDS}
+
+
+def expand(answers: "pl.DataFrame | Sequence[dict[str, Any]]", block_of: Callable[[str], TrackBlock | pl.DataFrame],
            selection: Selection | None = None) -> pl.DataFrame:
     """Long rows (:data:`SCORE_COLUMNS`) of the selected tracks of every answer in ``answers``.
 
-    ``block_of(tracks_id)`` gives a track block. Row order: answers in order; within an
-    answer tracks in column order, genes inner (as ``tidy_scores``).
+    ``answers``: a frame of :data:`ANSWER_COLUMNS` or plain answer records
+    (:func:`answer_row`). ``block_of(tracks_id)`` gives a track block. Row order: answers in
+    order; within an answer tracks in column order, genes inner (as ``tidy_scores``).
+
+    Bulk: the answers of one (track block, scorer) are one ``[sum of n_obs, n_tracks]``
+    matrix, so the work per answer is a few list appends; every long row is placed by
+    numpy index arithmetic and the text columns by one gather each.
     """
-    if answers.height == 0:
+    selection = as_selection(selection)
+    cols = _answer_columns(answers)
+    n = len(cols["tracks_id"])
+    groups: dict[tuple[str, str, str], list[int]] = {}
+    for i in range(n):
+        if cols["n_obs"][i] and cols["n_tracks"][i]:
+            groups.setdefault((cols["tracks_id"][i], cols["scorer"][i], cols["output_type"][i]), []).append(i)
+    if not groups:
         return pl.DataFrame(schema=SCORE_COLUMNS)
-    sel_memo: dict[tuple[str, str], tuple[np.ndarray, np.ndarray, pl.DataFrame]] = {}
-    a_idx, t_idx, g_idx, raws, quants, qmask, blocks_used = [], [], [], [], [], [], []
+    blocks_used: list[pl.DataFrame] = []
+    block_offset: dict[str, int] = {}
+    n_tracks_seen = 0
     gene_rows: dict[str, list] = {c: [] for c in _GENE_LISTS}
-    n_genes = 0
-    has_quant_all = True
-    cols = answers.select("tracks_id", "scorer", "output_type", "n_obs", "n_tracks", "raw", "quantile",
-                          *_GENE_LISTS)
-    block_pos: dict[str, int] = {}
-    track_offsets: list[int] = []
-    offset = 0
-    for i, (tid, sc, ot, n_obs, n_tracks, raw_b, q_b, *glists) in enumerate(cols.iter_rows()):
-        if not n_obs or not n_tracks:
-            continue
-        key = (tid, sc)
-        got = sel_memo.get(key)
-        if got is None:
-            blk = block_of(tid)
-            frame = blk.frame if isinstance(blk, TrackBlock) else blk
-            if tid not in block_pos:
-                block_pos[tid] = len(blocks_used)
-                blocks_used.append(frame)
-                track_offsets.append(offset)
-                offset += frame.height
-            idx = _selected_tracks(frame, sc, ot, selection)
-            strands = np.asarray(frame["track_strand"].fill_null("").to_list(), dtype=object)[idx]
-            got = (idx, strands, frame)
-            sel_memo[key] = got
-        idx, tstrands, frame = got
+    out = {k: [] for k in ("a", "t", "g", "raw", "q", "qm")}
+    for (tid, sc, ot), members in groups.items():
+        blk = block_of(tid)
+        frame = blk.frame if isinstance(blk, TrackBlock) else blk
+        if tid not in block_offset:
+            block_offset[tid] = n_tracks_seen
+            blocks_used.append(frame)
+            n_tracks_seen += frame.height
+        idx = _selected_tracks(frame, sc, ot, selection)
         if idx.size == 0:
             continue
-        raw = np.frombuffer(raw_b, dtype="<f4").reshape(n_obs, n_tracks)[:, idx]  # [n_obs, k]
-        q = np.frombuffer(q_b, dtype="<f4").reshape(n_obs, n_tracks)[:, idx] if q_b is not None else None
+        width = cols["n_tracks"][members[0]]
+        if any(cols["n_tracks"][i] != width for i in members) or width != frame.height:
+            raise ValueError(f"answers of scorer {sc} do not match their track block ({frame.height} tracks)")
         k = idx.size
-        ti = np.repeat(np.arange(k), n_obs)  # track-major, genes inner
-        gi = np.tile(np.arange(n_obs), k)
-        if glists[0] is not None:  # gene scorer: drop strand-mismatched cells
-            gs = np.asarray([s or "" for s in glists[3]], dtype=object)[gi]
-            ts = tstrands[ti]
-            keep = ~(((gs == "+") & (ts == "-")) | ((gs == "-") & (ts == "+")))
-            for c, lst in zip(_GENE_LISTS, glists):
-                gene_rows[c].extend(lst)
-            gsel = gi[keep] + n_genes
-            n_genes += n_obs
-        else:
-            keep = np.ones(ti.size, dtype=bool)
-            gsel = np.full(int(keep.sum()), -1, dtype=np.int64)
-        tsel = ti[keep]
-        a_idx.append(np.full(tsel.size, i, dtype=np.int64))
-        t_idx.append(idx[tsel] + track_offsets[block_pos[tid]])
-        g_idx.append(gsel)
-        raws.append(raw.T.reshape(-1)[keep])
-        if q is None:
-            has_quant_all = False
-            quants.append(np.full(tsel.size, np.nan, dtype=np.float32))
-            qmask.append(np.zeros(tsel.size, dtype=bool))
-        else:
-            quants.append(q.T.reshape(-1)[keep])
-            qmask.append(np.ones(tsel.size, dtype=bool))
-    if not a_idx:
+        tstrand = np.array([_STRAND_CODE.get(x, 0) for x in frame["track_strand"].to_list()], dtype=np.int8)[idx]
+        n_obs = np.array([cols["n_obs"][i] for i in members], dtype=np.int64)
+        has_genes = np.array([cols["gene_id"][i] is not None for i in members], dtype=bool)
+        raw = np.frombuffer(b"".join(cols["raw"][i] for i in members), dtype="<f4").reshape(-1, width)[:, idx]
+        qs = [cols["quantile"][i] for i in members]
+        if all(q is not None for q in qs):
+            quant, qmask = np.frombuffer(b"".join(qs), dtype="<f4").reshape(-1, width)[:, idx], None
+        else:  # some (or all) answers without quantiles: NaN there, null in the table
+            nan = np.full(width, np.nan, dtype="<f4").tobytes()
+            quant = np.frombuffer(b"".join(q if q is not None else nan * int(m) for q, m in zip(qs, n_obs)),
+                                  dtype="<f4").reshape(-1, width)[:, idx]
+            qmask = np.repeat(np.array([q is not None for q in qs]), n_obs)
+        # gene rows of the group (a variant-centric answer's single row has none: null)
+        gene_base = len(gene_rows["gene_id"])
+        gstrand = []
+        for i, m in zip(members, n_obs):
+            for c in _GENE_LISTS:
+                lst = cols[c][i]
+                gene_rows[c].extend(lst if lst is not None else [None] * int(m))
+            gs = cols["gene_strand"][i]
+            gstrand.extend(gs if gs is not None else [None] * int(m))
+        gstrand = np.array([_STRAND_CODE.get(x, 0) for x in gstrand], dtype=np.int8)
+        # output rows: per answer, tracks (k) major and its genes inner
+        sizes = n_obs * k
+        row_start = np.cumsum(n_obs) - n_obs
+        rep = lambda v: np.repeat(v, sizes)  # noqa: E731
+        off = np.arange(int(sizes.sum())) - rep(np.cumsum(sizes) - sizes)
+        nrep = rep(n_obs)
+        t, g = off // nrep, off % nrep
+        row = rep(row_start) + g
+        ts, gs_ = tstrand[t], gstrand[row]
+        keep = ~(rep(has_genes) & (((gs_ == 1) & (ts == 2)) | ((gs_ == 2) & (ts == 1))))
+        out["a"].append(rep(np.asarray(members, dtype=np.int64))[keep])
+        out["t"].append(idx[t[keep]] + block_offset[tid])
+        out["g"].append(np.where(rep(has_genes), row + gene_base, -1)[keep])
+        out["raw"].append(raw[row, t][keep])
+        out["q"].append(quant[row, t][keep])
+        out["qm"].append(np.ones(int(keep.sum()), dtype=bool) if qmask is None else qmask[row][keep])
+    if not out["a"]:
         return pl.DataFrame(schema=SCORE_COLUMNS)
-    ai = pl.Series(np.concatenate(a_idx))
-    tracks = pl.concat([f.select(list(TRACK_COLUMNS)) for f in blocks_used], how="vertical")[
-        pl.Series(np.concatenate(t_idx))]
-    gidx = np.concatenate(g_idx)
+    a_idx = np.concatenate(out["a"])
+    order = np.argsort(a_idx, kind="stable")  # answers in input order (one group per answer: stable inside)
+    a_idx = a_idx[order]
+    t_idx, g_idx = np.concatenate(out["t"])[order], np.concatenate(out["g"])[order]
+    raws, quants, qmask = (np.concatenate(out[k])[order] for k in ("raw", "q", "qm"))
+    tracks = pl.concat([f.select(list(TRACK_COLUMNS)) for f in blocks_used], how="vertical")[pl.Series(t_idx)]
     genes = pl.DataFrame({c: gene_rows[c] for c in _GENE_LISTS}, schema=GENE_COLUMNS)
     genes = genes.with_columns(strip_gene_version_expr(pl.col("gene_id")).alias("gene_id"))
-    null_gene = pl.DataFrame({c: [None] for c in GENE_COLUMNS}, schema=GENE_COLUMNS)
-    genes = pl.concat([genes, null_gene])  # index -1 -> the null row
-    gsel = np.where(gidx < 0, genes.height - 1, gidx)
-    gcols = genes[pl.Series(gsel)]
-    meta = answers.select("variant_key", "scorer", "output_type")[ai]
-    q_all = np.concatenate(quants)
-    quant = pl.Series("quantile_score", q_all, dtype=pl.Float32)
-    if not has_quant_all:  # answers without quantiles: null (not NaN), as tidy_scores leaves them
-        quant = pl.select(pl.when(pl.Series(np.concatenate(qmask))).then(quant).otherwise(None)
-                          .alias("quantile_score")).to_series()
-    out = pl.concat([meta, gcols, tracks], how="horizontal").with_columns(
-        pl.Series("raw_score", np.concatenate(raws), dtype=pl.Float32), quant)
-    return out.select(list(SCORE_COLUMNS))
+    genes = pl.concat([genes, pl.DataFrame({c: [None] for c in GENE_COLUMNS}, schema=GENE_COLUMNS)])
+    gcols = genes[pl.Series(np.where(g_idx < 0, genes.height - 1, g_idx))]  # -1 -> the null row
+    meta = pl.DataFrame({c: cols[c] for c in ("variant_key", "scorer", "output_type")},
+                        schema={c: pl.String for c in ("variant_key", "scorer", "output_type")})[pl.Series(a_idx)]
+    quant = pl.Series("quantile_score", quants, dtype=pl.Float32)
+    if not qmask.all():  # answers without quantiles: null (not NaN), as tidy_scores leaves them
+        quant = pl.select(pl.when(pl.Series(qmask)).then(quant).otherwise(None).alias("quantile_score")).to_series()
+    res = pl.concat([meta, gcols, tracks], how="horizontal").with_columns(
+        pl.Series("raw_score", raws, dtype=pl.Float32), quant)
+    return res.select(list(SCORE_COLUMNS))
 
 
 def filter_long(rows: pl.DataFrame, selection: Selection | None) -> pl.DataFrame:

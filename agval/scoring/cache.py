@@ -22,8 +22,9 @@ Layout: ``<root>/<organism>-<model version>-<fingerprint[:16]>/`` holds
   precomputed tables, Atlas, ``decode="sdk"``), written atomically through
   :func:`agval.schema.write_table` in the registered format ``agval-score-cache`` v1;
 * ``journal-*.agj``: the write-ahead journal of a running writer: one framed record per
-  scored variant (length-prefixed, crc32-checked header + the variant's rows as an
-  Arrow IPC stream), written unbuffered to the OS as soon as the variant is scored. A
+  scored variant (length-prefixed, crc32-checked JSON header + body: long rows as an
+  Arrow IPC stream, or whole answers as JSON records in the header and their float32
+  score bytes as the body), written unbuffered to the OS as soon as the variant is scored. A
   writer holds an exclusive ``flock`` on its journal; a journal nobody holds (its
   process was killed) is turned into a shard the next time the namespace is opened,
   keeping every complete record. So a run killed with SIGKILL loses nothing it had
@@ -56,7 +57,8 @@ import polars as pl
 
 from agval import schema
 from agval.paths import cache_dir
-from agval.scoring.answers import ANSWER_COLUMNS, Selection, TrackBlock, VariantAnswers, expand, filter_long
+from agval.scoring.answers import (ANSWER_COLUMNS, Selection, TrackBlock, VariantAnswers, answers_frame, expand,
+                                  filter_long)
 from agval.scoring.backend import SCORE_COLUMNS, TRACK_COLUMNS, conform_scores
 
 FORMAT_NAME = "agval-score-cache"
@@ -410,25 +412,63 @@ def _entries_to_cache_rows(ctx: CacheContext, entries: list[tuple[str, list[str]
     return pl.concat(out, how="vertical") if len(out) > 1 else out[0]
 
 
-def _answers_to_cache_rows(ctx: CacheContext, answers: list[tuple[str, list[str], float, pl.DataFrame]]
+def _answers_to_cache_rows(ctx: CacheContext, answers: list[tuple[str, list[str], float, list[dict]]]
                            ) -> pl.DataFrame:
-    """The answers of many scored variants, keyed (every requested scorer must have its answer)."""
+    """The answers (plain records, :func:`~agval.scoring.answers.answer_row`) of many scored
+    variants as one keyed frame, built in bulk (every requested scorer must have its answer)."""
     from agval.errors import ScoringError
 
-    frames = []
-    for vk, scorers, ts, rows in answers:
-        got = rows["scorer"].to_list()
-        if sorted(got) != sorted(scorers) or any(v != vk for v in rows["variant_key"].to_list()):
+    records, ckeys, stamps = [], [], []
+    for vk, scorers, ts, recs in answers:
+        got = [r["scorer"] for r in recs]
+        if sorted(got) != sorted(scorers) or any(r["variant_key"] != vk for r in recs):
             raise ScoringError(f"answers of {vk} are for scorers {got[:3]}..., requested {scorers[:3]}...")
-        frames.append(rows.with_columns(pl.Series("ckey", [ctx.key(vk, sc) for sc in got], dtype=pl.String),
-                                        pl.lit(ts, dtype=pl.Float64).alias("scored_at")))
-    return pl.concat(frames, how="vertical").select(list(ANSWER_COLUMNS)).unique(
-        "ckey", keep="last", maintain_order=True)
+        records.extend(recs)
+        ckeys.extend(ctx.key(vk, sc) for sc in got)
+        stamps.extend([ts] * len(got))
+    frame = answers_frame(records).with_columns(pl.Series("ckey", ckeys, dtype=pl.String),
+                                                pl.Series("scored_at", stamps, dtype=pl.Float64))
+    return frame.select(list(ANSWER_COLUMNS)).unique("ckey", keep="last", maintain_order=True)
+
+
+_BLOBS = ("raw", "quantile")
+
+
+def _encode_answers(records: list[dict]) -> tuple[list[dict], bytes]:
+    """Answer records -> (JSON-able records without their score bytes, the bytes concatenated).
+
+    A journal record of whole answers is this (format ``"a": 2``): no Arrow/polars call in
+    the scoring threads that journal (those cost ~10x their single-thread CPU when 16
+    threads make them at once)."""
+    meta, blobs = [], []
+    for r in records:
+        m = {k: v for k, v in r.items() if k not in _BLOBS}
+        for k in _BLOBS:
+            b = r.get(k)
+            m[k] = -1 if b is None else len(b)
+            if b:
+                blobs.append(b)
+        meta.append(m)
+    return meta, b"".join(blobs)
+
+
+def _decode_answers(meta: list[dict], body: bytes) -> list[dict]:
+    out, pos = [], 0
+    for m in meta:
+        r = dict(m)
+        for k in _BLOBS:
+            n = r[k]
+            r[k] = None if n < 0 else body[pos:pos + n]
+            pos += max(n, 0)
+        out.append(r)
+    if pos != len(body):
+        raise ValueError("journal record: score bytes do not match their lengths")
+    return out
 
 
 class CacheWriter:
-    """Journals each scored variant at once (a framed record holding the variant's score
-    rows as an Arrow IPC stream, written straight to the OS) and turns the chunk's
+    """Journals each scored variant at once (a framed record holding the variant's long
+    rows or whole answers, written straight to the OS) and turns the chunk's
     results into one parquet shard on :meth:`flush` (the engine flushes at the end of
     every chunk). The journal is only read back to recover from a killed process."""
 
@@ -442,7 +482,7 @@ class CacheWriter:
         self._path: Path | None = None
         self._entries: list[tuple[str, list[str], float]] = []
         self._frames: list[pl.DataFrame] = []
-        self._answers: list[tuple[str, list[str], float, pl.DataFrame]] = []
+        self._answers: list[tuple[str, list[str], float, list[dict]]] = []
         self._rows = 0
         self.entries_written = 0
         self.shards_written = 0
@@ -474,10 +514,8 @@ class CacheWriter:
         if isinstance(scores, VariantAnswers):
             for block in scores.blocks.values():  # before the journal record that cites them
                 self.cache.put_block(self.ctx, block)
-            answers = scores.rows
-            buf = io.BytesIO()
-            answers.write_ipc_stream(buf, compression="uncompressed")
-            body = buf.getvalue()
+            answers = scores.records
+            meta, body = _encode_answers(answers)
             scores = None
         elif scores is not None and scores.height:
             if scores.schema != _SCORE_SCHEMA:
@@ -489,7 +527,7 @@ class CacheWriter:
             scores = None
         head = {"v": variant_key, "s": scorers, "t": ts}
         if answers is not None:
-            head["a"] = 1
+            head["a"], head["r"] = 2, meta
         header = json.dumps(head).encode()
         rec = _HEAD.pack(_MAGIC, len(header), len(body), zlib.crc32(body, zlib.crc32(header))) + header + body
         with self._lock:
@@ -498,7 +536,7 @@ class CacheWriter:
             self._fh.write(rec)  # unbuffered: in the OS now, survives SIGKILL of this process
             if answers is not None:
                 self._answers.append((variant_key, scorers, ts, answers))
-                self._rows += answers.height
+                self._rows += len(answers)
             else:
                 self._entries.append((variant_key, scorers, ts))
                 if scores is not None:
@@ -566,8 +604,14 @@ def read_journal_all(path: Path):
         if zlib.crc32(body, zlib.crc32(header)) != crc:
             break
         h = json.loads(header)
-        if h.get("a"):
-            answers.append((h["v"], list(h["s"]), float(h["t"]), pl.read_ipc_stream(io.BytesIO(body))))
+        if h.get("a") == 2:  # whole answers: records + their score bytes
+            try:
+                recs = _decode_answers(h["r"], body)
+            except (KeyError, TypeError, ValueError):
+                break  # checksum-valid but not ours to read: treated like a torn tail
+            answers.append((h["v"], list(h["s"]), float(h["t"]), recs))
+        elif h.get("a"):  # whole answers as an Arrow IPC stream (journals of agval before 2026-12)
+            answers.append((h["v"], list(h["s"]), float(h["t"]), pl.read_ipc_stream(io.BytesIO(body)).to_dicts()))
         else:
             entries.append((h["v"], list(h["s"]), float(h["t"])))
             if body:

@@ -364,8 +364,9 @@ def plan_scoring(variants: pl.DataFrame, scorers, *, backend: ScoringBackend, ca
             groups.setdefault(tuple(missing[k]), []).append(vmap[k])
     chunks: list[Chunk] = []
     for sc_idx, vs in groups.items():
-        for i in range(0, len(vs), max(1, chunk_size)):
-            chunks.append(Chunk(len(chunks), vs[i:i + chunk_size], [scorers[j] for j in sc_idx]))
+        size = -(-len(vs) // -(-len(vs) // max(1, chunk_size)))  # as few chunks, of even sizes (<= chunk_size)
+        for i in range(0, len(vs), size):
+            chunks.append(Chunk(len(chunks), vs[i:i + size], [scorers[j] for j in sc_idx]))
     hit_variants = sum(1 for k in uniq if not missing[k])
     return ScoringPlan(vt, vmap, scorers, ids, ctx, chunks, hits, hit_variants, variants.height, fp,
                        selection, row_genes)
@@ -464,12 +465,42 @@ def score_chunk(chunk: Chunk, *, backend: ScoringBackend, cache: ScoreCache | No
     each variant is claimed first (:meth:`ScoreCache.claim`): a variant another run is
     scoring at the same time is not scored twice but read from the cache once that run
     has stored it.
+
+    Two phases, :func:`fetch_chunk` (the calls, journal, cache shard) then
+    :func:`chunk_rows` (the selected long rows, CPU only); :func:`score` overlaps the
+    second with the next chunk's calls.
     """
+    return chunk_rows(fetch_chunk(chunk, backend=backend, cache=cache, ctx=ctx, concurrency=concurrency,
+                                  policy=policy, limiter=limiter, progress=progress,
+                                  raise_if_all_transient=raise_if_all_transient, selection=selection),
+                      parts_dir=parts_dir)
+
+
+@dataclass
+class FetchedChunk:
+    """A chunk whose calls are done and whose answers are in the cache (:func:`fetch_chunk`),
+    its long rows not built yet: ``outcomes`` in chunk order, ``kept`` (variant key -> whole
+    answers or long rows) and ``extra`` (selected rows of variants another run scored)."""
+
+    result: ChunkResult
+    outcomes: list
+    kept: dict
+    extra: list
+    selection: Any
+
+
+def fetch_chunk(chunk: Chunk, *, backend: ScoringBackend, cache: ScoreCache | None, ctx: CacheContext,
+                concurrency: int = 16, policy: RetryPolicy | None = None, limiter=None,
+                progress: Progress | None = None, raise_if_all_transient: bool = False,
+                selection=None) -> FetchedChunk:
+    """Phase 1 of :func:`score_chunk`: claim, call (bounded by ``concurrency``), journal,
+    write the chunk's answers shard and release the claims; no long row is built."""
     t0 = time.monotonic()
     selection = as_selection(selection)
     ids = [scorer_id(s) for s in chunk.scorers]
     writer = cache.writer(ctx) if cache is not None else None
     kept: dict[str, Any] = {}
+    extra: list[pl.DataFrame] = []
     lim = _CostLimiter(limiter, quota_cost(len(ids), ctx.interval_width)) if limiter is not None else None
     lim_before = limiter.stats() if limiter is not None and hasattr(limiter, "stats") else None
     claims = cache.claim(ctx, [v.key for v in chunk.variants], ids) if cache is not None else None
@@ -513,16 +544,14 @@ def score_chunk(chunk: Chunk, *, backend: ScoringBackend, cache: ScoreCache | No
             for sid in ids:
                 res.failures.append({"variant_key": o.variant.key, "scorer": sid, "error_code": o.error_code,
                                      "message": o.message, "attempts": o.attempts})
-    res.scores = _selected_rows(outcomes, kept, selection)  # in chunk order
     res.covered = [o.variant.key for o in outcomes if o.ok]
     if others:  # scored meanwhile by another run: wait for it, then read what it stored
         claims.wait_for(others)
         have = cache.contains(ctx, [ctx.key(v.key, sid) for v in others for sid in ids])
         done = [v for v in others if all(ctx.key(v.key, sid) in have for sid in ids)]
         if done:
-            rows = cache.lookup(ctx, [ctx.key(v.key, sid) for v in done for sid in ids],
-                                columns=list(SCORE_COLUMNS), selection=selection)
-            res.scores = pl.concat([res.scores, rows], how="vertical")
+            extra.append(cache.lookup(ctx, [ctx.key(v.key, sid) for v in done for sid in ids],
+                                      columns=list(SCORE_COLUMNS), selection=selection))
             res.covered += [v.key for v in done]
             res.waited += len(done)
             if progress is not None:
@@ -535,7 +564,7 @@ def score_chunk(chunk: Chunk, *, backend: ScoringBackend, cache: ScoreCache | No
             for k in ("calls", "retries", "throttled", "scored", "failed", "waited"):
                 setattr(res, k, getattr(res, k) + getattr(sub, k))
             res.failures += sub.failures
-            res.scores = pl.concat([res.scores, sub.scores], how="vertical")
+            extra.append(sub.scores)
             res.covered += sub.covered
     res.seconds = time.monotonic() - t0
     if lim_before is not None:
@@ -547,9 +576,23 @@ def score_chunk(chunk: Chunk, *, backend: ScoringBackend, cache: ScoreCache | No
         raise TransientScoringError(
             f"chunk {chunk.index}: all {len(outcomes)} variants failed with transient errors "
             f"(e.g. {outcomes[0].error_code}: {outcomes[0].message})")
+    return FetchedChunk(res, outcomes, kept, extra, selection)
+
+
+def chunk_rows(fetched: FetchedChunk, *, parts_dir: str | Path | None = None) -> ChunkResult:
+    """Phase 2 of :func:`score_chunk`: the selected long rows of a fetched chunk (chunk
+    order, then the rows read for other runs' variants), in memory or as a part in
+    ``parts_dir``. CPU only: no call, no cache write."""
+    res = fetched.result
+    t0 = time.monotonic()
+    scores = _selected_rows(fetched.outcomes, fetched.kept, fetched.selection)
+    extra = [f for f in fetched.extra if f is not None and f.height]
+    res.scores = pl.concat([scores, *extra], how="vertical") if extra else scores
+    fetched.kept.clear()
     if parts_dir is not None:
-        res.part = write_part(res.scores, parts_dir, f"chunk-{chunk.index:06d}")
+        res.part = write_part(res.scores, parts_dir, f"chunk-{res.index:06d}")
         res.scores = None
+    res.seconds += time.monotonic() - t0
     return res
 
 
@@ -592,19 +635,19 @@ def _compact_kw(backend) -> dict:
 def _selected_rows(outcomes, kept, selection) -> pl.DataFrame:
     """Long rows of the selection for a chunk's kept results (answers expanded in bulk)."""
     parts = []
-    answers, blocks = [], {}
+    records, blocks = [], {}  # whole answers are expanded in bulk, from their plain records
     for o in outcomes:
         a = kept.get(o.variant.key)
         if isinstance(a, VariantAnswers):
-            answers.append(a.rows)
+            records.extend(a.records)
             blocks.update(a.blocks)
         elif a is not None and a.height:
-            if answers:
-                parts.append(expand(pl.concat(answers), blocks.__getitem__, selection))
-                answers = []
+            if records:
+                parts.append(expand(records, blocks.__getitem__, selection))
+                records = []
             parts.append(filter_long(conform_scores(a), selection))
-    if answers:
-        parts.append(expand(pl.concat(answers), blocks.__getitem__, selection))
+    if records:
+        parts.append(expand(records, blocks.__getitem__, selection))
     parts = [p for p in parts if p.height]
     return pl.concat(parts, how="vertical") if parts else pl.DataFrame(schema=SCORE_COLUMNS)
 
@@ -746,11 +789,22 @@ def score(variants: pl.DataFrame, scorers, *, backend: ScoringBackend, cache="de
     prog = Progress(plan.n_to_score, progress)
     results = []
     parts_dir = new_parts_dir()
+    # A chunk's long rows are built on one helper thread while the next chunk's calls run
+    # (at most one chunk waits for its rows, so memory stays one chunk deep; the calls in
+    # flight stay bounded by ``concurrency``).
+    from concurrent.futures import ThreadPoolExecutor
+
     try:
-        for ch in plan.chunks:
-            results.append(score_chunk(ch, backend=backend, cache=store, ctx=plan.ctx, concurrency=concurrency,
-                                       policy=policy, limiter=limiter, progress=prog, selection=plan.selection,
-                                       parts_dir=parts_dir))
+        with ThreadPoolExecutor(1, thread_name_prefix="agval-rows") as rows_pool:
+            pending = None
+            for ch in plan.chunks:
+                fetched = fetch_chunk(ch, backend=backend, cache=store, ctx=plan.ctx, concurrency=concurrency,
+                                      policy=policy, limiter=limiter, progress=prog, selection=plan.selection)
+                if pending is not None:
+                    results.append(pending.result())
+                pending = rows_pool.submit(chunk_rows, fetched, parts_dir=parts_dir)
+            if pending is not None:
+                results.append(pending.result())
     finally:
         prog.close()
     return assemble(plan, results, cache=store, backend=backend, seconds=time.monotonic() - t0,
