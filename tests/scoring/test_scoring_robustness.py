@@ -250,3 +250,81 @@ def test_every_canary_failing_is_an_error():
 
     with pytest.raises(ScoringError, match="every canary variant failed"):
         canary_scores(_FailingBackend("UNAVAILABLE"), _PANEL3, policy=_fast_policy())
+
+
+# -- 3b. journals of whole answers: records (a=2), the older Arrow IPC form (a=1) --------
+def _answers_for(vk: str):
+    import numpy as np
+
+    from agval.scoring.answers import TrackBlock, VariantAnswers, answer_row
+    from agval.scoring.backend import TRACK_COLUMNS
+
+    frame = pl.DataFrame({"track_name": ["t0", "t1", "t2"], "track_strand": ["+", "-", "."]}).with_columns(
+        *[pl.lit(None, dtype=t).alias(c) for c, t in TRACK_COLUMNS.items() if c not in ("track_name", "track_strand")]
+    ).select(list(TRACK_COLUMNS))
+    block = TrackBlock("blk-test", frame)
+    genes = {"gene_id": ["ENSG1.2", "ENSG3"], "gene_name": ["A", None], "gene_type": ["protein_coding"] * 2,
+             "gene_strand": ["+", "-"], "junction_start": [None, None], "junction_end": [None, None]}
+    vals = np.arange(12, dtype=np.float32).reshape(2, 2, 3)
+    recs = [answer_row(vk, "G", "RNA_SEQ", block, vals, genes),
+            answer_row(vk, "V", "DNASE", block, vals[:1, :1], None)]  # raw scores only
+    return VariantAnswers(vk, recs, {block.id: block})
+
+
+def _dead_writer_journal(cache, ctx, add):
+    w = cache.writer(ctx)
+    add(w)
+    path = w._path
+    w._fh.close()  # the process dies: the lock is gone, the journal stays
+    w._fh = None
+    return path
+
+
+def test_a_killed_writers_whole_answers_are_recovered_exactly(tmp_path):
+    from agval.scoring.cache import ScoreCache, recover_journals
+
+    ctx = _ctx()
+    cache = ScoreCache(tmp_path, simulated=True)
+    ans = _answers_for("chr1:100:A>G")
+    path = _dead_writer_journal(cache, ctx, lambda w: w.add(ans.variant_key, ans, ["G", "V"]))
+    assert len(recover_journals(cache.ns_dir(ctx), ctx)) == 1 and not path.exists()
+    got = cache.lookup_answers(ctx, [ctx.key(ans.variant_key, s) for s in ("G", "V")])
+    assert got.drop("ckey", "scored_at").sort("scorer").equals(ans.rows.sort("scorer"))
+    assert got.filter(pl.col("scorer") == "V")["quantile"].to_list() == [None]
+
+
+def test_an_older_arrow_ipc_journal_is_still_recovered(tmp_path):
+    import io
+    import json
+    import zlib
+
+    from agval.scoring.cache import _HEAD, _MAGIC, ScoreCache, recover_journals
+
+    ctx = _ctx()
+    cache = ScoreCache(tmp_path, simulated=True)
+    ans = _answers_for("chr1:200:C>T")
+
+    def legacy(w):
+        for block in ans.blocks.values():
+            cache.put_block(ctx, block)
+        buf = io.BytesIO()
+        ans.rows.write_ipc_stream(buf, compression="uncompressed")
+        body = buf.getvalue()
+        header = json.dumps({"v": ans.variant_key, "s": ["G", "V"], "t": 1.0, "a": 1}).encode()
+        w._open()
+        w._fh.write(_HEAD.pack(_MAGIC, len(header), len(body), zlib.crc32(body, zlib.crc32(header))) + header + body)
+
+    _dead_writer_journal(cache, ctx, legacy)
+    recover_journals(cache.ns_dir(ctx), ctx)
+    got = cache.lookup_answers(ctx, [ctx.key(ans.variant_key, s) for s in ("G", "V")])
+    assert got.drop("ckey", "scored_at").sort("scorer").equals(ans.rows.sort("scorer"))
+
+
+def test_a_records_journal_whose_byte_lengths_disagree_ends_like_a_torn_tail():
+    from agval.scoring.cache import _decode_answers, _encode_answers
+
+    recs = _answers_for("chr1:300:G>A").records
+    meta, body = _encode_answers(recs)
+    assert _decode_answers(meta, body) == recs
+    with pytest.raises(ValueError):
+        _decode_answers(meta, body + b"\0\0\0\0")
