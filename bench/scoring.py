@@ -59,23 +59,10 @@ def _variants(world: Path, n: int, offset: int = 0):
 
 
 def bench_sdk(address: str, df, concurrency: int) -> float:
-    import grpc
-    from alphagenome.data import genome
-    from alphagenome.models import dna_client
+    """The bare SDK's ``score_variants`` with the DNASE scorer: variants/s."""
     from alphagenome.models import variant_scorers as vs
 
-    channel = grpc.insecure_channel(address, options=[("grpc.max_send_message_length", -1),
-                                                      ("grpc.max_receive_message_length", -1)])
-    client = dna_client.DnaClient(channel=channel)
-    variants = [genome.Variant(c, int(p), r, a) for c, p, r, a in df.select("chrom", "pos", "ref", "alt").iter_rows()]
-    intervals = [v.reference_interval.resize(WIDTH) for v in variants]
-    t0 = time.perf_counter()
-    out = client.score_variants(intervals, variants, [vs.RECOMMENDED_VARIANT_SCORERS["DNASE"]],
-                                max_workers=concurrency, progress_bar=False)
-    secs = time.perf_counter() - t0
-    assert len(out) == len(variants)
-    channel.close()
-    return len(variants) / secs
+    return _sdk_scorers(address, df, [vs.RECOMMENDED_VARIANT_SCORERS["DNASE"]], concurrency)
 
 
 def bench_agval(backend, df, concurrency: int, cache, fp) -> tuple[float, dict]:
